@@ -1,0 +1,26 @@
+#!/usr/bin/env python3
+"""Train and test a spherical CNN (the demo's command line).
+
+    python3 scripts/train.py @params/model-64.txt @params/m40-64.txt @params/training.txt \
+        --dset_dir ~/data/m40-so3-64 --logdir /tmp/m40-so3 --run_id m40-so3
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from spherical_cnn.params import ParamsError  # noqa: E402
+from spherical_cnn.training import run  # noqa: E402
+
+
+def main():
+    try:
+        run()
+    except (ParamsError, FileNotFoundError, ValueError) as err:
+        print("error: {}".format(err), file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

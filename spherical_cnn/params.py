@@ -1,0 +1,228 @@
+"""Command-line flags of the training script.
+
+Every flag of the original demo exists here with the same long name, short
+form and default, so that its params files (``@params/model-64.txt`` ...) and
+commands work unchanged. Differences from the original:
+
+- ``--learning_rate`` is parsed with ``yaml.safe_load`` (PyYAML >= 6 refuses a
+  bare ``yaml.load``) and validated to be a mapping ``{epoch: value}``.
+- Bad combinations raise :class:`ParamsError` with a message naming the flags
+  instead of a bare ``assert``.
+- New flags: ``--seed``, ``--distribute``, ``--export``, ``--progress``,
+  ``--tensorboard_histograms``; and the dataset loader ``synthetic`` (the
+  built-in dataset, generated on first use).
+"""
+import argparse
+import os
+
+import yaml
+
+MODELS_HELP = "model name; a builder registered in spherical_cnn.models.MODELS"
+
+
+class ParamsError(ValueError):
+    """A flag (or combination of flags) has an invalid value."""
+
+
+def _int_list(text):
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected a comma-separated list of integers, got {!r}".format(text))
+
+
+def _learning_rate(text):
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(
+            "--learning_rate must be a YAML mapping like '{{0: 0.001, 32: 0.0002}}': {}".format(err))
+    if isinstance(value, (int, float)):
+        value = {0: float(value)}
+    if not isinstance(value, dict) or not value:
+        raise argparse.ArgumentTypeError(
+            "--learning_rate must be a YAML mapping epoch -> value, got {!r}".format(text))
+    try:
+        return {int(k): float(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            "--learning_rate keys must be epochs (int) and values numbers, got {!r}".format(text))
+
+
+def build_parser():
+    """The argument parser (``@file`` arguments read one token per line)."""
+    p = argparse.ArgumentParser(description="Train and test a spherical CNN.",
+                                fromfile_prefix_chars="@")
+    p.add_argument("--model", "-m", type=str, default="", help=MODELS_HELP)
+    p.add_argument("--logdir", "-ld", type=str, default="",
+                   help="directory for checkpoints, logs, TensorBoard events and the exported model")
+    p.add_argument("--run_id", "-id", type=str, default="",
+                   help="name of this run in the final table (default: last part of --logdir)")
+    p.add_argument("--test_only", "-to", action="store_true", default=False,
+                   help="reload the flags saved in --logdir and only test the final model")
+
+    # dataset
+    p.add_argument("--dset", "-d", type=str, default="",
+                   help="dataset loader: from_cached_tfrecords or synthetic (built-in, made on first use)")
+    p.add_argument("--dset_dir", "-dd", type=str, default=os.path.expanduser("~/bigdata"),
+                   help="directory with train*/val*/test*.tfrecord files")
+    p.add_argument("--n_classes", "-nc", type=int, default=10, help="number of classes")
+    p.add_argument("--dtype", "-dt", type=str, default="float32",
+                   help="dtype of the raw `x` arrays in the records (e.g. complex64, float32)")
+    p.add_argument("--spectral_input", action="store_true", default=False,
+                   help="inputs are spherical harmonic coefficients instead of grid values")
+    p.add_argument("--mag_ang", action="store_true", default=False,
+                   help="turn each complex channel into [magnitude, sine of the phase]")
+    p.add_argument("--first_n", "-fn", type=int, default=None,
+                   help="use only the first n batches of each training epoch")
+    p.add_argument("--test_n", "-tn", type=int, default=0,
+                   help="use only the first n test batches (0: all)")
+    p.add_argument("--input_res", "-res", type=int, default=32,
+                   help="grid resolution n of the n x n spherical inputs")
+    p.add_argument("--skip_val", "-sv", action="store_true", default=False,
+                   help="skip validation ('valid' then reports train accuracy)")
+
+    # training
+    p.add_argument("--optimizer", "-o", type=str, default="adam", choices=["adam", "momentum"],
+                   help="adam, or momentum (Nesterov, 0.9)")
+    p.add_argument("--learning_rate", "-lr", type=_learning_rate, default={0: 1e-3},
+                   help="learning rate schedule as a YAML mapping {epoch: value}")
+    p.add_argument("--regularization_weight", "-reg", type=float, default=0,
+                   help="weight of the L2 regularization of the convolution filters")
+    p.add_argument("--n_epochs", "-ne", type=int, default=10, help="number of training epochs")
+    p.add_argument("--from_scratch", "-fs", action="store_true", default=False,
+                   help="discard checkpoints and events in --logdir and start over")
+    p.add_argument("--train_bsize", "-bs", type=int, default=128,
+                   help="batch size (train, validation and test)")
+
+    # model
+    p.add_argument("--nchannels", default=1, type=int, help="number of channels stored in the records")
+    p.add_argument("--nfilters", default=[16, 16, 32, 32, 64, 64], type=_int_list,
+                   help="filters per layer (comma list)")
+    p.add_argument("--pool_layers", default=[0, 1, 0, 1, 0, 0], type=_int_list,
+                   help="pooling levels after each layer (comma list)")
+    p.add_argument("--concat_branches", default=[0, 0, 0, 0, 0, 0], type=_int_list,
+                   help="layers where branch 0 also receives branch 1's features (comma list)")
+    p.add_argument("--dropout", "-do", action="store_true", default=False, help="use dropout (0.5)")
+    p.add_argument("--batch_norm", "-bn", action="store_true", default=False, help="batch normalization")
+    p.add_argument("--batch_renorm", "-brn", action="store_true", default=False,
+                   help="batch renormalization (with --batch_norm)")
+    p.add_argument("--nonlin", "-nl", type=str, default="prelu",
+                   help="nonlinearity: prelu, identity, or any keras activation name")
+    p.add_argument("--spectral_pool", "-sp", action="store_true", default=False,
+                   help="pool in the spectral domain instead of on the grid")
+    p.add_argument("--pool", "-p", choices=["wap", "max", "avg"], default="wap",
+                   help="grid pooling: area-weighted average, max or average")
+    p.add_argument("--n_filter_params", "-nfp", type=int, default=0,
+                   help="spectral filter parameters per degree range (0: one per degree)")
+    p.add_argument("--weighted_sph_avg", "-wsa", action="store_true", default=False,
+                   help="weight the final feature maps by the cell area before pooling")
+    p.add_argument("--final_pool", "-fp", choices=["gap", "max", "magnitudes", "all"], default="gap",
+                   help="final pooling")
+    p.add_argument("--extra_loss", "-el", action="store_true", default=False,
+                   help="extra classifier and loss on the second branch")
+    p.add_argument("--triplet_loss", "-tl", action="store_true", default=False,
+                   help="add a semi-hard triplet loss on the descriptors")
+    p.add_argument("--round_batches", "-rb", action="store_true", default=False,
+                   help="drop incomplete batches (needed by --triplet_loss)")
+    p.add_argument("--no_final_fc", "-nofc", action="store_true", default=False,
+                   help="no fully connected layer before the classifier")
+    p.add_argument("--transform_method", "-tm", choices=["naive", "sep"], default="naive",
+                   help="spherical harmonic transform: naive (dense) or sep (separation of variables)")
+    p.add_argument("--real_inputs", "-ri", action="store_true", default=False,
+                   help="use the m >= 0 half of the coefficients (inputs are real)")
+
+    # ours
+    p.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling)")
+    p.add_argument("--distribute", choices=["none", "mirrored", "multi_worker"], default="none",
+                   help="tf.distribute strategy: several GPUs (mirrored) or machines (multi_worker, TF_CONFIG)")
+    p.add_argument("--no_export", dest="export", action="store_false", default=True,
+                   help="do not export the final model as logdir/model.keras")
+    p.add_argument("--progress", choices=["auto", "bar", "none"], default="auto",
+                   help="per-epoch progress bar (auto: only on a terminal)")
+    p.add_argument("--tensorboard_histograms", type=int, default=1,
+                   help="write weight/activation histograms every N epochs (0: never)")
+    return p
+
+
+def parse(args=None):
+    """Parse flags from a token list, a dict of values, or ``sys.argv``.
+
+    Args:
+        args: ``None`` (command line), a list of tokens (``['@params/x.txt', '--n_epochs', '2']``)
+            or a dict of flag values applied over the defaults (used to reload saved flags).
+
+    Returns:
+        argparse.Namespace, checked with :func:`check`.
+    """
+    parser = build_parser()
+    if isinstance(args, dict):
+        out = parser.parse_args([])
+        known = vars(out)
+        for key, value in args.items():
+            if key not in known:
+                raise ParamsError("unknown flag {!r} in saved flags".format(key))
+            setattr(out, key, value)
+    else:
+        out = parser.parse_args(args)
+
+    out.logdir = os.path.expanduser(out.logdir)
+    out.dset_dir = os.path.expanduser(out.dset_dir)
+    if not out.run_id:
+        out.run_id = os.path.basename(os.path.normpath(out.logdir)) if out.logdir else "run"
+    check(out)
+    return out
+
+
+def check(args):
+    """Raise :class:`ParamsError` for invalid values or combinations of flags."""
+    n_layers = len(args.nfilters)
+    if n_layers == 0:
+        raise ParamsError("--nfilters is empty")
+    if len(args.pool_layers) != n_layers:
+        raise ParamsError("--nfilters has {} entries but --pool_layers has {}"
+                          .format(n_layers, len(args.pool_layers)))
+    if args.model == "two_branch" and len(args.concat_branches) != n_layers:
+        raise ParamsError("--nfilters has {} entries but --concat_branches has {}"
+                          .format(n_layers, len(args.concat_branches)))
+    if any(v < 0 for v in args.pool_layers):
+        raise ParamsError("--pool_layers must be non-negative, got {}".format(args.pool_layers))
+    n_levels = sum(args.pool_layers)
+    if args.input_res <= 0 or args.input_res % (2 ** (n_levels + 1)) != 0:
+        raise ParamsError("--input_res {} cannot be pooled {} times (--pool_layers {}): it must be "
+                          "a multiple of {}".format(args.input_res, n_levels, args.pool_layers,
+                                                    2 ** (n_levels + 1)))
+    if args.test_only and args.from_scratch:
+        raise ParamsError("--test_only and --from_scratch exclude each other")
+    if args.extra_loss and args.model != "two_branch":
+        raise ParamsError("--extra_loss needs --model two_branch (got {!r})".format(args.model))
+    if args.triplet_loss and not args.round_batches:
+        raise ParamsError("--triplet_loss needs --round_batches (the loss uses full batches)")
+    if args.spectral_pool and args.pool != "wap":
+        raise ParamsError("--pool {} has no effect with --spectral_pool; leave --pool at wap"
+                          .format(args.pool))
+    if args.batch_renorm and not args.batch_norm:
+        raise ParamsError("--batch_renorm needs --batch_norm")
+    if args.train_bsize <= 0:
+        raise ParamsError("--train_bsize must be positive, got {}".format(args.train_bsize))
+    if args.n_epochs < 0:
+        raise ParamsError("--n_epochs must be >= 0, got {}".format(args.n_epochs))
+    if 0 not in args.learning_rate:
+        raise ParamsError("--learning_rate must give a value for epoch 0, got {}"
+                          .format(args.learning_rate))
+    if args.n_classes < 2:
+        raise ParamsError("--n_classes must be >= 2, got {}".format(args.n_classes))
+    if not args.test_only and not args.logdir:
+        raise ParamsError("--logdir is required (checkpoints and logs are written there)")
+
+
+def learning_rate_at(schedule, epoch):
+    """Learning rate in effect at ``epoch`` (0-based) for a ``{epoch: value}`` schedule."""
+    starts = [e for e in sorted(schedule) if e <= epoch]
+    return schedule[starts[-1]] if starts else schedule[min(schedule)]
+
+
+def to_dict(args):
+    """Flags as a plain dict (YAML/JSON serialisable)."""
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(args).items()}

@@ -1,0 +1,157 @@
+"""End to end: scripts/train.py on records in the original format.
+
+Records are written here with a minimal ``tf.train.Example`` writer (only the
+original's ``x`` and ``y`` fields), so that these tests depend on the reader
+and the trainer only. Resolution 16, tiny models, a few dozen samples.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from spherical_cnn import params, training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RES = 16
+N_CLASSES = 3
+
+TINY_MODEL = ["--model", "two_branch", "--nfilters", "4,4,6", "--pool_layers", "0,1,0",
+              "--concat_branches", "0,1,0", "--n_filter_params", "4", "--batch_norm",
+              "--input_res", str(RES), "--n_classes", str(N_CLASSES), "--dtype", "complex64",
+              "--mag_ang", "--real_inputs", "--dset", "from_cached_tfrecords",
+              "--train_bsize", "8", "--tensorboard_histograms", "1", "--progress", "none"]
+
+
+def _example(x, y):
+    feature = {"x": tf.train.Feature(bytes_list=tf.train.BytesList(value=[x.tobytes()])),
+               "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(y)]))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_records(directory, n_per_class=8, seed=0):
+    """Class c: a map whose magnitude grows with c (learnable), random phases."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    files = {"train_000": 0, "train_001": 1, "val_000": 2, "test_000": 3}
+    for name, offset in files.items():
+        with tf.io.TFRecordWriter(os.path.join(directory, name + ".tfrecord")) as w:
+            for i in range(n_per_class * N_CLASSES):
+                y = i % N_CLASSES
+                mag = 1.0 + y + 0.2 * rng.random((RES, RES, 1))
+                ang = rng.uniform(0, np.pi / 2, (RES, RES, 1))
+                w.write(_example((mag * np.exp(1j * ang)).astype(np.complex64), y))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def dset_dir(tmp_path_factory):
+    return write_records(str(tmp_path_factory.mktemp("records")))
+
+
+def read_scalars(logdir):
+    """{tag: [(step, value)]} from the TensorBoard event files in logdir."""
+    out = {}
+    for f in sorted(os.listdir(logdir)):
+        if not f.startswith("events.out"):
+            continue
+        for raw in tf.data.TFRecordDataset(os.path.join(logdir, f)):
+            event = tf.compat.v1.Event.FromString(raw.numpy())
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v))
+    return out
+
+
+def test_train_test_table_checkpoints_and_summaries(dset_dir, tmp_path, capsys):
+    logdir = str(tmp_path / "run")
+    result = training.run(TINY_MODEL + ["--dset_dir", dset_dir, "--logdir", logdir,
+                                        "--n_epochs", "2", "--learning_rate", "{0: 0.01, 1: 0.005}"])
+    out = capsys.readouterr().out
+    assert "epoch=1; lr=0.0100 train: " in out and "epoch=2; lr=0.0050 train: " in out
+    assert "|model|train|val|test|train time|" in out
+    assert "|run|{:.4f}|{:.4f}|{:.4f}|".format(result["train"], result["val"], result["test"]) in out
+    for name in ("best", "latest", "final"):
+        assert os.path.exists(os.path.join(logdir, name, "ckpt.index")), name
+    assert os.path.exists(os.path.join(logdir, "flags.yaml"))
+    assert os.path.exists(os.path.join(logdir, "model.keras"))
+    saved = json.load(open(os.path.join(logdir, "results.json")))
+    assert saved["test"] == pytest.approx(result["test"])
+
+    tags = read_scalars(logdir)
+    for tag in ["train_acc", "valid_acc", "learning_rate", "loss/total", "loss/cross_entropy",
+                "loss/extra", "loss/triplet", "loss/regularization", "valid_confusion"]:
+        assert tag in tags, (tag, sorted(tags))
+    assert [s for s, _ in tags["train_acc"]] == [1, 2]
+    assert any(t.startswith("weights/") for t in tags)
+    assert any(t.startswith("activations/conv0_b0") for t in tags)
+
+    # --test_only reloads the saved flags and reproduces the test accuracy
+    again = training.run(["--test_only", "--logdir", logdir])
+    assert again["test"] == pytest.approx(result["test"])
+
+    # The exported model reproduces the checkpoint's predictions.
+    import keras
+    from spherical_cnn import datasets
+    args = training.load_flags(logdir, {})
+    x, _ = next(iter(datasets.load(args).eval("test")))
+    exported = keras.models.load_model(os.path.join(logdir, "model.keras"))
+    trainer = training.Trainer(args)
+    trainer.store.restore("final", trainer.checkpoint, expect_partial=True)
+    np.testing.assert_allclose(exported(x)["logits"], trainer.model(x)["logits"], rtol=1e-4, atol=1e-5)
+
+
+def test_killed_run_continues_from_latest(dset_dir, tmp_path):
+    """Kill a run right after epoch 1 is logged; the rerun starts at epoch 2."""
+    logdir = str(tmp_path / "killed")
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "train.py")] + TINY_MODEL + [
+        "--dset_dir", dset_dir, "--logdir", logdir, "--n_epochs", "3", "--skip_val"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        lines.append(line)
+        if "epoch=1;" in line or time.time() > deadline:
+            proc.kill()
+            break
+    proc.wait()
+    assert any("epoch=1;" in l for l in lines), "".join(lines[-20:])
+    assert not any("epoch=2;" in l for l in lines)
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "Continuing from checkpoint" in rerun.stdout and "at epoch 1" in rerun.stdout
+    epochs = [l.split("epoch=")[1].split(";")[0] for l in rerun.stdout.splitlines() if "epoch=" in l
+              and "; lr=" in l]
+    assert epochs == ["2", "3"]
+
+
+def test_from_scratch_discards_checkpoints(dset_dir, tmp_path, capsys):
+    logdir = str(tmp_path / "scratch")
+    base = TINY_MODEL + ["--dset_dir", dset_dir, "--logdir", logdir, "--skip_val", "--no_export"]
+    training.run(base + ["--n_epochs", "1"])
+    training.run(base + ["--n_epochs", "1", "--from_scratch"])
+    out = capsys.readouterr().out
+    assert "Training from scratch" in out
+    assert out.count("epoch=1;") == 2
+
+
+def test_missing_dataset_dir_is_named(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    with pytest.raises(Exception, match="nowhere"):
+        training.run(TINY_MODEL + ["--dset_dir", missing, "--logdir", str(tmp_path / "r")])
+
+
+def test_wrong_resolution_names_file_and_sizes(dset_dir, tmp_path):
+    argv = [a if a != str(RES) else "32" for a in TINY_MODEL]
+    with pytest.raises(Exception, match=r"train_000\.tfrecord.*record 0.*expected"):
+        training.run(argv + ["--dset_dir", dset_dir, "--logdir", str(tmp_path / "r"), "--n_epochs", "1"])
+
+
+def test_test_only_without_run_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="flags.yaml"):
+        training.run(["--test_only", "--logdir", str(tmp_path / "empty")])
