@@ -27,12 +27,13 @@ from . import models
 from . import params as params_mod
 from .checkpoints import CheckpointStore
 from .losses import softmax_cross_entropy, triplet_semihard_loss
-from .summaries import RunSummaries, confusion_matrix
+from .summaries import RunSummaries
 
 LOGGER_NAME = "spherical_cnn"
 FLAGS_FILE = "flags.yaml"
 RESULTS_FILE = "results.json"
 EXPORT_FILE = "model.keras"
+CLASSES_FILE = "classes.txt"
 
 
 class _StdoutHandler(logging.StreamHandler):
@@ -189,7 +190,9 @@ class Trainer:
 
         def replica_eval(x, y):
             out = model(x, training=False)
-            return tf.argmax(out["logits"], axis=-1, output_type=tf.int64), tf.cast(y, tf.int64)
+            pred = tf.argmax(out["logits"], axis=-1, output_type=tf.int64)
+            return tf.math.confusion_matrix(tf.cast(y, tf.int64), pred, num_classes=args.n_classes,
+                                            dtype=tf.int64)
 
         @tf.function
         def train_step(x, y):
@@ -198,9 +201,8 @@ class Trainer:
 
         @tf.function
         def eval_step(x, y):
-            pred, label = strategy.run(replica_eval, args=(x, y))
-            return (strategy.experimental_local_results(pred),
-                    strategy.experimental_local_results(label))
+            per_replica = strategy.run(replica_eval, args=(x, y))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
         self._train_step, self._eval_step = train_step, eval_step
 
@@ -242,16 +244,12 @@ class Trainer:
         """Accuracy and confusion-matrix counts of the current weights on ``split``."""
         if self._eval_step is None:
             self._build_steps()
-        preds, labels = [], []
+        conf = np.zeros((self.args.n_classes, self.args.n_classes), dtype=np.int64)
         for x, y in self._distribute(self.dataset.eval(split)):
-            p, l = self._eval_step(x, y)
-            preds.extend(t.numpy() for t in p)
-            labels.extend(t.numpy() for t in l)
-        if not labels:
+            conf += self._eval_step(x, y).numpy()
+        if conf.sum() == 0:
             raise RuntimeError("the {} split yielded no batch".format(split))
-        preds, labels = np.concatenate(preds), np.concatenate(labels)
-        conf = confusion_matrix(labels, preds, self.args.n_classes)
-        return float(np.mean(preds == labels)), conf
+        return float(np.trace(conf) / conf.sum()), conf
 
     def _activations(self):
         names = models.block_outputs(self.model)
@@ -282,6 +280,9 @@ class Trainer:
         args = self.args
         if self.chief:
             save_flags(args)
+            names = getattr(self.dataset, "class_names", None)
+            if names:
+                write_atomic(os.path.join(args.logdir, CLASSES_FILE), "\n".join(names) + "\n")
         start = self.resume_or_start()
         self._build_steps()
         summaries = RunSummaries(args.logdir, enabled=self.chief)
@@ -306,7 +307,7 @@ class Trainer:
             summaries.scalars(scalars, step)
             summaries.confusion(conf, step)
             every = args.tensorboard_histograms
-            if every and (step % every == 0 or step == args.n_epochs):
+            if self.chief and every and (step % every == 0 or step == args.n_epochs):
                 summaries.histograms(self.model, self._activations(), step)
             summaries.flush()
 
@@ -321,8 +322,8 @@ class Trainer:
         return train_acc, valid_acc, mean_time
 
     def test(self, checkpoint="final"):
-        """Restore ``checkpoint`` and return (test accuracy, confusion counts)."""
-        if not self.store.restore(checkpoint, self.checkpoint, expect_partial=True):
+        """Test accuracy and confusion counts of ``checkpoint`` (None: the weights in memory)."""
+        if checkpoint and not self.store.restore(checkpoint, self.checkpoint, expect_partial=True):
             raise FileNotFoundError("no '{}' checkpoint in {}".format(checkpoint, self.args.logdir))
         return self.evaluate("test")
 
@@ -369,7 +370,9 @@ def run(argv=None):
         train, valid, train_time = 0.0, 0.0, 0.0
 
     logger.info("Start testing...")
-    test, _ = trainer.test("final")
+    # Right after training the weights in memory are the final ones (a non-chief
+    # worker keeps no checkpoint); --test_only restores them.
+    test, _ = trainer.test("final" if args.test_only else None)
     if not args.test_only:
         if args.export:
             logger.info("Exported model to {}".format(trainer.export()))
@@ -377,6 +380,7 @@ def run(argv=None):
             write_atomic(os.path.join(args.logdir, RESULTS_FILE), json.dumps(
                 {"run_id": args.run_id, "train": train, "val": valid, "test": test,
                  "train_time": train_time, "n_params": n_params,
+                 "steps": int(trainer.optimizer.iterations.numpy()),
                  "epochs": args.n_epochs}, indent=2))
     for line in results_table(args.run_id, train, valid, test, train_time):
         logger.info(line)
