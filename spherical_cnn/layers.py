@@ -1,0 +1,258 @@
+"""Keras layers of the Spherical CNN: spherical convolution and sphere-aware pooling.
+
+Maps are ``(batch, azimuth, polar, channels)`` on the Driscoll-Healy grid of
+size n (polar pi*j/n, azimuth 2*pi*k/n); L = n // 2 degrees.  All math is in
+``keras.ops`` with real arithmetic, so the layers run on TensorFlow and JAX.
+Transform tables are shared between layers through ``sht.get_transform``.
+"""
+import keras
+import numpy as np
+from keras import ops
+
+from . import sht
+from . import sht_tables as tables
+from . import util
+
+_PACKAGE = "spherical_cnn"
+
+
+def _compute_dtype(layer):
+    """float64 when the layer's policy asks for it, else float32 (tables are float32/64 only)."""
+    return "float64" if layer.compute_dtype == "float64" else "float32"
+
+
+def _check_grid(shape, who):
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[1] % 2 or shape[3] is None:
+        raise ValueError(f"{who}: input must be (batch, n, n, channels) with n even, "
+                         f"(batch, azimuth, polar, channels); got shape {tuple(shape)}")
+    return shape[1]
+
+
+def _polar_weights(n, dtype):
+    return ops.convert_to_tensor(util.cell_area_weights(n).reshape(1, 1, n, 1).astype(dtype))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SphConv(keras.layers.Layer):
+    """Spherical convolution with zonal filters learned in the spectral domain.
+
+    ``out_{d,l}^m = sum_c 2 pi sqrt(4 pi / (2l+1)) x_{c,l}^m k_{c,l,d} (+ bias)``:
+    the convolution of the input with a zonal filter whose order-0 coefficients
+    are ``k_{c,l,d}``; it commutes with rotations.
+
+    Args:
+        filters: number of output channels.
+        n_filter_params: 0 for one weight per degree (nw = L); otherwise
+            nw = min(n_filter_params, L) weights per (input, output) pair,
+            placed at linspace(0, 1, nw) and linearly interpolated over the
+            degrees at linspace(0, 1, L) (a smooth spectrum gives a localized filter).
+        use_bias: add a per-filter bias (zeros initially).
+        spectral_pool: keep degrees < L / 2**spectral_pool and return the map at
+            n / 2**spectral_pool.
+        method: 'naive' (dense harmonics) or 'sep' (separation of variables).
+        real_inputs: use the real layout (orders m >= 0); False computes all orders.
+        spectral_input: inputs are spectral, real ``(batch, 2, S, L, L, in_ch)``
+            (axis 1 = real, imaginary; S = 1 if real_inputs else 2).
+        kernel_regularizer, kernel_initializer: keras objects/identifiers; the
+            default initializer is a truncated normal with stddev
+            2 / (2 pi sqrt(L * in_ch)).
+
+    Input: ``(batch, n, n, in_ch)``. Output: ``(batch, n', n', filters)``,
+    n' = n // 2**spectral_pool.
+
+    Weights: ``kernel`` (in_ch, nw, filters); ``bias`` (filters,).
+    """
+
+    def __init__(self, filters, n_filter_params=0, use_bias=True, spectral_pool=0,
+                 method="naive", real_inputs=True, spectral_input=False,
+                 kernel_regularizer=None, kernel_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        if int(filters) != filters or filters < 1:
+            raise ValueError(f"SphConv: filters must be a positive integer, got {filters!r}")
+        if int(n_filter_params) != n_filter_params or n_filter_params < 0:
+            raise ValueError(f"SphConv: n_filter_params must be >= 0, got {n_filter_params!r}")
+        if int(spectral_pool) != spectral_pool or spectral_pool < 0:
+            raise ValueError(f"SphConv: spectral_pool must be >= 0, got {spectral_pool!r}")
+        self.filters = int(filters)
+        self.n_filter_params = int(n_filter_params)
+        self.use_bias = bool(use_bias)
+        self.spectral_pool = int(spectral_pool)
+        self.method = tables.check_method(method)
+        self.real_inputs = bool(real_inputs)
+        self.spectral_input = bool(spectral_input)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.kernel_initializer = (keras.initializers.get(kernel_initializer)
+                                   if kernel_initializer is not None else None)
+
+    def _grid_of(self, input_shape):
+        shape = tuple(input_shape)
+        if self.spectral_input:
+            S = tables.n_layouts(self.real_inputs)
+            if (len(shape) != 6 or shape[1] != 2 or shape[2] != S or shape[3] is None
+                    or shape[3] != shape[4] or shape[5] is None):
+                raise ValueError(f"SphConv({self.name}): spectral input must be (batch, 2, {S}, L, L, "
+                                 f"channels) for real_inputs={self.real_inputs}; got shape {shape}")
+            n, in_ch = 2 * shape[3], shape[5]
+        else:
+            n, in_ch = _check_grid(shape, f"SphConv({self.name})"), shape[3]
+        if n % (2 ** (self.spectral_pool + 1)):
+            raise ValueError(f"SphConv({self.name}): spectral_pool={self.spectral_pool} needs n "
+                             f"divisible by {2 ** (self.spectral_pool + 1)}, got n={n}")
+        return n, in_ch
+
+    def build(self, input_shape):
+        n, in_ch = self._grid_of(input_shape)
+        self.n, self.in_channels = n, in_ch
+        L = n // 2
+        self.n_weights = L if self.n_filter_params == 0 else min(self.n_filter_params, L)
+        init = self.kernel_initializer
+        if init is None:
+            init = keras.initializers.TruncatedNormal(stddev=2.0 / (2 * np.pi * np.sqrt(L * in_ch)))
+        self.kernel = self.add_weight(name="kernel", shape=(in_ch, self.n_weights, self.filters),
+                                      initializer=init, regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+        else:
+            self.bias = None
+        # interpolation over degrees and the zonal-convolution factor, as one (nw, L) matrix
+        interp = tables.degree_interpolation(self.n_weights, L) * tables.zonal_factor(L)[None, :]
+        self._degree_matrix = interp
+        self.built = True
+
+    def call(self, inputs):
+        dtype = _compute_dtype(self)
+        L = self.n // 2
+        fwd = sht.get_transform(self.n, self.method, self.real_inputs, dtype)
+        if self.spectral_input:
+            coeffs = ops.cast(inputs, dtype)
+        else:
+            coeffs = fwd.forward_packed(inputs)  # (b, 2, S, L, L, c)
+        kernel = ops.einsum("cwf,wl->lcf", ops.cast(self.kernel, dtype),
+                            ops.convert_to_tensor(self._degree_matrix.astype(dtype)))
+        Lp = L // 2 ** self.spectral_pool
+        if self.spectral_pool:
+            coeffs = coeffs[:, :, :, :Lp, :Lp]
+            kernel = kernel[:Lp]
+        # per degree: (b, r, s, m, c) x (c, f); batched over l
+        out = ops.einsum("brslmc,lcf->brslmf", coeffs, kernel)
+        inv = sht.get_transform(self.n // 2 ** self.spectral_pool, self.method, self.real_inputs, dtype)
+        x = inv.inverse_packed(out)
+        if self.use_bias:
+            x = x + ops.cast(self.bias, dtype)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        n, _ = self._grid_of(input_shape)
+        m = n // 2 ** self.spectral_pool
+        return (input_shape[0], m, m, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters,
+            "n_filter_params": self.n_filter_params,
+            "use_bias": self.use_bias,
+            "spectral_pool": self.spectral_pool,
+            "method": self.method,
+            "real_inputs": self.real_inputs,
+            "spectral_input": self.spectral_input,
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)
+            if self.kernel_regularizer is not None else None,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)
+            if self.kernel_initializer is not None else None,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AreaWeightedPooling(keras.layers.Layer):
+    """Area-weighted average pooling ('wap') on the DH grid.
+
+    ``x * w_fine(polar)`` -> average pool ``pool_size x pool_size`` (stride
+    pool_size, 'same' padding) -> ``/ w_coarse(polar)``, with
+    ``w = util.cell_area_weights`` along axis 2 (polar).
+    Input ``(batch, n, n, c)``, output ``(batch, ceil(n / pool_size), ..., c)``.
+    """
+
+    def __init__(self, pool_size=2, **kwargs):
+        super().__init__(**kwargs)
+        if int(pool_size) != pool_size or pool_size < 1:
+            raise ValueError(f"AreaWeightedPooling: pool_size must be a positive integer, got {pool_size!r}")
+        self.pool_size = int(pool_size)
+
+    def _sizes(self, shape):
+        n = _check_grid(shape, f"AreaWeightedPooling({self.name})")
+        m = -(-n // self.pool_size)
+        if m % 2:
+            raise ValueError(f"AreaWeightedPooling({self.name}): pooled grid size {m} (n={n}, "
+                             f"pool_size={self.pool_size}) must be even")
+        return n, m
+
+    def call(self, inputs):
+        n, m = self._sizes(inputs.shape)
+        x = inputs * ops.cast(_polar_weights(n, "float64"), inputs.dtype)
+        p = self.pool_size
+        x = ops.average_pool(x, pool_size=(p, p), strides=(p, p), padding="same")
+        return x / ops.cast(_polar_weights(m, "float64"), inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        _, m = self._sizes(input_shape)
+        return (input_shape[0], m, m, input_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"pool_size": self.pool_size})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SphericalAreaWeighting(keras.layers.Layer):
+    """Multiply a map ``(batch, n, n, c)`` by ``util.cell_area_weights(n)`` along axis 2 (polar)."""
+
+    def call(self, inputs):
+        n = _check_grid(inputs.shape, f"SphericalAreaWeighting({self.name})")
+        return inputs * ops.cast(_polar_weights(n, "float64"), inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DegreePowerPooling(keras.layers.Layer):
+    """Per-degree power of each channel's spherical harmonic coefficients.
+
+    ``(batch, n, n, c)`` -> ``(batch, L*c)``, entry ``l*c + ch`` =
+    ``sum_{m=-l..l} |x_{ch,l}^m|^2`` (with the real layout,
+    ``|c_l0|^2 + 2 sum_{m>0} |c_lm|^2``, equal for real maps).  The power per
+    degree is invariant under rotations of the map.
+
+    Note: the original summed ``Re(c^2)`` over m >= 0 only ("magnitudes"),
+    which is not rotation invariant; this layer uses the invariant power.
+    """
+
+    def __init__(self, method="naive", real_inputs=True, **kwargs):
+        super().__init__(**kwargs)
+        self.method = tables.check_method(method)
+        self.real_inputs = bool(real_inputs)
+
+    def call(self, inputs):
+        n = _check_grid(inputs.shape, f"DegreePowerPooling({self.name})")
+        dtype = _compute_dtype(self)
+        L, c = n // 2, inputs.shape[3]
+        coeffs = sht.get_transform(n, self.method, self.real_inputs, dtype).forward_packed(inputs)
+        w = np.ones(L, dtype=dtype)
+        if self.real_inputs:
+            w[1:] = 2.0  # |c_{l,-m}| = |c_{lm}| for real maps
+        # coeffs (b, r, s, l, m, c): sum over re/im, layout and order
+        power = ops.sum(ops.square(coeffs) * ops.convert_to_tensor(w.reshape(1, 1, 1, 1, L, 1)),
+                        axis=(1, 2, 4))  # (b, L, c)
+        return ops.reshape(power, (-1, L * c))
+
+    def compute_output_shape(self, input_shape):
+        n = _check_grid(input_shape, f"DegreePowerPooling({self.name})")
+        return (input_shape[0], (n // 2) * input_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"method": self.method, "real_inputs": self.real_inputs})
+        return config
