@@ -7,7 +7,15 @@ implementations alternate; best and median of the repeats).  If ``torch_harmonic
 ``InverseRealSHT`` on the same batch shape (equiangular n x n grid, lmax = n/2)
 run in the same process.  Prints a table and writes benchmarks/results/sht.json.
 
+Each timed call returns the framework's own tensor (TensorFlow's eager execution
+and PyTorch on CPU are synchronous, so the work is done when the call returns);
+``--to-numpy`` also converts every result to a NumPy array (a host copy for
+TensorFlow, a view for PyTorch).  ``--threads N`` gives TensorFlow (intra- and
+inter-op) and PyTorch the same number of threads; by default both use their own
+defaults (all cores), which the table header reports.
+
 Usage: python benchmarks/sht.py [--sizes 32,64,128] [--batch 16] [--channels 8] [--repeats 10]
+                                [--threads N] [--to-numpy]
 """
 import argparse
 import json
@@ -41,17 +49,20 @@ def interleaved_times(calls, repeats, warmup=2):
     return {k: (float(np.min(v)), float(np.median(v))) for k, v in times.items()}
 
 
-def keras_calls(n, method, x):
+def keras_calls(n, method, x, to_numpy=False):
     tr = sht.get_transform(n, method, True)
     fwd = tf.function(lambda v: tr.forward_packed(v))
     inv = tf.function(lambda c: tr.inverse_packed(c))
     xt = tf.constant(x)
     c = fwd(xt)
-    return ({"forward": lambda: fwd(xt).numpy(), "inverse": lambda: inv(c).numpy()},
-            {"table_bytes": sht_tables.table_nbytes(n, method, True)})
+    if to_numpy:
+        calls = {"forward": lambda: fwd(xt).numpy(), "inverse": lambda: inv(c).numpy()}
+    else:
+        calls = {"forward": lambda: fwd(xt), "inverse": lambda: inv(c)}
+    return calls, {"table_bytes": sht_tables.table_nbytes(n, method, True)}
 
 
-def torch_harmonics_calls(n, x):
+def torch_harmonics_calls(n, x, to_numpy=False, threads=0):
     try:
         import torch
     except ImportError:
@@ -77,6 +88,8 @@ def torch_harmonics_calls(n, x):
         except ImportError:
             return None
     torch.set_grad_enabled(False)
+    if threads:
+        torch.set_num_threads(threads)
     b, _, _, c = x.shape
     # torch-harmonics grids are (..., nlat, nlon)
     xt = torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 2, 1))))
@@ -86,6 +99,10 @@ def torch_harmonics_calls(n, x):
     info = {"table_bytes": int(sum(t.numel() * t.element_size() for t in
                                    list(fwd.buffers()) + list(inv.buffers()))),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    if to_numpy:
+        # complex coefficients: view_as_real gives a real view, as the keras layout
+        return ({"forward": lambda: torch.view_as_real(fwd(xt)).numpy(),
+                 "inverse": lambda: inv(coeffs).numpy()}, info)
     return {"forward": lambda: fwd(xt), "inverse": lambda: inv(coeffs)}, info
 
 
@@ -95,17 +112,24 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for TensorFlow and PyTorch alike (0: each library's default)")
+    ap.add_argument("--to-numpy", action="store_true",
+                    help="convert every result to a NumPy array inside the timed call")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "results", "sht.json"))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     nmaps = args.batch * args.channels
     rng = np.random.default_rng(0)
     rows = []
     for n in sizes:
         x = rng.standard_normal((args.batch, n, n, args.channels)).astype("float32")
-        impls = {m: keras_calls(n, m, x) for m in ["naive", "sep"]}
-        th_calls = torch_harmonics_calls(n, x)
+        impls = {m: keras_calls(n, m, x, args.to_numpy) for m in ["naive", "sep"]}
+        th_calls = torch_harmonics_calls(n, x, args.to_numpy, args.threads)
         if th_calls is not None:
             impls["torch_harmonics"] = th_calls
         calls = {(impl, d): fn for impl, (fns, _) in impls.items() for d, fn in fns.items()}
@@ -123,8 +147,12 @@ def main():
         print(f"n={n} done", file=sys.stderr, flush=True)
 
     by = {(r["n"], r["impl"]): r for r in rows}
+    tf_threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    th_threads = next((r["torch_threads"] for r in rows if "torch_threads" in r), None)
+    threads_note = f"TF {tf_threads}" + (f", torch {th_threads}" if th_threads else "")
     print(f"\nbatch {args.batch} x {args.channels} channels = {nmaps} real maps per call; "
-          f"best of {args.repeats}; TF {tf.__version__}, {os.cpu_count()} CPUs")
+          f"best of {args.repeats}; TF {tf.__version__}, {os.cpu_count()} CPUs; threads: {threads_note}; "
+          f"results {'converted to NumPy' if args.to_numpy else 'kept as framework tensors'}")
     head = (f"{'n':>4} {'impl':>16} {'fwd maps/s':>12} {'inv maps/s':>12} {'fwd x naive':>11} "
             f"{'inv x naive':>11} {'tables MiB':>10}")
     print(head)
@@ -143,6 +171,7 @@ def main():
                   f"inverse {t['inverse_s'] / s['inverse_s']:.2f}x")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     meta = {"batch": args.batch, "channels": args.channels, "repeats": args.repeats,
+            "tf_threads": tf_threads, "torch_threads": th_threads, "to_numpy": args.to_numpy,
             "tensorflow": tf.__version__, "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
     with open(args.out, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)

@@ -9,9 +9,14 @@ m >= 0 (S = 1; the inverse uses c_{-m} = (-1)^m conj(c_m)); ``real=False``
 computes the full layout (S = 2) and the inverse returns the real part.
 
 Methods: 'naive' multiplies by the dense harmonics (one (n*n, 2*S*L*L) matrix);
-'sep' separates variables: a DFT along azimuth written as a matmul with
-cos/sin tables, then one batched matmul over the orders with the associated
-Legendre table.  Tables come from ``sht_tables`` and are shared: obtain
+'sep' separates variables: a DFT along azimuth written as matmuls with cos/sin
+tables (after one radix-2 butterfly that splits even and odd orders into two
+half-length DFTs), then one batched matmul over the orders with the associated
+Legendre table.  'sep' computes the real layout and derives the full one from
+it (real maps: c_{-m} = (-1)^m conj(c_m)); its inverse folds the negative
+orders into m >= 0 first.  Layouts are chosen so that every contraction is a
+plain (batched) matmul with the table on the left and batch*channels folded
+into the matrix columns.  Tables come from ``sht_tables`` and are shared: obtain
 transforms through ``get_transform`` so that layers of the same
 (n, method, real, dtype) reuse one object.
 
@@ -78,8 +83,11 @@ class SphericalHarmonicTransform:
             self._fwd, self._inv = tables.naive_matrices(self.n, self.real, dtype)
         else:
             t = tables.sep_tables(self.n, self.real, dtype)
-            self._dft, self._leg_fwd = t["dft"], t["leg_fwd"]
+            self._fold, self._dft, self._leg_fwd = t["fold"], t["dft"], t["leg_fwd"]
             self._leg_inv, self._idft = t["leg_inv"], t["idft"]
+            self._L2 = (self.L + 1) // 2
+            if not self.real:
+                self._neg_sign, self._combine = _full_layout_factors(self.L, dtype)
 
     @property
     def nbytes(self):
@@ -115,15 +123,27 @@ class SphericalHarmonicTransform:
             y = ops.matmul(xt, _backend_constant(self._fwd))
             y = ops.reshape(y, (-1, c, 2, S, L, L))
             return ops.transpose(y, (0, 2, 3, 4, 5, 1))
-        # DFT along azimuth: (2*S*L, k) @ (k, j*b*c)
-        xt = ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (n, -1))
-        y = ops.matmul(_backend_constant(self._dft), xt)  # (q*2, j*b*c)
-        y = ops.reshape(y, (S * L, 2, n, -1))
-        y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (S * L, n, -1))  # (q, j, 2*b*c)
-        # Legendre per order: (q, l, j) @ (q, j, 2*b*c)
-        y = ops.matmul(_backend_constant(self._leg_fwd), y)  # (q, l, 2*b*c)
-        y = ops.reshape(y, (S, L, L, 2, -1, c))  # (s, m, l, r, b, c)
-        return ops.transpose(y, (4, 3, 0, 2, 1, 5))
+        return self._forward_sep(x)
+
+    def _forward_sep(self, x):
+        n, L, L2, h = self.n, self.L, self._L2, self.n // 2
+        c = x.shape[3]
+        # (b, k, j, c) -> (k, j*b*c); radix-2 butterfly over k = (kh, k'): kf = m parity
+        xt = ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (2, -1))
+        z = ops.matmul(_backend_constant(self._fold), xt)  # (kf, k'*j*b*c)
+        # half-length DFTs: (kf, (mh, r), k') @ (kf, k', j*b*c)
+        y = ops.matmul(_backend_constant(self._dft), ops.reshape(z, (2, h, -1)))
+        y = ops.transpose(ops.reshape(y, (2, L2, 2, n, -1)), (0, 1, 3, 2, 4))  # (kf, mh, j, r, b*c)
+        # Legendre per order: (q, l, j) @ (q, j, r*b*c)
+        y = ops.matmul(_backend_constant(self._leg_fwd), ops.reshape(y, (2 * L2, n, -1)))
+        y = ops.reshape(y, (2, L2, L, 2, -1, c))  # (kf, mh, l, r, b, c)
+        y = ops.reshape(ops.transpose(y, (4, 3, 2, 1, 0, 5)), (-1, 2, 1, L, 2 * L2, c))  # m = 2 mh + kf
+        if 2 * L2 != L:
+            y = y[:, :, :, :, :L]
+        if self.real:
+            return y
+        # real maps: c_{l,-m} = (-1)^m conj(c_lm); order 0 is stored at s = 0 only
+        return ops.concatenate([y, y * _backend_constant(self._neg_sign)], axis=2)
 
     def forward(self, x):
         """Forward transform of real maps (batch, n, n, channels) -> (re, im), each (batch, S, L, L, channels)."""
@@ -145,12 +165,24 @@ class SphericalHarmonicTransform:
             y = ops.matmul(ct, _backend_constant(self._inv))  # (b*ch, k*j)
             y = ops.reshape(y, (-1, ch, n, n))
             return ops.transpose(y, (0, 2, 3, 1))
-        # (b, r, s, l, m, ch) -> (q=(s, m), l, r*b*ch)
-        ct = ops.reshape(ops.transpose(c, (2, 4, 3, 1, 0, 5)), (S * L, L, -1))
-        y = ops.matmul(_backend_constant(self._leg_inv), ct)  # (q, j, r*b*ch)
-        y = ops.reshape(y, (S * L, n, 2, -1))
-        y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (2 * S * L, -1))  # ((q, r), j*b*ch)
-        y = ops.matmul(_backend_constant(self._idft), y)  # (k, j*b*ch)
+        return self._inverse_sep(c)
+
+    def _inverse_sep(self, c):
+        n, L, L2, h = self.n, self.L, self._L2, self.n // 2
+        ch = c.shape[5]
+        if not self.real:
+            # fold the negative orders into m >= 0 (the real part of the sum is unchanged):
+            # Re(c_{-m} Y_{-m}) = Re((-1)^m conj(c_{-m}) Y_m); the table doubles m > 0
+            c = ops.sum(c * _backend_constant(self._combine), axis=2, keepdims=True)
+        if 2 * L2 != L:
+            c = ops.pad(c, [(0, 0)] * 4 + [(0, 2 * L2 - L), (0, 0)])
+        # (b, r, 1, l, m = 2 mh + kf, ch) -> (q = (kf, mh), l, r*b*ch)
+        ct = ops.transpose(ops.reshape(c, (-1, 2, L, L2, 2, ch)), (4, 3, 2, 1, 0, 5))
+        y = ops.matmul(_backend_constant(self._leg_inv), ops.reshape(ct, (2 * L2, L, -1)))  # (q, j, r*b*ch)
+        y = ops.transpose(ops.reshape(y, (2, L2, n, 2, -1)), (0, 1, 3, 2, 4))  # (kf, mh, r, j, b*ch)
+        # half-length inverse DFTs: (kf, k', (mh, r)) @ (kf, (mh, r), j*b*ch)
+        y = ops.matmul(_backend_constant(self._idft), ops.reshape(y, (2, 2 * L2, -1)))  # (kf, k'*j*b*ch)
+        y = ops.matmul(_backend_constant(self._fold), ops.reshape(y, (2, -1)))  # (kh, k'*j*b*ch)
         y = ops.reshape(y, (n, n, -1, ch))
         return ops.transpose(y, (2, 0, 1, 3))
 
@@ -158,6 +190,23 @@ class SphericalHarmonicTransform:
         """Inverse transform: (re, im), each (batch, S, L, L, channels) -> real (batch, n, n, channels)."""
         self._check_coeffs(re, im)
         return self.inverse_packed(ops.stack([re, im], axis=1))
+
+
+def _full_layout_factors(L, dtype):
+    """Factors between the real layout and the full layout (S = 2), for real maps.
+
+    ``neg_sign`` (1, 2, 1, 1, L, 1): ``[0, r, 0, 0, m, 0]`` = (-1)^m for r = 0 and
+    -(-1)^m for r = 1, 0 for m = 0, so that ``c[:, :, 1] = neg_sign * c[:, :, 0]``.
+    ``combine`` (1, 2, 2, 1, L, 1): weights over s that give real-layout coefficients
+    with the same inverse: c_m + (-1)^m conj(c_{-m}), halved for m > 0 (the real
+    layout's inverse doubles those orders).
+    """
+    m = np.arange(L)
+    sgn = np.where(m > 0, (-1.0) ** m, 0.0)
+    neg = np.stack([sgn, -sgn]).reshape(1, 2, 1, 1, L, 1)
+    a = np.where(m > 0, 0.5, 1.0)
+    comb = np.stack([np.stack([a, 0.5 * sgn]), np.stack([a, -0.5 * sgn])]).reshape(1, 2, 2, 1, L, 1)
+    return neg.astype(dtype), comb.astype(dtype)
 
 
 @functools.lru_cache(maxsize=None)

@@ -158,29 +158,47 @@ def naive_matrices(n, real=True, dtype="float32"):
 
 @functools.lru_cache(maxsize=None)
 def sep_tables(n, real=True, dtype="float32"):
-    """Tables of the separation-of-variables transform.
+    """Tables of the separation-of-variables transform (the same for both layouts).
 
-    Orders are grouped as ``q = s*L + m`` (S*L of them; s the layout index, the
-    signed order is m for s = 0 and -m for s = 1).  Returns a dict of:
-      * ``dft`` (2*S*L, n): row ``(q, r)``: ``cos(m_q az_k)`` for r = 0 and
-        ``-sin(m_q az_k)`` for r = 1, so that ``dft @ f`` gives (Re, Im) of
-        ``sum_k f_k exp(-i m_q az_k)`` for a real map f.
-      * ``leg_fwd`` (S*L, L, n): ``forward_scale * a_j * P_l^{m_q}(polar_j)``.
-      * ``leg_inv`` (S*L, n, L): ``P_l^{m_q}(polar_j)``.
-      * ``idft`` (n, 2*S*L): column ``(q, r)``: ``w_q cos(m_q az_k)`` for r = 0 and
-        ``-w_q sin(m_q az_k)`` for r = 1, so that ``idft @ (Re G, Im G)`` is
-        ``sum_q w_q Re(G_q exp(i m_q az_k))``; w = 2 for m > 0 in the real layout, else 1.
+    The azimuth DFT is split by the parity of the order (one radix-2 step):
+    with k = kh * n/2 + k' (kh = 0, 1), ``exp(-i m az_k) = (-1)^(m*kh) exp(-i m az_k')``,
+    so even orders need ``f[k'] + f[k' + n/2]`` and odd orders ``f[k'] - f[k' + n/2]``,
+    each a DFT of length n/2 (half the work of the full DFT).  Orders are grouped
+    as ``q = kf * L2 + mh`` with parity ``kf``, ``m = 2 mh + kf`` and
+    ``L2 = ceil(L / 2)``; rows of orders m >= L (only when L is odd) are zero.
+    Returns a dict of:
+      * ``fold`` (2, 2): ``[[1, 1], [1, -1]]``, the radix-2 butterfly (forward
+        and inverse).
+      * ``dft`` (2, 2*L2, n/2): ``[kf, (mh, r), k']``: ``cos(m az_k')`` for r = 0,
+        ``-sin(m az_k')`` for r = 1 (real, imaginary part of ``exp(-i m az_k')``).
+      * ``leg_fwd`` (2*L2, L, n): ``[q, l, j] = forward_scale * a_j * P_l^m(polar_j)``.
+      * ``leg_inv`` (2*L2, n, L): ``[q, j, l] = w_m P_l^m(polar_j)``, w = 2 for
+        m > 0 (the real layout: c_{-m} Y_{-m} + c_m Y_m = 2 Re(c_m Y_m)), else 1.
+      * ``idft`` (2, n/2, 2*L2): ``[kf, k', (mh, r)]``: ``cos(m az_k')`` for r = 0,
+        ``-sin(m az_k')`` for r = 1, so that it maps (Re G, Im G) to ``Re(G exp(i m az_k'))``.
+    ``real`` is accepted for symmetry with ``naive_matrices``; the full layout is
+    derived from the real one in ``sht``.
     """
     n = check_n(n)
-    L, S = n // 2, n_layouts(real)
+    if real is not True:
+        return sep_tables(n, True, dtype)
+    L, h = n // 2, n // 2
+    L2 = (L + 1) // 2
     _, az = grid(n)
-    msigned, leg, w = _signed_orders(n, real)
-    ang = np.outer(msigned, az)  # (q, k)
-    dft = np.stack([np.cos(ang), -np.sin(ang)], axis=1).reshape(2 * S * L, n)
-    idft = (w[:, None, None] * np.stack([np.cos(ang), -np.sin(ang)], axis=1)).reshape(2 * S * L, n).T
-    leg_fwd = forward_scale(n) * leg * dh_weights(n)[None, None, :]
-    leg_inv = np.transpose(leg, (0, 2, 1))
-    out = {"dft": dft, "leg_fwd": leg_fwd, "leg_inv": leg_inv, "idft": idft}
+    m = 2 * np.arange(L2)[None, :] + np.arange(2)[:, None]  # (kf, mh)
+    valid = (m < L).astype(float)
+    ang = m[:, :, None] * az[None, None, :h]  # (kf, mh, k')
+    trig = np.stack([np.cos(ang), -np.sin(ang)], axis=2) * valid[:, :, None, None]  # (kf, mh, r, k')
+    dft = trig.reshape(2, 2 * L2, h)
+    idft = np.transpose(trig, (0, 3, 1, 2)).reshape(2, h, 2 * L2)
+    P = np.zeros((2 * L2, L, n))
+    P[:L] = legendre(n)  # (m, l, j), rows m >= L stay zero
+    order = m.reshape(-1)  # q = kf * L2 + mh -> m
+    P = P[order]
+    leg_fwd = forward_scale(n) * P * dh_weights(n)[None, None, :]
+    leg_inv = np.transpose(P * _order_weights(2 * L2, True)[order][:, None, None], (0, 2, 1))
+    fold = np.array([[1.0, 1.0], [1.0, -1.0]])
+    out = {"fold": fold, "dft": dft, "leg_fwd": leg_fwd, "leg_inv": leg_inv, "idft": idft}
     return {k: _readonly(np.ascontiguousarray(v, dtype=dtype)) for k, v in out.items()}
 
 

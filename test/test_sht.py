@@ -82,6 +82,8 @@ def test_transforms_and_tables_are_shared():
     a = sht.get_transform(16, "sep", True)
     assert sht.get_transform(16, "sep", True) is a
     assert a._leg_fwd is tables.sep_tables(16, True, "float32")["leg_fwd"]
+    # the sep tables do not depend on the layout: the full layout reuses them
+    assert sht.get_transform(16, "sep", False)._dft is a._dft
     assert sht.get_transform(16, "naive", True) is not a
     assert a.nbytes == tables.table_nbytes(16, "sep", True)
 
@@ -105,3 +107,46 @@ def test_bad_inputs_raise():
         tr.forward(np.zeros((2, 8, 16, 1), "float32"))
     with pytest.raises(ValueError, match="re must be"):
         tr.inverse(np.zeros((2, 2, 8, 8, 1), "float32"), np.zeros((2, 2, 8, 8, 1), "float32"))
+
+
+@pytest.mark.parametrize("n", [6, 10, 12])
+@pytest.mark.parametrize("real", [True, False])
+def test_sep_odd_and_even_half_bandwidth(n, real):
+    """L = n/2 odd pads the parity groups of orders; check both cases against NumPy."""
+    f = np.random.default_rng(n).standard_normal((2, n, n, 3))
+    tr = sht.get_transform(n, "sep", real)
+    re, im = tr.forward(f.astype("float32"))
+    ref = spherical.sph_harm_transform_batch(f, "naive", tables.harmonics(n, real))
+    assert rel_err(np.asarray(re) + 1j * np.asarray(im), ref) < 1e-5
+    rec = tr.inverse(re, im)
+    assert rel_err(rec, spherical.sph_harm_inverse_batch(ref, "naive").real) < 1e-5
+
+
+def test_sep_full_layout_inverse_of_general_coefficients():
+    """The full-layout inverse folds negative orders into m >= 0: check it on
+    coefficients that are not those of a real map (c_{-m} != (-1)^m conj(c_m))."""
+    rng = np.random.default_rng(3)
+    L = 8
+    c = rng.standard_normal((2, 2, L, L, 3)) + 1j * rng.standard_normal((2, 2, L, L, 3))
+    l, m = np.arange(L)[:, None], np.arange(L)[None, :]
+    c = c * (m <= l)[None, None, :, :, None]
+    c[:, 1, :, 0] = 0  # order 0 lives at s = 0 only
+    tr = sht.get_transform(2 * L, "sep", False)
+    rec = tr.inverse(c.real.astype("float32"), c.imag.astype("float32"))
+    ref = spherical.sph_harm_inverse_batch(c, "naive").real
+    assert rel_err(rec, ref) < 1e-5
+
+
+def test_sep_radix2_tables_match_the_full_dft():
+    """fold + half-length DFT tables reproduce exp(-i m az_k) for every k and m < L."""
+    n = 12
+    t = tables.sep_tables(n, True, "float64")
+    L, h, L2 = n // 2, n // 2, (n // 2 + 1) // 2
+    _, az = tables.grid(n)
+    dft = t["dft"].reshape(2, L2, 2, h)  # (kf, mh, r, k')
+    for mm in range(L):
+        kf, mh = mm % 2, mm // 2
+        for k in range(n):
+            kh, kp = divmod(k, h)
+            got = t["fold"][kf, kh] * (dft[kf, mh, 0, kp] + 1j * dft[kf, mh, 1, kp])
+            assert abs(got - np.exp(-1j * mm * az[k])) < 1e-12
