@@ -71,7 +71,7 @@ def main(argv=None):
             print("wrote {}".format(", ".join(os.path.join(cfg.out_dir, f) for f in (
                 "results.json", "results.csv", "table.md", "rotation_study.png"))))
         logdirs = {kind: os.path.join(cfg.out_dir, "runs", "spherical-{}-z".format(kind))
-                   for kind in ("wap", "spectral") if "spherical-" + kind in cfg.models}
+                   for kind in ("wap", "cwap", "spectral") if "spherical-" + kind in cfg.models}
         if not a.no_equivariance and logdirs:
             from spherical_cnn import equivariance as eq
             res = eq.study_from_runs(logdirs, os.path.join(cfg.out_dir, "data", "so3"), cfg.out_dir,

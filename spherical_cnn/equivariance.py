@@ -233,10 +233,14 @@ def equivariance_errors(model, x, rotations, names=None, shifts=None):
             "n_inputs": int(len(x)), "shifts": [int(s) for s in shifts]}
 
 
-def pooling_error(x, rotations, pool_size=2):
-    """Equivariance error of ``layers.AreaWeightedPooling`` alone on band-limited ``x`` (same measure)."""
-    from .layers import AreaWeightedPooling
-    layer = AreaWeightedPooling(pool_size)
+def pooling_error(x, rotations, pool_size=2, centered=False):
+    """Equivariance error of the area-weighted pooling layer alone on band-limited ``x`` (same measure).
+
+    ``centered=False``: ``layers.AreaWeightedPooling`` ('wap', the original's);
+    ``centered=True``: ``layers.CenteredAreaWeightedPooling`` ('cwap').
+    """
+    from .layers import AreaWeightedPooling, CenteredAreaWeightedPooling
+    layer = (CenteredAreaWeightedPooling if centered else AreaWeightedPooling)(pool_size)
     base = expand(np.asarray(layer(x.astype(np.float32)), dtype=np.float64))
     num = den = 0.0
     for angles in rotations:
@@ -256,10 +260,12 @@ def _key(groups, name):
 
 # --------------------------------------------------------------------------- variants of a trained model
 
-# label, trained model it takes its weights from ('wap' or 'spectral' pooling), flag overrides
+# label, trained model it takes its weights from ('wap', 'cwap' or 'spectral' pooling), flag overrides
 VARIANTS = (
     ("wap, naive", "wap", {"transform_method": "naive"}),
     ("wap, sep", "wap", {"transform_method": "sep"}),
+    ("cwap, naive", "cwap", {"transform_method": "naive"}),
+    ("cwap, sep", "cwap", {"transform_method": "sep"}),
     ("spectral, naive", "spectral", {"transform_method": "naive"}),
     ("spectral, sep", "spectral", {"transform_method": "sep"}),
     ("spectral, sep, linear", "spectral", {"transform_method": "sep", "nonlin": "identity"}),
@@ -316,7 +322,7 @@ def study(sources, x, n_rotations=4, seed=0, variants=VARIANTS, log=print):
     """Equivariance errors of the variants of trained models on band-limited ``x``.
 
     Args:
-        sources: ``{'wap' | 'spectral': (flags, model)}``; variants whose source is
+        sources: ``{'wap' | 'cwap' | 'spectral': (flags, model)}``; variants whose source is
             missing are skipped.
         x: band-limited inputs ``(batch, n, n, channels)``.
     """
@@ -333,6 +339,7 @@ def study(sources, x, n_rotations=4, seed=0, variants=VARIANTS, log=print):
             log("equivariance: {} ...".format(label))
         out["variants"][label] = equivariance_errors(m, x, rotations)
     out["wap_alone"] = pooling_error(x, rotations)
+    out["cwap_alone"] = pooling_error(x, rotations, centered=True)
     if not out["variants"]:
         raise ValueError("no variant to measure: sources {} match none of {}"
                          .format(sorted(sources), sorted({v[1] for v in variants})))
@@ -358,7 +365,7 @@ def study_from_runs(logdirs, dset_dir, out_dir, quick=False, n_inputs=None, n_ro
     """Equivariance study of trained models on band-limited test maps of ``dset_dir``.
 
     Args:
-        logdirs: ``{'wap' | 'spectral': training folder}`` (runs of ``scripts/train.py``
+        logdirs: ``{'wap' | 'cwap' | 'spectral': training folder}`` (runs of ``scripts/train.py``
             or of the rotation study; their ``final`` checkpoint is loaded).
 
     Writes ``equivariance.{json,csv,md,png}`` into ``out_dir``; returns the results dict.
@@ -411,6 +418,9 @@ def format_table(res):
         lines.append("")
         lines.append("wap pooling layer alone (AreaWeightedPooling(2) on the band-limited inputs): "
                      "relative error {:.1e}".format(res["wap_alone"]))
+    if "cwap_alone" in res:
+        lines.append("cwap pooling layer alone (CenteredAreaWeightedPooling(2), same inputs): "
+                     "relative error {:.1e}".format(res["cwap_alone"]))
     return "\n".join(lines)
 
 

@@ -205,6 +205,83 @@ class AreaWeightedPooling(keras.layers.Layer):
         return config
 
 
+def _tent(p):
+    """Weights (p - |d|) / p**2 for offsets d = -(p-1) .. p-1 (they sum to 1)."""
+    d = np.arange(-(p - 1), p)
+    return d, (p - np.abs(d)) / float(p * p)
+
+
+def _centered_polar_weights(n, p):
+    """The tent-filtered cell weights at the coarse rows p*j (the layer's normaliser), ``(n // p,)``."""
+    w = util.cell_area_weights(n)
+    d, t = _tent(p)
+    rows = p * np.arange(n // p)[:, None] + d[None, :]
+    # rows above the north pole reflect onto row |r| (same polar angle, other side)
+    return (w[np.abs(rows)] * t[None, :]).sum(axis=1)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CenteredAreaWeightedPooling(keras.layers.Layer):
+    """Grid-centred area-weighted pooling ('cwap') on the DH grid.
+
+    Coarse sample ``(k, j)`` is placed where the coarse DH grid puts it, at
+    fine sample ``(p*k, p*j)``: the map is weighted by the cell area, filtered
+    with a separable tent of half-width ``p`` centred there (weights
+    1/4, 1/2, 1/4 for p = 2), and divided by the equally filtered weights, so
+    constant maps stay constant. Rows above the north pole are taken from the
+    other side of the pole (row ``r`` at azimuth + pi); azimuth wraps around.
+
+    Why: ``wap`` (the original's pooling) averages fine rows 2j and 2j+1, which
+    is centred half a fine cell away from coarse sample j; that shift is not a
+    rotation and breaks SO(3) equivariance (see README, "Does it hold up under
+    rotation?"). ``cwap`` has no such shift.
+
+    Input ``(batch, n, n, c)`` with n divisible by ``2 * pool_size``; output
+    ``(batch, n // pool_size, n // pool_size, c)``.
+    """
+
+    def __init__(self, pool_size=2, **kwargs):
+        super().__init__(**kwargs)
+        if int(pool_size) != pool_size or pool_size < 1:
+            raise ValueError(f"CenteredAreaWeightedPooling: pool_size must be a positive integer, "
+                             f"got {pool_size!r}")
+        self.pool_size = int(pool_size)
+
+    def _sizes(self, shape):
+        n = _check_grid(shape, f"CenteredAreaWeightedPooling({self.name})")
+        if n % (2 * self.pool_size):
+            raise ValueError(f"CenteredAreaWeightedPooling({self.name}): grid size n={n} must be "
+                             f"divisible by 2 * pool_size = {2 * self.pool_size}")
+        return n, n // self.pool_size
+
+    def call(self, inputs):
+        n, m = self._sizes(inputs.shape)
+        p = self.pool_size
+        if p == 1:
+            return inputs
+        offsets, taps = _tent(p)
+        x = inputs * ops.cast(_polar_weights(n, "float64"), inputs.dtype)
+        # polar: prepend rows p-1 .. 1 seen across the north pole (azimuth + pi)
+        above = ops.flip(ops.roll(x[:, :, 1:p, :], shift=n // 2, axis=1), axis=2)
+        x = ops.concatenate([above, x], axis=2)
+        x = sum(float(t) * x[:, :, p - 1 + d: p - 1 + d + p * (m - 1) + 1: p, :]
+                for d, t in zip(offsets, taps))
+        # azimuth: periodic
+        x = ops.concatenate([x[:, n - (p - 1):], x, x[:, :p - 1]], axis=1)
+        x = sum(float(t) * x[:, p - 1 + d: p - 1 + d + p * (m - 1) + 1: p]
+                for d, t in zip(offsets, taps))
+        return x / ops.cast(_centered_polar_weights(n, p), inputs.dtype)[:, None]
+
+    def compute_output_shape(self, input_shape):
+        _, m = self._sizes(input_shape)
+        return (input_shape[0], m, m, input_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"pool_size": self.pool_size})
+        return config
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SphericalAreaWeighting(keras.layers.Layer):
     """Multiply a map ``(batch, n, n, c)`` by ``util.cell_area_weights(n)`` along axis 2 (polar)."""

@@ -103,11 +103,13 @@ def grid_pool(x, kind, levels, name):
     size = 2 ** levels
     if kind == "wap":
         return sl.AreaWeightedPooling(pool_size=size, name=name)(x)
+    if kind == "cwap":
+        return sl.CenteredAreaWeightedPooling(pool_size=size, name=name)(x)
     if kind == "avg":
         return kl.AveragePooling2D(size, size, padding="same", name=name)(x)
     if kind == "max":
         return kl.MaxPooling2D(size, size, padding="same", name=name)(x)
-    raise ValueError("--pool {!r}: expected wap, avg or max".format(kind))
+    raise ValueError("--pool {!r}: expected wap, cwap, avg or max".format(kind))
 
 
 def _regularizer(args, n_convs):

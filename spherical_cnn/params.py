@@ -112,8 +112,9 @@ def build_parser():
                    help="nonlinearity: prelu, identity, or any keras activation name")
     p.add_argument("--spectral_pool", "-sp", action="store_true", default=False,
                    help="pool in the spectral domain instead of on the grid")
-    p.add_argument("--pool", "-p", choices=["wap", "max", "avg"], default="wap",
-                   help="grid pooling: area-weighted average, max or average")
+    p.add_argument("--pool", "-p", choices=["wap", "cwap", "max", "avg"], default="wap",
+                   help="grid pooling: area-weighted average (wap, as the original), grid-centred "
+                        "area-weighted average (cwap, ours: keeps SO(3) equivariance), max or average")
     p.add_argument("--n_filter_params", "-nfp", type=int, default=0,
                    help="spectral filter parameters per degree range (0: one per degree)")
     p.add_argument("--weighted_sph_avg", "-wsa", action="store_true", default=False,

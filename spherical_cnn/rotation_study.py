@@ -14,10 +14,11 @@ split of both, which gives the regimes ``train/test``: z/z, SO(3)/SO(3), z/SO(3)
 Models (trained by the same :class:`spherical_cnn.training.Trainer`, same
 optimizer, schedule, epochs, batches):
 
-- ``spherical-wap`` and ``spherical-spectral``: the demo's two-branch
+- ``spherical-wap``, ``spherical-cwap`` and ``spherical-spectral``: the demo's two-branch
   spherical CNN from the params files (default ``params/model-32.txt
   params/synthetic-32.txt params/training-cpu.txt``), pooling on the grid
-  (area-weighted, ``--pool wap``) or in the spectral domain (``--spectral_pool``);
+  (area-weighted as the original, ``--pool wap``; grid-centred, ``--pool cwap``) or in
+  the spectral domain (``--spectral_pool``);
 - ``planar``: an ordinary Keras 2D CNN (:func:`planar_cnn`, registered as
   ``--model planar``) that reads the same 2-channel (azimuth, polar) maps as
   images: 3x3 convolutions with zero padding, batch norm, the same
@@ -48,6 +49,7 @@ LABELS = {"z": "z", "so3": "SO(3)", "none": "none"}
 # model -> (flag overrides, label in the table)
 MODELS = {
     "spherical-wap": ({"spectral_pool": False, "pool": "wap"}, "spherical CNN, wap pooling"),
+    "spherical-cwap": ({"spectral_pool": False, "pool": "cwap"}, "spherical CNN, cwap pooling"),
     "spherical-spectral": ({"spectral_pool": True, "pool": "wap"}, "spherical CNN, spectral pooling"),
     "planar": ({}, "planar CNN"),
 }

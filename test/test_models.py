@@ -106,3 +106,13 @@ def test_model_registry_and_clear_errors(tmp_path):
     args.model, args.nonlin = "two_branch", "bogus"
     with pytest.raises(ValueError, match="--nonlin 'bogus'"):
         models.build_model(args, (RES, RES, 2))
+
+
+def test_centered_pooling_option_trains(tmp_path):
+    args = params.parse(BASE + [str(tmp_path), "--pool", "cwap"])
+    data = ArrayDataset()
+    trainer = training.Trainer(args, dataset=data)
+    trainer._build_steps()
+    x, y = next(iter(data.train(0)))
+    assert np.all(np.isfinite(trainer._train_step(x, y).numpy()))
+    assert trainer.model.get_layer("conv1_b0_pool").output.shape[1:3] == (RES // 2, RES // 2)
