@@ -1,0 +1,275 @@
+"""Build a TFRecord dataset of spherical maps from meshes (a ModelNet-style tree or the synthetic set).
+
+Output folder layout (read by ``spherical_cnn.datasets``):
+  ``train_XXX.tfrecord``  shard i holds rotation i of every train mesh, shuffled
+                          (the trainer reads one shard per epoch, cycling);
+  ``val_000.tfrecord``    a held-out fraction of the TRAIN meshes (split by mesh,
+                          stratified by class), ``n_test_rotations`` each, drawn
+                          like the train rotations (``rotations``);
+  ``test_000.tfrecord``   the test meshes, ``n_test_rotations`` each, drawn with
+                          ``test_rotations`` (defaults to ``rotations``; use
+                          rotations='z', test_rotations='so3' for z/SO(3));
+  ``classes.txt``         one class name per line, label = line index (sorted);
+  ``manifest.json``       how the folder was made (arguments, counts, R0, versions, ...).
+
+Records: see ``records.py``; ``x`` is complex64 ``(res, res, 1)`` (azimuth,
+polar, channel) from ``raycast.cast_rotated``. Val/test records are ordered by
+(mesh path, rotation index); train shards are shuffled with a seeded permutation,
+so the output does not depend on the number of workers.
+
+Rotations of a mesh are drawn from a generator seeded with (seed, CRC32 of the
+mesh's relative path), hence reproducible and independent of processing order.
+A mesh that cannot be read or is empty is reported and skipped.
+"""
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import time
+import zlib
+
+import numpy as np
+
+from . import meshes, raycast, rotations, synthetic
+
+SPLIT_ORDER = ('train', 'val', 'test')
+
+
+def _mesh_rng(seed, relpath, purpose):
+    return np.random.default_rng([int(seed), zlib.crc32(relpath.encode('utf-8')), purpose])
+
+
+def _render(job):
+    """Worker: load/generate one mesh and cast all its rotations (NumPy + trimesh only)."""
+    try:
+        if job['source'] == 'file':
+            mesh = meshes.load_mesh(job['path'])
+        else:
+            mesh = synthetic.make_mesh(job['class_name'], np.random.default_rng(job['mesh_seed']))
+        quats = rotations.sample_quaternions(job['rot_mode'], job['n_rot'],
+                                             _mesh_rng(job['seed'], job['relpath'], 1))
+        maps = raycast.cast_rotated(mesh, job['res'], quats, r0=job['r0'], channels=True)
+        if not np.any(maps != 0):
+            raise meshes.MeshError(f'{job["relpath"]}: no ray hit the mesh')
+        return job['index'], maps, quats.astype(np.float32), None
+    except Exception as e:  # report and skip, never fatal
+        msg = str(e) if isinstance(e, meshes.MeshError) else f'{type(e).__name__}: {e}'
+        return job['index'], None, None, msg
+
+
+def _split_val(train_items, val_fraction, seed):
+    """Pick validation meshes among the train meshes, per class; returns a set of relpaths."""
+    by_class = {}
+    for rel, c in train_items:
+        by_class.setdefault(c, []).append(rel)
+    val = set()
+    rng = np.random.default_rng([int(seed), 7])
+    for c in sorted(by_class):
+        rels = sorted(by_class[c])
+        n = int(round(val_fraction * len(rels)))
+        if val_fraction > 0 and n == 0 and len(rels) >= 2:
+            n = 1
+        val.update(rels[i] for i in rng.permutation(len(rels))[:n])
+    return val
+
+
+def _prepare_out(out_dir, overwrite):
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if not overwrite:
+            raise FileExistsError(f'output folder {out_dir!r} exists and is not empty; '
+                                  'pass --overwrite (overwrite=True) to replace its dataset')
+        for fn in os.listdir(out_dir):
+            if fn.endswith('.tfrecord') or fn.endswith('.tfrecord.tmp') or fn in ('classes.txt', 'manifest.json'):
+                os.remove(os.path.join(out_dir, fn))
+    os.makedirs(out_dir, exist_ok=True)
+
+
+def _versions():
+    import tensorflow as tf
+    import trimesh
+    v = {'python': platform.python_version(), 'numpy': np.__version__,
+         'trimesh': trimesh.__version__, 'tensorflow': tf.__version__}
+    try:
+        from importlib.metadata import version
+        v['embreex'] = version('embreex')
+    except Exception:
+        v['embreex'] = None
+    return v
+
+
+def build(jobs_items, class_names, out_dir, *, input_res=64, rotations_mode='so3', n_rotations=8,
+          test_rotations=None, n_test_rotations=4, val_fraction=0.1, seed=0, r0=raycast.DEFAULT_R0,
+          workers=None, overwrite=False, progress=True, extra_manifest=None):
+    """Render meshes into a TFRecord dataset folder (see module docstring).
+
+    Args:
+      jobs_items: list of dicts with 'relpath', 'class_name', 'split' ('train'/'test') and
+        either 'path' (a mesh file) or 'mesh_seed' (a synthetic mesh).
+      class_names: sorted class names; label = index.
+    Returns:
+      the manifest dict (also written to ``out_dir/manifest.json``).
+    """
+    from . import records  # TensorFlow is only needed in the main process
+
+    if rotations_mode not in rotations.MODES:
+        raise ValueError(f'--rotations must be one of {rotations.MODES}, got {rotations_mode!r}')
+    test_rotations = test_rotations or rotations_mode
+    if test_rotations not in rotations.MODES:
+        raise ValueError(f'--test_rotations must be one of {rotations.MODES}, got {test_rotations!r}')
+    if n_rotations < 1 or n_test_rotations < 1:
+        raise ValueError('--n_rotations and --n_test_rotations must be >= 1')
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f'--val_fraction must be in [0, 1), got {val_fraction}')
+    if input_res < 2 or input_res % 2:
+        raise ValueError(f'--input_res must be an even integer >= 2, got {input_res}')
+    if not r0 > 1:
+        raise ValueError(f'R0 must be > 1 (meshes fill the unit ball), got {r0}')
+    _prepare_out(out_dir, overwrite)
+    t0 = time.time()
+
+    label = {c: i for i, c in enumerate(class_names)}
+    val_set = _split_val([(j['relpath'], j['class_name']) for j in jobs_items if j['split'] == 'train'],
+                         val_fraction, seed)
+    jobs = []
+    for j in sorted(jobs_items, key=lambda j: j['relpath']):
+        split = 'val' if j['relpath'] in val_set else j['split']
+        mode, n = {'train': (rotations_mode, n_rotations), 'val': (rotations_mode, n_test_rotations),
+                   'test': (test_rotations, n_test_rotations)}[split]
+        jobs.append(dict(j, index=len(jobs), split=split, rot_mode=mode, n_rot=n, seed=seed,
+                         res=input_res, r0=r0, source='file' if 'path' in j else 'synthetic'))
+
+    names = {'val': ['val_000.tfrecord'], 'test': ['test_000.tfrecord'],
+             'train': [f'train_{i:03d}.tfrecord' for i in range(n_rotations)]}
+    tmp = {s: [os.path.join(out_dir, f + '.tmp') for f in fs] for s, fs in names.items()}
+    import tensorflow as tf
+    writers = {s: [tf.io.TFRecordWriter(p) for p in ps] for s, ps in tmp.items()}
+    keys = {s: [[] for _ in ps] for s, ps in tmp.items()}  # (relpath, idrot) per written record
+    skipped = []
+    counts = {s: {'meshes': 0, 'records': 0} for s in SPLIT_ORDER}
+
+    workers = int(workers or os.cpu_count() or 1)
+    if workers > 1 and len(jobs) > 1:
+        pool = multiprocessing.get_context('spawn').Pool(workers)
+        results = pool.imap_unordered(_render, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers))))
+    else:
+        pool, results = None, map(_render, jobs)
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=len(jobs), unit='mesh', disable=not progress, file=sys.stdout, dynamic_ncols=True)
+        for index, maps, quats, err in results:
+            job = jobs[index]
+            bar.update(1)
+            if err is not None:
+                skipped.append({'mesh': job['relpath'], 'error': err})
+                if progress:
+                    bar.write(f'skipped {job["relpath"]}: {err}')
+                continue
+            split = job['split']
+            counts[split]['meshes'] += 1
+            for r in range(len(maps)):
+                shard = r if split == 'train' else 0
+                writers[split][shard].write(records.encode_example(
+                    maps[r], label[job['class_name']], fname=job['relpath'], idrot=r, rotation=quats[r]))
+                keys[split][shard].append((job['relpath'], r))
+                counts[split]['records'] += 1
+        bar.close()
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        for ws in writers.values():
+            for w in ws:
+                w.close()
+
+    # reorder deterministically: val/test by (mesh, rotation); train shards sorted then permuted
+    files = {}
+    for split in SPLIT_ORDER:
+        files[split] = []
+        for i, path in enumerate(tmp[split]):
+            final = path[:-len('.tmp')]
+            recs = list(records.iter_records(path))
+            order = sorted(range(len(recs)), key=lambda k: keys[split][i][k])
+            if split == 'train':
+                perm = np.random.default_rng([int(seed), 11, i]).permutation(len(order))
+                order = [order[k] for k in perm]
+            if recs or split != 'val' or val_fraction > 0:
+                records.write_records(final, (recs[k] for k in order))
+                files[split].append(os.path.basename(final))
+            os.remove(path)
+
+    with open(os.path.join(out_dir, 'classes.txt'), 'w') as f:
+        f.write(''.join(c + '\n' for c in class_names))
+    elapsed = time.time() - t0
+    manifest = {
+        'created': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        'input_res': input_res, 'nchannels': 1, 'dtype': 'complex64',
+        'layout': 'x: complex64 (res, res, 1) = (azimuth, polar, channel); '
+                  'value = distance * exp(1j * angle); miss = 0',
+        'r0': r0, 'rotations': rotations_mode, 'n_rotations': n_rotations,
+        'test_rotations': test_rotations, 'n_test_rotations': n_test_rotations,
+        'val_fraction': val_fraction, 'seed': seed, 'workers': workers,
+        'classes': list(class_names), 'counts': counts, 'files': files,
+        'skipped': skipped, 'seconds': round(elapsed, 2), 'versions': _versions(),
+    }
+    manifest.update(extra_manifest or {})
+    with open(os.path.join(out_dir, 'manifest.json'), 'w') as f:
+        json.dump(manifest, f, indent=1)
+    if progress:
+        print_summary(manifest, out_dir)
+    return manifest
+
+
+def print_summary(manifest, out_dir):
+    c = manifest['counts']
+    print(f'dataset written to {out_dir} in {manifest["seconds"]:.1f} s '
+          f'(res {manifest["input_res"]}, {len(manifest["classes"])} classes, R0 {manifest["r0"]})')
+    print(f'{"split":6s} {"meshes":>7s} {"records":>8s} {"files":>6s}')
+    for s in SPLIT_ORDER:
+        print(f'{s:6s} {c[s]["meshes"]:7d} {c[s]["records"]:8d} {len(manifest["files"][s]):6d}')
+    if manifest['skipped']:
+        print(f'skipped {len(manifest["skipped"])} mesh(es):')
+        for s in manifest['skipped'][:10]:
+            print(f'  {s["mesh"]}: {s["error"]}')
+        if len(manifest['skipped']) > 10:
+            print(f'  ... (all listed in manifest.json)')
+
+
+def build_from_tree(mesh_root, out_dir, **kwargs):
+    """Dataset from a ModelNet-style tree ``mesh_root/<class>/{train,test}/<mesh>``.
+
+    Keyword arguments are those of :func:`build`.
+    """
+    classes, train = meshes.find_meshes(mesh_root, 'train')
+    _, test = meshes.find_meshes(mesh_root, 'test')
+    if not classes or not (train or test):
+        raise FileNotFoundError(f'{mesh_root!r}: no meshes found in <class>/train or <class>/test '
+                                f'(extensions {meshes.MESH_EXTENSIONS})')
+    items = [{'relpath': rel, 'class_name': c, 'split': split, 'path': os.path.join(mesh_root, rel)}
+             for split, lst in (('train', train), ('test', test)) for rel, c in lst]
+    extra = {'source': {'mesh_root': os.path.abspath(mesh_root)}}
+    extra.update(kwargs.pop('extra_manifest', None) or {})
+    return build(items, classes, out_dir, extra_manifest=extra, **kwargs)
+
+
+def build_synthetic(out_dir, input_res=32, n_train_per_class=synthetic.DEFAULT_TRAIN_PER_CLASS,
+                    n_test_per_class=synthetic.DEFAULT_TEST_PER_CLASS, seed=synthetic.DEFAULT_SEED,
+                    mesh_dir=None, **kwargs):
+    """The built-in synthetic dataset (defaults = the default dataset: 12 classes, so3 x 8).
+
+    With ``mesh_dir`` the meshes are also written there as a ModelNet-style .off
+    tree and the records are built from those files; otherwise they are generated
+    in the workers. Other keyword arguments are those of :func:`build`.
+    """
+    extra = {'source': {'synthetic': True, 'n_train_per_class': n_train_per_class,
+                        'n_test_per_class': n_test_per_class, 'mesh_seed': seed}}
+    extra.update(kwargs.pop('extra_manifest', None) or {})
+    if mesh_dir:
+        synthetic.write_mesh_tree(mesh_dir, n_train_per_class, n_test_per_class, seed=seed)
+        extra['source']['mesh_root'] = os.path.abspath(mesh_dir)
+        return build_from_tree(mesh_dir, out_dir, seed=seed, extra_manifest=extra, input_res=input_res, **kwargs)
+    items = [{'relpath': rel, 'class_name': c, 'split': split,
+              'mesh_seed': synthetic.mesh_seed(seed, c, split, i)}
+             for rel, c, split, i in synthetic.mesh_list(n_train_per_class, n_test_per_class)]
+    return build(items, list(synthetic.CLASS_NAMES), out_dir, input_res=input_res, seed=seed,
+                 extra_manifest=extra, **kwargs)

@@ -1,0 +1,326 @@
+"""Input pipelines: spherical maps stored as TFRecords, read with tf.data.
+
+``load(args)`` dispatches on ``args.dset``:
+  ``from_cached_tfrecords``  read ``args.dset_dir/{train,val,test}*.tfrecord``;
+  ``synthetic``              the built-in procedural shape dataset: built into
+                             ``args.dset_dir`` at ``args.input_res`` if that
+                             folder has no records yet, then read the same way.
+
+Records follow the original demo's layout (see ``spherical_cnn.data.records``):
+``x`` raw bytes of a ``(res, res, nchannels)`` array in (azimuth, polar,
+channels) layout with dtype ``--dtype``, ``y`` the int64 label; an optional
+``a`` holds one extra channel (then ``x`` holds ``nchannels - 1``), appended last.
+
+Batches are ``(x, y)`` with ``x`` float32 ``(batch, azimuth, polar, channels)``
+and ``y`` int64 ``(batch,)``. With ``--mag_ang`` the complex channels become
+real ones as in the original: ``concat([|x|, imag(x / (|x| + 1e-8))], -1)``,
+i.e. all magnitudes first, then all sines of the ray/normal angles.
+
+Training follows the original: epoch ``e`` reads the single train shard
+``files['train'][e % n_shards]`` (cycling through the shards), fully shuffled
+with seed ``args.seed + e``.
+"""
+import glob
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+SPLITS = ('train', 'val', 'test')
+CLASSES_FILE = 'classes.txt'
+MANIFEST_FILE = 'manifest.json'
+
+
+def _flag(args, name, default=None):
+    value = getattr(args, name, default)
+    return default if value is None else value
+
+
+def list_record_files(dset_dir):
+    """Sorted ``{split: [paths]}`` of ``<split>*.tfrecord`` files in ``dset_dir``."""
+    return {s: sorted(glob.glob(os.path.join(glob.escape(dset_dir), f'{s}*.tfrecord')))
+            for s in SPLITS}
+
+
+def read_class_names(dset_dir):
+    """Class names from ``dset_dir/classes.txt`` (label = line index), or None if absent."""
+    path = os.path.join(dset_dir, CLASSES_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        names = [line.strip() for line in f if line.strip()]
+    return names or None
+
+
+def to_model_input(x, mag_ang):
+    """Records' maps ``(..., res, res, nchannels)`` -> float32 model inputs.
+
+    With ``mag_ang`` each complex channel becomes two real channels
+    ``[|x|, imag(x / (|x| + 1e-8))]`` (ray length and sine of the ray/normal
+    angle for the demo's data), all magnitudes first, then all sines.
+    """
+    x = tf.convert_to_tensor(x)
+    if mag_ang:
+        re, im = tf.math.real(x), tf.math.imag(x)
+        mag = tf.sqrt(re * re + im * im)
+        x = tf.concat([mag, im / (mag + 1e-8)], axis=-1)
+    return tf.cast(x, tf.float32)
+
+
+class SphericalDataset:
+    """Record files of one dataset directory plus the flags needed to decode them.
+
+    Attributes:
+      input_shape: ``(res, res, channels)`` of the batches fed to the model
+        (channels doubled by ``--mag_ang``).
+      n_classes: from ``classes.txt`` when present, else ``args.n_classes``.
+      class_names: list of names (label = index) or None.
+      files: ``{'train'|'val'|'test': sorted list of paths}``.
+    """
+
+    def __init__(self, args, dset_dir=None):
+        if _flag(args, 'spectral_input', False):
+            raise NotImplementedError(
+                '--spectral_input is not supported by this reader: records hold spatial maps '
+                '(res, res, nchannels); drop --spectral_input')
+        self.dset_dir = dset_dir or args.dset_dir
+        self.res = int(args.input_res)
+        self.nchannels = int(_flag(args, 'nchannels', 1))
+        try:
+            self.dtype = tf.as_dtype(_flag(args, 'dtype', 'float32'))
+        except TypeError as e:
+            raise ValueError(f'--dtype {args.dtype!r} is not a TensorFlow dtype') from e
+        self.mag_ang = bool(_flag(args, 'mag_ang', False))
+        if self.dtype.is_complex and not self.mag_ang:
+            raise ValueError(
+                f'--dtype {self.dtype.name} gives complex inputs, which the model does not take '
+                'directly: add --mag_ang to split each complex value into [magnitude, sin(angle)] channels')
+        if self.mag_ang and not self.dtype.is_complex:
+            raise ValueError(f'--mag_ang needs a complex --dtype (e.g. complex64), got --dtype {self.dtype.name}')
+        self.batch_size = int(_flag(args, 'train_bsize', 128))
+        self.first_n = _flag(args, 'first_n', None)
+        self.test_n = int(_flag(args, 'test_n', 0))
+        self.round_batches = bool(_flag(args, 'round_batches', False))
+        self.seed = int(_flag(args, 'seed', 0))
+        self.skip_val = bool(_flag(args, 'skip_val', False))
+
+        if not os.path.isdir(self.dset_dir):
+            raise FileNotFoundError(f'--dset_dir {self.dset_dir!r} does not exist or is not a directory')
+        self.files = list_record_files(self.dset_dir)
+        if not any(self.files.values()):
+            raise FileNotFoundError(
+                f'--dset_dir {self.dset_dir!r}: no train*.tfrecord, val*.tfrecord or test*.tfrecord found')
+        required = ['train', 'test'] + ([] if self.skip_val else ['val'])
+        missing = [s for s in required if not self.files[s]]
+        if missing:
+            hint = ' (or pass --skip_val to train without validation)' if missing == ['val'] else ''
+            raise FileNotFoundError(
+                f'--dset_dir {self.dset_dir!r}: no {", ".join(s + "*.tfrecord" for s in missing)} found{hint}')
+        self._check_manifest()
+
+        self.class_names = read_class_names(self.dset_dir)
+        self.n_classes = len(self.class_names) if self.class_names else int(_flag(args, 'n_classes', 10))
+        ch = 2 * self.nchannels if self.mag_ang else self.nchannels
+        self.input_shape = (self.res, self.res, ch)
+        self._counts = {}
+        self._has_a = {}
+        for paths in self.files.values():
+            for p in paths:
+                self._inspect(p)
+
+    # --- validation -------------------------------------------------------------
+
+    def _flags_text(self):
+        return f'--input_res {self.res} --nchannels {self.nchannels} --dtype {self.dtype.name}'
+
+    def _expected_bytes(self, has_a):
+        nx = self.nchannels - 1 if has_a else self.nchannels
+        return self.res * self.res * nx * self.dtype.size
+
+    def _size_error(self, path, index, name, found, expected):
+        return ValueError(
+            f'{os.path.basename(path)} record {index}: {name} has {found} bytes, expected {expected} '
+            f'for {self._flags_text()} (file {path})')
+
+    def _check_manifest(self):
+        path = os.path.join(self.dset_dir, MANIFEST_FILE)
+        if not os.path.exists(path):
+            return
+        try:
+            with open(path) as f:
+                made = json.load(f)
+        except (OSError, ValueError):
+            return
+        res = made.get('input_res')
+        if res is not None and int(res) != self.res:
+            raise ValueError(f'--dset_dir {self.dset_dir!r} was built at --input_res {res} '
+                             f'(see {MANIFEST_FILE}) but --input_res {self.res} was given')
+
+    def _inspect(self, path):
+        """Check the first record of ``path`` against the flags; note whether it carries ``a``."""
+        from .data import records
+        first = records.first_record(path)
+        if first is None:
+            self._has_a[path] = False
+            return
+        ex = tf.train.Example()
+        ex.ParseFromString(first)
+        f = ex.features.feature
+        for key in ('x', 'y'):
+            if key not in f:
+                raise ValueError(f'{os.path.basename(path)} record 0: missing feature {key!r} (file {path})')
+        has_a = 'a' in f
+        self._has_a[path] = has_a
+        if has_a and self.nchannels < 2:
+            raise ValueError(
+                f'{os.path.basename(path)} record 0: has an extra channel "a", so --nchannels '
+                f'must count it (>= 2), got --nchannels {self.nchannels} (file {path})')
+        found = len(f['x'].bytes_list.value[0]) if f['x'].bytes_list.value else 0
+        if found != self._expected_bytes(has_a):
+            raise self._size_error(path, 0, 'x', found, self._expected_bytes(has_a))
+        if has_a:
+            found_a = len(f['a'].bytes_list.value[0]) if f['a'].bytes_list.value else 0
+            expected_a = self.res * self.res * self.dtype.size
+            if found_a != expected_a:
+                raise self._size_error(path, 0, 'a', found_a, expected_a)
+
+    # --- decoding ---------------------------------------------------------------
+
+    def _parser(self, path):
+        has_a = self._has_a[path]
+        res, dtype = self.res, self.dtype
+        nx = self.nchannels - 1 if has_a else self.nchannels
+        spec = {'x': tf.io.FixedLenFeature([], tf.string), 'y': tf.io.FixedLenFeature([], tf.int64)}
+        if has_a:
+            spec['a'] = tf.io.FixedLenFeature([], tf.string)
+
+        def checked(index, raw, name, expected):
+            # a python error on the failure branch only, so the message names file and record
+            def fail(i, n):
+                raise self._size_error(path, int(i), name, int(n), expected)
+            n = tf.strings.length(raw)
+            return tf.cond(tf.equal(n, expected), lambda: raw,
+                           lambda: tf.py_function(fail, [index, n], tf.string))
+
+        def parse(index, serialized):
+            ex = tf.io.parse_single_example(serialized, spec)
+            x = tf.io.decode_raw(checked(index, ex['x'], 'x', self._expected_bytes(has_a)), dtype)
+            x = tf.reshape(x, (res, res, nx))
+            if has_a:
+                a = tf.io.decode_raw(checked(index, ex['a'], 'a', res * res * dtype.size), dtype)
+                x = tf.concat([x, tf.reshape(a, (res, res, 1))], axis=-1)
+            return self._to_model_input(x), ex['y']
+
+        return parse
+
+    def _to_model_input(self, x):
+        return to_model_input(x, self.mag_ang)
+
+    def _file_dataset(self, path):
+        return tf.data.TFRecordDataset(path).enumerate()
+
+    def _count(self, path):
+        if path not in self._counts:
+            from .data import records
+            self._counts[path] = records.count_records(path)
+        return self._counts[path]
+
+    # --- public -----------------------------------------------------------------
+
+    def num_examples(self, split):
+        """Number of records in all files of ``split`` (for 'train': all shards together)."""
+        return sum(self._count(p) for p in self._split_files(split))
+
+    def train_shard(self, epoch):
+        """Path of the train shard read at ``epoch`` (shards are cycled)."""
+        shards = self.files['train']
+        return shards[epoch % len(shards)]
+
+    def train_size(self, epoch):
+        """Number of examples in the shard read at ``epoch``."""
+        return self._count(self.train_shard(epoch))
+
+    def _split_files(self, split):
+        if split not in SPLITS:
+            raise ValueError(f'unknown split {split!r}; expected one of {SPLITS}')
+        paths = self.files[split]
+        if not paths:
+            hint = ' (validation is skipped with --skip_val)' if split == 'val' else ''
+            raise ValueError(f'--dset_dir {self.dset_dir!r} has no {split}*.tfrecord files{hint}')
+        return paths
+
+    def train(self, epoch):
+        """Batches of the train shard for ``epoch``, shuffled with seed ``seed + epoch``."""
+        path = self.train_shard(epoch)
+        ds = self._file_dataset(path)
+        ds = ds.shuffle(max(1, self._count(path)), seed=self.seed + int(epoch),
+                        reshuffle_each_iteration=False)
+        ds = ds.map(self._parser(path), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(self.batch_size, drop_remainder=self.round_batches)
+        if self.first_n:
+            ds = ds.take(int(self.first_n))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def eval(self, split):
+        """Batches of all files of ``split`` ('val' or 'test') in order, not shuffled."""
+        if split not in ('val', 'test'):
+            raise ValueError(f'eval() takes split "val" or "test", got {split!r}')
+        ds = None
+        for path in self._split_files(split):
+            d = self._file_dataset(path).map(self._parser(path), num_parallel_calls=tf.data.AUTOTUNE)
+            ds = d if ds is None else ds.concatenate(d)
+        ds = ds.batch(self.batch_size)
+        if split == 'test' and self.test_n > 0:
+            ds = ds.take(self.test_n)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def __repr__(self):
+        counts = {s: len(p) for s, p in self.files.items()}
+        return (f'SphericalDataset({self.dset_dir!r}, input_shape={self.input_shape}, '
+                f'n_classes={self.n_classes}, shards={counts})')
+
+
+def from_cached_tfrecords(args):
+    """Read ``args.dset_dir/{train,val,test}*.tfrecord`` (see module docstring)."""
+    if not _flag(args, 'dset_dir', None):
+        raise ValueError('--dset_dir is required for --dset from_cached_tfrecords')
+    return SphericalDataset(args)
+
+
+def synthetic(args):
+    """The built-in synthetic shape dataset, built into ``args.dset_dir`` on first use.
+
+    If ``args.dset_dir`` is missing or empty, the default dataset
+    (``spherical_cnn.data.synthetic``) is generated there at ``args.input_res``
+    (this prints progress), then read like ``from_cached_tfrecords``. A
+    non-empty folder without records is left alone (error).
+    """
+    dset_dir = _flag(args, 'dset_dir', None)
+    if not dset_dir:
+        raise ValueError('--dset_dir is required for --dset synthetic (the dataset is built there)')
+    has_records = os.path.isdir(dset_dir) and any(list_record_files(dset_dir).values())
+    if not has_records:
+        if os.path.isdir(dset_dir) and os.listdir(dset_dir):
+            raise FileExistsError(
+                f'--dset_dir {dset_dir!r} is not empty but holds no *.tfrecord files; '
+                'give an empty or new folder to build the synthetic dataset in')
+        dtype = str(tf.as_dtype(_flag(args, 'dtype', 'complex64')).name)
+        if dtype != 'complex64' or int(_flag(args, 'nchannels', 1)) != 1:
+            raise ValueError('the synthetic dataset holds complex64 maps with one channel: use '
+                             f'--dtype complex64 --nchannels 1 --mag_ang (got --dtype {dtype} '
+                             f'--nchannels {_flag(args, "nchannels", 1)})')
+        from .data import builder
+        print(f'building the synthetic dataset in {dset_dir} at --input_res {args.input_res} ...', flush=True)
+        builder.build_synthetic(dset_dir, input_res=int(args.input_res),
+                                workers=_flag(args, 'workers', None), progress=True)
+    return SphericalDataset(args, dset_dir)
+
+
+def load(args):
+    """Dataset named by ``args.dset``: 'from_cached_tfrecords' or 'synthetic'."""
+    loaders = {'from_cached_tfrecords': from_cached_tfrecords, 'synthetic': synthetic}
+    name = os.path.splitext(str(args.dset))[0]
+    if name not in loaders:
+        raise ValueError(f'unknown --dset {args.dset!r}; expected one of {sorted(loaders)}')
+    return loaders[name](args)
