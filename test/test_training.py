@@ -6,6 +6,7 @@ and the trainer only. Resolution 16, tiny models, a few dozen samples.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -155,3 +156,33 @@ def test_wrong_resolution_names_file_and_sizes(dset_dir, tmp_path):
 def test_test_only_without_run_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="flags.yaml"):
         training.run(["--test_only", "--logdir", str(tmp_path / "empty")])
+
+
+def test_predict_script_on_records_and_meshes(dset_dir, tmp_path):
+    import trimesh
+    logdir = str(tmp_path / "pred")
+    result = training.run(TINY_MODEL + ["--dset_dir", dset_dir, "--logdir", logdir, "--n_epochs", "1",
+                                        "--skip_val"])
+    script = os.path.join(ROOT, "scripts", "predict.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run([sys.executable, script, "--logdir", logdir, "--records",
+                          os.path.join(dset_dir, "test_000.tfrecord")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [l for l in out.stdout.splitlines() if l.startswith("test_000.tfrecord#")]
+    assert len(lines) == 8 * N_CLASSES
+    accuracy = float(out.stdout.split("accuracy: ")[1].split()[0])
+    assert accuracy == pytest.approx(result["test"], abs=1e-4)
+
+    mesh_path = str(tmp_path / "box.off")
+    trimesh.creation.box(extents=[1, 2, 3]).export(mesh_path)
+    out = subprocess.run([sys.executable, script, "--logdir", logdir, "--meshes", mesh_path, "--top_k", "2"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [l for l in out.stdout.splitlines() if l.startswith(mesh_path)][0]
+    probs = [float(p) for p in re.findall(r"\(([0-9.]+)\)", line)]
+    assert len(probs) == 2 and probs[0] >= probs[1] and 0 < sum(probs) <= 1 + 1e-6
+
+    missing = subprocess.run([sys.executable, script, "--logdir", str(tmp_path / "none"), "--meshes", mesh_path],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode != 0 and "no exported model" in missing.stderr
