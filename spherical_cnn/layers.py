@@ -164,8 +164,31 @@ class SphConv(keras.layers.Layer):
         return config
 
 
+class _GridPooling(keras.layers.Layer):
+    """Shared parts of the grid pooling layers: ``pool_size``, output shape, config.
+
+    Subclasses define ``_sizes(shape) -> (n, m)`` (fine and coarse grid sizes) and ``call``.
+    """
+
+    def __init__(self, pool_size=2, **kwargs):
+        super().__init__(**kwargs)
+        if int(pool_size) != pool_size or pool_size < 1:
+            raise ValueError(f"{type(self).__name__}: pool_size must be a positive integer, "
+                             f"got {pool_size!r}")
+        self.pool_size = int(pool_size)
+
+    def compute_output_shape(self, input_shape):
+        _, m = self._sizes(input_shape)
+        return (input_shape[0], m, m, input_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"pool_size": self.pool_size})
+        return config
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class AreaWeightedPooling(keras.layers.Layer):
+class AreaWeightedPooling(_GridPooling):
     """Area-weighted average pooling ('wap') on the DH grid.
 
     ``x * w_fine(polar)`` -> average pool ``pool_size x pool_size`` (stride
@@ -173,12 +196,6 @@ class AreaWeightedPooling(keras.layers.Layer):
     ``w = util.cell_area_weights`` along axis 2 (polar).
     Input ``(batch, n, n, c)``, output ``(batch, ceil(n / pool_size), ..., c)``.
     """
-
-    def __init__(self, pool_size=2, **kwargs):
-        super().__init__(**kwargs)
-        if int(pool_size) != pool_size or pool_size < 1:
-            raise ValueError(f"AreaWeightedPooling: pool_size must be a positive integer, got {pool_size!r}")
-        self.pool_size = int(pool_size)
 
     def _sizes(self, shape):
         n = _check_grid(shape, f"AreaWeightedPooling({self.name})")
@@ -194,15 +211,6 @@ class AreaWeightedPooling(keras.layers.Layer):
         p = self.pool_size
         x = ops.average_pool(x, pool_size=(p, p), strides=(p, p), padding="same")
         return x / ops.cast(_polar_weights(m, "float64"), inputs.dtype)
-
-    def compute_output_shape(self, input_shape):
-        _, m = self._sizes(input_shape)
-        return (input_shape[0], m, m, input_shape[3])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"pool_size": self.pool_size})
-        return config
 
 
 def _tent(p):
@@ -221,7 +229,7 @@ def _centered_polar_weights(n, p):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class CenteredAreaWeightedPooling(keras.layers.Layer):
+class CenteredAreaWeightedPooling(_GridPooling):
     """Grid-centred area-weighted pooling ('cwap') on the DH grid.
 
     Coarse sample ``(k, j)`` is placed where the coarse DH grid puts it, at
@@ -239,13 +247,6 @@ class CenteredAreaWeightedPooling(keras.layers.Layer):
     Input ``(batch, n, n, c)`` with n divisible by ``2 * pool_size``; output
     ``(batch, n // pool_size, n // pool_size, c)``.
     """
-
-    def __init__(self, pool_size=2, **kwargs):
-        super().__init__(**kwargs)
-        if int(pool_size) != pool_size or pool_size < 1:
-            raise ValueError(f"CenteredAreaWeightedPooling: pool_size must be a positive integer, "
-                             f"got {pool_size!r}")
-        self.pool_size = int(pool_size)
 
     def _sizes(self, shape):
         n = _check_grid(shape, f"CenteredAreaWeightedPooling({self.name})")
@@ -271,15 +272,6 @@ class CenteredAreaWeightedPooling(keras.layers.Layer):
         x = sum(float(t) * x[:, p - 1 + d: p - 1 + d + p * (m - 1) + 1: p]
                 for d, t in zip(offsets, taps))
         return x / ops.cast(_centered_polar_weights(n, p), inputs.dtype)[:, None]
-
-    def compute_output_shape(self, input_shape):
-        _, m = self._sizes(input_shape)
-        return (input_shape[0], m, m, input_shape[3])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"pool_size": self.pool_size})
-        return config
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
