@@ -1,94 +1,101 @@
 #!/usr/bin/env python3
-"""Data tooling speed: mesh rendering and the default synthetic dataset.
+"""Data pipeline throughput: ray casting and building the default synthetic dataset.
 
-1. Meshes per second rendered to spherical maps at ``--res`` (default 64) with
-   ``--n_rotations`` (default 8) SO(3) rotations each, on one core, for the
-   synthetic shapes (one mesh per class, generated beforehand so that only
-   rendering is timed).
-2. Wall time of generating the default synthetic dataset at res 32 with all
-   cores (``python3 scripts/make_dataset.py --synthetic --out DIR --input_res 32``):
-   mesh generation, ray casting, record writing.
+  python3 benchmarks/data.py [--res 64] [--n_rotations 8] [--n_meshes 120] [--workers K] [--skip_build]
 
-    python3 benchmarks/data.py
-
-Prints a table; writes benchmarks/results/data.json.
+Measures, in one run:
+  * meshes per second rendered at --res with --n_rotations rotations each, in one
+    process (generation of the synthetic mesh excluded, then included; and
+    casting by rotating the rays vs rebuilding the mesh per rotation);
+  * wall time of builder.build_synthetic at res 32 (the default dataset) with --workers.
+Prints a table and writes benchmarks/results/data.json.
 """
 import argparse
 import json
 import os
-import shutil
+import platform
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
+import trimesh  # noqa: E402
 
 from spherical_cnn.data import builder, raycast, rotations, synthetic  # noqa: E402
 
 
-def render_rate(res, n_rotations, repeats):
-    rng = np.random.default_rng(0)
-    meshes = [synthetic.make_mesh(c, rng) for c in synthetic.CLASS_NAMES]
-    rots = rotations.sample_rotations("so3", n_rotations, 1)
-    raycast.cast_rotated(meshes[0], res, rots)  # warm-up (Embree scene build, imports)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        for m in meshes:
-            raycast.cast_rotated(m, res, rots)
-    seconds = time.perf_counter() - t0
-    n = repeats * len(meshes)
-    faces = int(np.mean([len(m.faces) for m in meshes]))
-    return {"res": res, "n_rotations": n_rotations, "meshes": n, "seconds": seconds,
-            "meshes_per_s": n / seconds, "maps_per_s": n * n_rotations / seconds,
-            "rays_per_s": n * n_rotations * res * res / seconds, "mean_faces": faces}
-
-
-def default_dataset_time(workers):
-    out = tempfile.mkdtemp(prefix="synthetic-bench-")
-    try:
-        t0 = time.perf_counter()
-        manifest = builder.build_synthetic(os.path.join(out, "ds"), input_res=32, workers=workers,
-                                           progress=False)
-        seconds = time.perf_counter() - t0
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-    records = sum(v["records"] for v in manifest["counts"].values())
-    return {"seconds": seconds, "records": records, "workers": workers or os.cpu_count(),
-            "counts": manifest["counts"]}
-
-
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--res", type=int, default=64)
-    p.add_argument("--n_rotations", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--skip_dataset", action="store_true")
-    a = p.parse_args()
+    p = argparse.ArgumentParser()
+    p.add_argument('--res', type=int, default=64)
+    p.add_argument('--n_rotations', type=int, default=8)
+    p.add_argument('--n_meshes', type=int, default=120)
+    p.add_argument('--workers', type=int, default=None)
+    p.add_argument('--skip_build', action='store_true')
+    args = p.parse_args()
 
-    render = render_rate(a.res, a.n_rotations, a.repeats)
-    print("| measure | value |")
-    print("|---|---|")
-    print("| meshes/s rendered at res {} x {} rotations (1 core) | {:.2f} |".format(
-        render["res"], render["n_rotations"], render["meshes_per_s"]))
-    print("| maps/s (same run) | {:.1f} |".format(render["maps_per_s"]))
-    print("| rays/s (same run) | {:.2e} |".format(render["rays_per_s"]))
-    result = {"render": render, "nproc": os.cpu_count()}
-    if not a.skip_dataset:
-        ds = default_dataset_time(a.workers)
-        print("| default synthetic dataset, res 32 ({} records, {} workers) | {:.1f} s |".format(
-            ds["records"], ds["workers"], ds["seconds"]))
-        result["default_dataset"] = ds
-    os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
-    path = os.path.join(ROOT, "benchmarks", "results", "data.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-    print("\nwrote", os.path.relpath(path, ROOT))
+    rng = np.random.default_rng(0)
+    classes = [synthetic.CLASS_NAMES[i % len(synthetic.CLASS_NAMES)] for i in range(args.n_meshes)]
+    t = time.perf_counter()
+    meshes = [synthetic.make_mesh(c, rng) for c in classes]
+    t_gen = time.perf_counter() - t
+    quats = rotations.sample_quaternions('so3', args.n_rotations, 0)
+
+    raycast.cast_rotated(meshes[0], args.res, quats)  # warm up
+    t = time.perf_counter()
+    for m in meshes:
+        raycast.cast_rotated(m.copy(), args.res, quats)  # copy: fresh BVH per mesh, as in the builder
+    t_cast = time.perf_counter() - t
+
+    mats = rotations.quaternion_to_matrix(quats)
+    n_slow = max(1, args.n_meshes // 4)
+    t = time.perf_counter()
+    for m in meshes[:n_slow]:
+        for r in mats:
+            raycast.mesh_to_sphere(trimesh.Trimesh(m.vertices @ r.T, m.faces, process=False), args.res)
+    t_slow = (time.perf_counter() - t) * args.n_meshes / n_slow
+
+    rows = [
+        ('cast (rotate rays, one BVH per mesh)', args.n_meshes / t_cast),
+        ('generate synthetic mesh + cast', args.n_meshes / (t_cast + t_gen)),
+        ('cast (rotate vertices, BVH per rotation)', args.n_meshes / t_slow),
+    ]
+    result = {'res': args.res, 'n_rotations': args.n_rotations, 'n_meshes': args.n_meshes,
+              'rays_per_mesh': args.n_rotations * args.res ** 2,
+              'meshes_per_s': {name: round(v, 2) for name, v in rows},
+              'mean_faces': float(np.mean([len(m.faces) for m in meshes])),
+              'cpu_count': os.cpu_count(), 'python': platform.python_version(),
+              'trimesh': trimesh.__version__}
+
+    print(f'ray casting at res {args.res}, {args.n_rotations} rotations per mesh, one process, '
+          f'{args.n_meshes} synthetic meshes (~{result["mean_faces"]:.0f} faces):')
+    print(f'| {"method":42s} | {"meshes/s":>9s} | {"records/s":>9s} |')
+    print(f'|{"-" * 44}|{"-" * 11}|{"-" * 11}|')
+    for name, v in rows:
+        print(f'| {name:42s} | {v:9.1f} | {v * args.n_rotations:9.1f} |')
+
+    if not args.skip_build:
+        with tempfile.TemporaryDirectory() as d:
+            t = time.perf_counter()
+            man = builder.build_synthetic(os.path.join(d, 'syn'), input_res=32, workers=args.workers,
+                                          progress=False)
+            wall = time.perf_counter() - t
+        result['default_synthetic_build'] = {
+            'input_res': 32, 'workers': man['workers'], 'seconds': round(wall, 2),
+            'meshes': sum(c['meshes'] for c in man['counts'].values()),
+            'records': sum(c['records'] for c in man['counts'].values())}
+        b = result['default_synthetic_build']
+        print(f'\ndefault synthetic dataset (res 32, {b["meshes"]} meshes, {b["records"]} records, '
+              f'{b["workers"]} workers): {wall:.1f} s')
+
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'data.json')
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(result, f, indent=1)
+    print(f'wrote {out}')
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

@@ -24,7 +24,6 @@ import glob
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
 
 SPLITS = ('train', 'val', 'test')

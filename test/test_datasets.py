@@ -1,165 +1,146 @@
-"""Writer and reader: round trips, records from a foreign writer, the clear errors."""
-import argparse
-import json
+"""The TFRecord reader: records in the original's layout written here by hand (not by our writer)."""
 import os
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from spherical_cnn import datasets
-from spherical_cnn.data import builder, raycast, records, synthetic
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RES = 16
+RES = 8
 
 
-def flags(dset_dir, **kw):
-    base = dict(dset="from_cached_tfrecords", dset_dir=str(dset_dir), dtype="complex64", input_res=RES,
-                nchannels=1, mag_ang=True, train_bsize=4, first_n=None, test_n=0, round_batches=False,
-                seed=0, skip_val=False, spectral_input=False, n_classes=3)
-    base.update(kw)
-    return argparse.Namespace(**base)
-
-
-def foreign_example(**features):
-    """A tf.train.Example written without our writer (original field layout)."""
-    f = {}
-    for k, v in features.items():
-        if isinstance(v, bytes):
-            f[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
-        else:
-            f[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
-    return tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString()
-
-
-def write(path, examples):
+def _write(path, xs, ys, extra=None):
+    """Minimal writer of the original demo's layout: only x (raw bytes) and y (int64)."""
     with tf.io.TFRecordWriter(str(path)) as w:
-        for e in examples:
-            w.write(e)
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            f = {'x': tf.train.Feature(bytes_list=tf.train.BytesList(value=[x.tobytes()])),
+                 'y': tf.train.Feature(int64_list=tf.train.Int64List(value=[int(y)]))}
+            if extra is not None:
+                f['a'] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[extra[i].tobytes()]))
+            w.write(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny") / "ds"
-    manifest = builder.build_synthetic(str(out), input_res=RES, n_train_per_class=3, n_test_per_class=1,
-                                       n_rotations=2, n_test_rotations=2, val_fraction=0.34, workers=1,
-                                       progress=False)
-    return str(out), manifest
+def _complex(rng, n, ch=1):
+    mag = rng.uniform(0.2, 2.0, (n, RES, RES, ch))
+    ang = rng.uniform(0, np.pi / 2, (n, RES, RES, ch))
+    return (mag * np.exp(1j * ang)).astype(np.complex64), mag, ang
 
 
-def test_builder_layout_and_manifest(tiny_dataset):
-    out, manifest = tiny_dataset
-    names = sorted(os.listdir(out))
-    assert {"classes.txt", "manifest.json", "train_000.tfrecord", "train_001.tfrecord"} <= set(names)
-    assert any(n.startswith("val_") for n in names) and any(n.startswith("test_") for n in names)
-    classes = open(os.path.join(out, "classes.txt")).read().split()
-    assert classes == sorted(synthetic.CLASS_NAMES)
-    saved = json.load(open(os.path.join(out, "manifest.json")))
-    assert saved["input_res"] == RES and saved["rotations"] == "so3" and saved["n_rotations"] == 2
-    n_classes = len(classes)
-    assert saved["counts"]["test"]["records"] == 2 * n_classes
+def _args(d, **kw):
+    a = dict(dset='from_cached_tfrecords', dset_dir=str(d), dtype='complex64', input_res=RES, nchannels=1,
+             mag_ang=True, train_bsize=4, first_n=None, test_n=0, round_batches=False, skip_val=False,
+             spectral_input=False, n_classes=5, seed=0)
+    a.update(kw)
+    return SimpleNamespace(**a)
 
 
-def test_records_hold_the_map_of_their_stored_rotation(tiny_dataset):
-    """Write-then-read round trip: x equals the map re-rendered from the record's fname/rotation."""
-    out, _ = tiny_dataset
-    raw = next(records.iter_records(os.path.join(out, "test_000.tfrecord")))
-    d = records.decode_example(raw, shape=(RES, RES, 1))
-    assert set(d) >= {"x", "y", "fname", "idrot", "rotation"}
-    cls, split, i = None, None, None
-    for rel, c, s, idx in synthetic.mesh_list(3, 1):
-        if rel == d["fname"]:
-            cls, split, i = c, s, idx
-    assert cls is not None, d["fname"]
-    assert d["y"] == sorted(synthetic.CLASS_NAMES).index(cls)
-    mesh = synthetic.make_mesh(cls, np.random.default_rng(synthetic.mesh_seed(synthetic.DEFAULT_SEED, cls, split, i)))
-    again = raycast.cast_rotated(mesh, RES, d["rotation"][None].astype(np.float64), channels=True)[0]
-    np.testing.assert_allclose(d["x"], again, rtol=1e-5, atol=1e-5)
-
-
-def test_reader_batches_follow_the_original_semantics(tiny_dataset):
-    out, _ = tiny_dataset
-    ds = datasets.from_cached_tfrecords(flags(out, n_classes=12))
-    assert ds.input_shape == (RES, RES, 2) and ds.n_classes == 12
-    assert len(ds.files["train"]) == 2
-    # epoch e reads shard e % 2; shuffling is seeded per epoch
-    ys = [np.concatenate([y.numpy() for _, y in ds.train(e)]) for e in (0, 1, 2)]
-    assert len(ys[0]) == ds.num_examples("train") // 2
-    np.testing.assert_array_equal(np.sort(ys[0]), np.sort(ys[2]))
-    assert not np.array_equal(ys[0], ys[2])
-    # eval: the raw maps through the --mag_ang transform, in file order
-    x, _ = next(iter(ds.eval("test")))
-    raw = records.read_numpy(os.path.join(out, "test_000.tfrecord"), (RES, RES, 1), max_records=4)[0]
-    mag = np.abs(raw)
-    np.testing.assert_allclose(x.numpy(), np.concatenate([mag, raw.imag / (mag + 1e-8)], -1), rtol=1e-6)
-
-
-def test_records_from_a_foreign_writer_with_angle_channel(tmp_path):
+@pytest.fixture
+def dset_dir(tmp_path):
     rng = np.random.default_rng(0)
-    maps = [(rng.normal(size=(RES, RES, 1)) + 1j * rng.normal(size=(RES, RES, 1))).astype(np.complex64)
-            for _ in range(5)]
-    extra = [rng.normal(size=(RES, RES, 1)).astype(np.complex64) for _ in range(5)]
-    for split in ("train", "test"):
-        write(tmp_path / "{}.tfrecord".format(split),
-              [foreign_example(x=m.tobytes(), a=a.tobytes(), y=i % 3) for i, (m, a) in enumerate(zip(maps, extra))])
-    ds = datasets.load(flags(tmp_path, nchannels=2, skip_val=True))
-    assert ds.input_shape == (RES, RES, 4)
-    x, y = next(iter(ds.eval("test")))
-    full = np.concatenate([np.stack(maps), np.stack(extra)], axis=-1)[:4]
-    mag = np.abs(full)
-    np.testing.assert_allclose(x.numpy(), np.concatenate([mag, full.imag / (mag + 1e-8)], -1), rtol=1e-6)
-    np.testing.assert_array_equal(y.numpy(), [0, 1, 2, 0])
-    with pytest.raises(ValueError, match="has no val"):
-        ds.eval("val")
+    data = {}
+    for name, n in [('train_000', 10), ('train_001', 6), ('val_000', 5), ('test_000', 7)]:
+        x, mag, ang = _complex(rng, n)
+        y = rng.integers(0, 5, n)
+        _write(tmp_path / f'{name}.tfrecord', x, y)
+        data[name] = (x, y, mag, ang)
+    return tmp_path, data
 
 
-def test_float_records_without_mag_ang(tmp_path):
-    maps = np.random.default_rng(1).normal(size=(3, RES, RES, 2)).astype(np.float32)
-    for split in ("train", "val", "test"):
-        write(tmp_path / "{}_0.tfrecord".format(split), [foreign_example(x=m.tobytes(), y=1) for m in maps])
-    ds = datasets.load(flags(tmp_path, dtype="float32", nchannels=2, mag_ang=False))
-    x, _ = next(iter(ds.eval("val")))
-    np.testing.assert_array_equal(x.numpy(), maps)
+def _collect(ds):
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(xs), np.concatenate(ys)
 
 
-def test_wrong_record_size_names_file_record_and_bytes(tmp_path):
-    good = np.zeros((RES, RES, 1), np.complex64).tobytes()
-    write(tmp_path / "train_0.tfrecord", [foreign_example(x=good, y=0)])
-    write(tmp_path / "test_0.tfrecord", [foreign_example(x=good, y=0), foreign_example(x=good[:100], y=0)])
-    ds = datasets.load(flags(tmp_path, skip_val=True))
-    with pytest.raises(Exception, match=r"test_0\.tfrecord record 1: x has 100 bytes, expected 2048"):
-        for _ in ds.eval("test"):
-            pass
-    with pytest.raises(ValueError, match=r"record 0: x has 2048 bytes, expected 8192 for --input_res 32"):
-        datasets.load(flags(tmp_path, skip_val=True, input_res=32))
+def test_reads_original_layout_with_mag_ang(dset_dir):
+    d, data = dset_dir
+    ds = datasets.load(_args(d))
+    assert ds.input_shape == (RES, RES, 2) and ds.n_classes == 5 and ds.class_names is None
+    assert [os.path.basename(p) for p in ds.files['train']] == ['train_000.tfrecord', 'train_001.tfrecord']
+    x, y = _collect(ds.eval('test'))
+    _, y0, mag, ang = data['test_000']
+    assert x.dtype == np.float32 and y.dtype == np.int64
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_allclose(x[..., 0], mag[..., 0], rtol=1e-6)
+    np.testing.assert_allclose(x[..., 1], np.sin(ang[..., 0]), atol=1e-6)
+    assert ds.num_examples('train') == 16 and ds.num_examples('val') == 5
 
 
-def test_missing_or_empty_directory_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        datasets.load(flags(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match=r"no train\*\.tfrecord"):
-        datasets.load(flags(tmp_path))
-    with pytest.raises(ValueError, match="--mag_ang"):
-        datasets.load(flags(tmp_path, mag_ang=False))
-    with pytest.raises(ValueError, match="unknown --dset"):
-        datasets.load(flags(tmp_path, dset="bogus"))
+def test_train_cycles_shards_and_shuffles_with_seed(dset_dir):
+    d, data = dset_dir
+    ds = datasets.load(_args(d))
+    sizes = [len(_collect(ds.train(e))[1]) for e in range(4)]
+    assert sizes == [10, 6, 10, 6]
+    x0, y0 = _collect(ds.train(0))
+    x2, y2 = _collect(ds.train(2))
+    # same shard, same contents, different order (seed + epoch)
+    np.testing.assert_array_equal(np.sort(y0), np.sort(data['train_000'][1]))
+    assert not np.array_equal(x0, x2)
+    np.testing.assert_allclose(np.sort(x0.ravel()), np.sort(x2.ravel()))
+    # reproducible
+    np.testing.assert_array_equal(_collect(datasets.load(_args(d)).train(0))[0], x0)
+    # batching options
+    assert [int(b[1].shape[0]) for b in datasets.load(_args(d, round_batches=True)).train(0)] == [4, 4]
+    assert len(list(datasets.load(_args(d, first_n=1)).train(0))) == 1
+    assert len(list(datasets.load(_args(d, test_n=1)).eval('test'))) == 1
+    assert len(list(datasets.load(_args(d, test_n=1)).eval('val'))) == 2
 
 
-def test_make_dataset_skips_broken_meshes_and_refuses_to_overwrite(tmp_path):
-    root = tmp_path / "meshes"
-    synthetic.write_mesh_tree(str(root), 2, 1)
-    broken = root / "chair" / "train" / "broken.off"
-    broken.write_text("OFF\n3 1 0\n0 0 nan\n1 0 0\n0 1 0\n3 0 1 2\n")
-    out = tmp_path / "out"
-    cmd = [sys.executable, os.path.join(ROOT, "scripts", "make_dataset.py"), str(root), "--out", str(out),
-           "--input_res", str(RES), "--n_rotations", "1", "--n_test_rotations", "1", "--workers", "1"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    manifest = json.load(open(out / "manifest.json"))
-    assert [s["mesh"] for s in manifest["skipped"]] == [os.path.join("chair", "train", "broken.off")]
-    assert "broken.off" in run.stdout
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 2 and "--overwrite" in again.stderr
+def test_real_dtype_and_extra_a_channel(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, RES, RES, 2)).astype(np.float32)
+    a = rng.standard_normal((3, RES, RES, 1)).astype(np.float32)
+    for s in ('train', 'val', 'test'):
+        _write(tmp_path / f'{s}_0.tfrecord', x, [0, 1, 2], extra=a)
+    ds = datasets.load(_args(tmp_path, dtype='float32', mag_ang=False, nchannels=3))
+    xs, _ = _collect(ds.eval('test'))
+    np.testing.assert_array_equal(xs, np.concatenate([x, a], -1))
+
+
+def test_wrong_size_names_file_record_and_bytes(tmp_path):
+    rng = np.random.default_rng(2)
+    x, _, _ = _complex(rng, 2)
+    _write(tmp_path / 'train_000.tfrecord', x, [0, 1])
+    _write(tmp_path / 'test_000.tfrecord', x, [0, 1])
+    with pytest.raises(ValueError, match=r'train_000.tfrecord record 0: x has 512 bytes, expected 2048 '
+                                         r'for --input_res 16 --nchannels 1 --dtype complex64'):
+        datasets.load(_args(tmp_path, input_res=16, skip_val=True))
+    # a bad record in the middle of a file is caught while reading
+    bad = [x[0], x[1, :4], x[0]]
+    _write(tmp_path / 'test_000.tfrecord', bad, [0, 1, 2])
+    ds = datasets.load(_args(tmp_path, skip_val=True))
+    with pytest.raises(tf.errors.InvalidArgumentError, match='test_000.tfrecord record 1: x has 256 bytes, expected 512'):
+        _collect(ds.eval('test'))
+
+
+def test_missing_dir_and_splits(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope'):
+        datasets.load(_args(tmp_path / 'nope'))
+    with pytest.raises(FileNotFoundError, match=r'no train\*.tfrecord, val\*.tfrecord or test\*.tfrecord'):
+        datasets.load(_args(tmp_path))
+    x, _, _ = _complex(np.random.default_rng(3), 2)
+    _write(tmp_path / 'train_000.tfrecord', x, [0, 1])
+    _write(tmp_path / 'test_000.tfrecord', x, [0, 1])
+    with pytest.raises(FileNotFoundError, match='skip_val'):
+        datasets.load(_args(tmp_path))
+    ds = datasets.load(_args(tmp_path, skip_val=True))
+    with pytest.raises(ValueError, match=r'no val\*.tfrecord'):
+        ds.eval('val')
+
+
+def test_flag_errors(dset_dir):
+    d, _ = dset_dir
+    with pytest.raises(ValueError, match='--mag_ang'):
+        datasets.load(_args(d, mag_ang=False))
+    with pytest.raises(NotImplementedError, match='spectral_input'):
+        datasets.load(_args(d, spectral_input=True))
+    with pytest.raises(ValueError, match='unknown --dset'):
+        datasets.load(_args(d, dset='modelnet'))
+
+
+def test_class_names_from_classes_txt(dset_dir):
+    d, _ = dset_dir
+    (d / 'classes.txt').write_text('a\nb\nc\nd\ne\nf\n')
+    ds = datasets.load(_args(d))
+    assert ds.class_names == list('abcdef') and ds.n_classes == 6

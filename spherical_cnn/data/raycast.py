@@ -12,7 +12,9 @@ Each map value is ``distance * exp(1j * angle)`` (complex64):
   angle:    angle between the ray and the hit triangle's normal, folded to
             [0, pi/2] (0 = head-on, pi/2 = grazing); independent of the
             normal's orientation.
-Rays that miss the mesh get ``MISS_VALUE = 0 + 0j``.
+Rays are not stopped at the centre: a ray that passes the centre without a
+hit goes on and may hit the far side of the mesh (distance > R0), like a line
+of sight through the ball. Rays that miss the mesh get ``MISS_VALUE = 0 + 0j``.
 
 Layout: ``(n, n)`` = (azimuth, polar), value[k, j]; ``(n, n, 1)`` with channels
 via ``channels=True``. Ray intersections use Embree (trimesh + embreex); the
