@@ -5,7 +5,8 @@ n x n) for n = 32, 64, 128, compiled with tf.function on the TensorFlow backend,
 measured side by side in one run (warm-up, then timed repeats in which the
 implementations alternate; best and median of the repeats).  If ``torch_harmonics`` is importable, its ``RealSHT`` /
 ``InverseRealSHT`` on the same batch shape (equiangular n x n grid, lmax = n/2)
-run in the same process.  Prints a table and writes benchmarks/results/sht.json.
+run in the same process, and so does `sep` compiled with XLA (row sep_xla; `--no-xla` skips it).
+Prints a table and writes benchmarks/results/sht.json.
 
 Each timed call returns the framework's own tensor (TensorFlow's eager execution
 and PyTorch on CPU are synchronous, so the work is done when the call returns);
@@ -49,10 +50,11 @@ def interleaved_times(calls, repeats, warmup=2):
     return {k: (float(np.min(v)), float(np.median(v))) for k, v in times.items()}
 
 
-def keras_calls(n, method, x, to_numpy=False):
+def keras_calls(n, method, x, to_numpy=False, xla=False):
+    """Compiled forward/inverse of our transform; ``xla=True`` compiles with XLA (jit_compile)."""
     tr = sht.get_transform(n, method, True)
-    fwd = tf.function(lambda v: tr.forward_packed(v))
-    inv = tf.function(lambda c: tr.inverse_packed(c))
+    fwd = tf.function(lambda v: tr.forward_packed(v), jit_compile=xla)
+    inv = tf.function(lambda c: tr.inverse_packed(c), jit_compile=xla)
     xt = tf.constant(x)
     c = fwd(xt)
     if to_numpy:
@@ -116,6 +118,8 @@ def main():
                     help="threads for TensorFlow and PyTorch alike (0: each library's default)")
     ap.add_argument("--to-numpy", action="store_true",
                     help="convert every result to a NumPy array inside the timed call")
+    ap.add_argument("--no-xla", action="store_true",
+                    help="skip the sep_xla row (sep compiled with XLA, tf.function(jit_compile=True))")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "results", "sht.json"))
     args = ap.parse_args()
@@ -129,6 +133,8 @@ def main():
     for n in sizes:
         x = rng.standard_normal((args.batch, n, n, args.channels)).astype("float32")
         impls = {m: keras_calls(n, m, x, args.to_numpy) for m in ["naive", "sep"]}
+        if not args.no_xla:
+            impls["sep_xla"] = keras_calls(n, "sep", x, args.to_numpy, xla=True)
         th_calls = torch_harmonics_calls(n, x, args.to_numpy, args.threads)
         if th_calls is not None:
             impls["torch_harmonics"] = th_calls
@@ -166,9 +172,12 @@ def main():
               f"{r['table_bytes'] / 2**20:>10.2f}")
     for n in sizes:
         if (n, "torch_harmonics") in by:
-            s, t = by[(n, "sep")], by[(n, "torch_harmonics")]
-            print(f"n={n}: sep / torch-harmonics throughput: forward {t['forward_s'] / s['forward_s']:.2f}x, "
-                  f"inverse {t['inverse_s'] / s['inverse_s']:.2f}x")
+            t = by[(n, "torch_harmonics")]
+            for impl in ("sep", "sep_xla"):
+                if (n, impl) in by:
+                    s = by[(n, impl)]
+                    print(f"n={n}: {impl} / torch-harmonics throughput: forward "
+                          f"{t['forward_s'] / s['forward_s']:.2f}x, inverse {t['inverse_s'] / s['inverse_s']:.2f}x")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     meta = {"batch": args.batch, "channels": args.channels, "repeats": args.repeats,
             "tf_threads": tf_threads, "torch_threads": th_threads, "to_numpy": args.to_numpy,
