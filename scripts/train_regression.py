@@ -8,6 +8,7 @@ from scratch with each requested head and prints the paper-style table
 per-batch norm of dL/dO (gradient w.r.t. the head's pre-activation).
 
     python3 scripts/train_regression.py --head all --epochs 15
+    python3 scripts/train_regression.py --classes airplane,bed,bench,chair,sofa,table
 """
 import argparse
 import os
@@ -23,6 +24,9 @@ def parse_args(argv=None):
     p.add_argument("--mesh_root", default=None,
                    help="ModelNet-style tree <root>/<class>/{train,test}/<mesh>; "
                         "default: the built-in synthetic shapes")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated class names to use (default: all classes of the "
+                        "source), e.g. airplane,bed,bench,chair,sofa,table")
     p.add_argument("--train_meshes_per_class", type=int, default=10)
     p.add_argument("--test_meshes_per_class", type=int, default=15)
     p.add_argument("--train_views", type=int, default=100, help="rotations per train mesh")
@@ -45,6 +49,18 @@ def parse_args(argv=None):
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.mesh_root is not None and not os.path.isdir(args.mesh_root):
         p.error(f"--mesh_root {args.mesh_root!r} is not a directory")
+    if args.classes is not None:
+        names = [c.strip() for c in args.classes.split(",") if c.strip()]
+        if not names:
+            p.error(f"--classes {args.classes!r} names no class")
+        if args.mesh_root is None:
+            from spherical_regression import dataset
+            from spherical_cnn.data import synthetic
+            try:
+                dataset.select_classes(synthetic.CLASS_NAMES, names)
+            except ValueError as e:
+                p.error(f"--classes: {e}")
+        args.classes = ",".join(names)
     return args
 
 
@@ -53,7 +69,8 @@ def main(argv=None):
     from spherical_regression import dataset, experiment
 
     common = dict(cache_dir=args.data_dir, mesh_root=args.mesh_root, size=args.image_size,
-                  channels=args.channels, seed=args.seed, verbose=True)
+                  channels=args.channels, seed=args.seed, verbose=True,
+                  classes=None if args.classes is None else args.classes.split(","))
     train = dataset.load_or_render("train", args.train_views,
                                    meshes_per_class=args.train_meshes_per_class, **common)
     test = dataset.load_or_render("test", args.test_views,

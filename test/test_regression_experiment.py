@@ -52,6 +52,49 @@ def test_dataset_labels_cache_and_manifest(tmp_path):
         dataset.render_split("val", 2)
 
 
+def test_dataset_class_subset_and_cache_key(tmp_path):
+    """A class subset renders only those classes, with the same meshes and labels as the
+    full set restricted to them, and caches under its own key."""
+    from spherical_cnn.data import synthetic
+    kw = dict(cache_dir=str(tmp_path), meshes_per_class=1, size=8, channels="depth", seed=1)
+    pick = ["table", "airplane"]
+    sub = dataset.load_or_render("test", 1, classes=pick, **kw)
+    assert sub["class_names"] == sorted(pick, key=list(synthetic.CLASS_NAMES).index)
+    assert sorted(set(sub["class_ids"].tolist())) == [0, 1] and len(sub["images"]) == 2
+    full = dataset.load_or_render("test", 1, **kw)
+    assert len(full["class_names"]) == len(synthetic.CLASS_NAMES) > 2
+    for k, name in enumerate(sub["class_names"]):
+        # the subset's class draws the same mesh as in the full set
+        mesh_sub = dataset._mesh_items("test", None, 1, 1, [name])[1][0][1]()
+        mesh_full = dict(dataset._mesh_items("test", None, 1, 1)[1])[name]()
+        np.testing.assert_allclose(mesh_sub.vertices, mesh_full.vertices)
+        assert (sub["class_ids"] == k).sum() == 1
+    manifests = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert len(manifests) == 2  # distinct cache keys
+    assert sorted(m.get("classes") is None for m in manifests) == [False, True]
+    assert [m["class_names"] for m in manifests if m.get("classes")] == [sub["class_names"]]
+    with pytest.raises(ValueError, match=r"unknown class.*'teapot'.*valid classes.*chair"):
+        dataset.render_split("test", 1, meshes_per_class=1, size=8, classes=["chair", "teapot"])
+    with pytest.raises(ValueError, match="at least one class"):
+        dataset.select_classes(synthetic.CLASS_NAMES, [])
+
+
+def test_dataset_class_subset_mesh_root(tmp_path):
+    """With a ModelNet-style tree the subset filters the listing, and unknown names list
+    the tree's classes."""
+    import trimesh
+    for c in ("cup", "desk", "sofa"):
+        d = tmp_path / "meshes" / c / "test"
+        d.mkdir(parents=True)
+        trimesh.creation.box((0.5, 0.8, 1.0)).export(str(d / f"{c}_0.off"))
+    root = str(tmp_path / "meshes")
+    data = dataset.render_split("test", 1, mesh_root=root, meshes_per_class=None, size=8,
+                                channels="depth", classes="sofa,cup")
+    assert data["class_names"] == ["cup", "sofa"] and data["class_ids"].tolist() == [0, 1]
+    with pytest.raises(ValueError, match=r"'chair'.*cup, desk, sofa"):
+        dataset.render_split("test", 1, mesh_root=root, size=8, classes=["chair"])
+
+
 def test_train_step_grad_wrt_head_logits():
     """The step's ||dL/dO|| equals an independent GradientTape on the same forward."""
     rng = np.random.default_rng(0)
@@ -88,3 +131,6 @@ def test_script_smoke(tmp_path, capsys):
     assert list((out / "tensorboard").glob("*/events.out.tfevents.*"))
     with pytest.raises(SystemExit):
         train_regression.parse_args(["--head", "sexp", "--epochs", "0"])
+    with pytest.raises(SystemExit):
+        train_regression.parse_args(["--classes", "chair,teapot"])
+    assert train_regression.parse_args(["--classes", "chair, bed"]).classes == "chair,bed"
