@@ -10,15 +10,6 @@ import numpy as np
 import tensorflow as tf
 
 
-def confusion_matrix(labels, predictions, n_classes):
-    """Counts ``(n_classes, n_classes)``: rows are true classes, columns predictions."""
-    labels = np.asarray(labels, dtype=np.int64)
-    predictions = np.asarray(predictions, dtype=np.int64)
-    out = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(out, (labels, predictions), 1)
-    return out
-
-
 def confusion_image(confusion, cell_pixels=8):
     """Row-normalised confusion matrix as a ``(1, H, W, 1)`` float image in [0, 1]."""
     conf = np.asarray(confusion, dtype=np.float32)
