@@ -6,22 +6,8 @@ same rotation; ``canonical`` picks the one with w >= 0.
 """
 import numpy as np
 
-
-def quaternion_to_matrix(q):
-    """Rotation matrices ``(..., 3, 3)`` of quaternions ``(..., 4)`` (normalised first)."""
-    q = np.asarray(q, dtype=np.float64)
-    if q.shape[-1:] != (4,):
-        raise ValueError(f"quaternion_to_matrix: expected shape (..., 4), got {q.shape}")
-    norm = np.linalg.norm(q, axis=-1, keepdims=True)
-    if np.any(norm == 0):
-        raise ValueError("quaternion_to_matrix: zero quaternion")
-    a, b, c, d = np.moveaxis(q / norm, -1, 0)
-    rows = [
-        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-        [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
-        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
-    ]
-    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+# One implementation of the conversions and the sampling for the whole project.
+from spherical_cnn.data.rotations import quaternion_to_matrix, sample_quaternions  # noqa: F401
 
 
 def axis_angle_to_matrix(axis, angle):
@@ -63,8 +49,5 @@ def canonical(q):
 
 
 def random_quaternions(n, rng):
-    """``(n, 4)`` unit quaternions, Haar-uniform on SO(3) (normalised Gaussians),
-    canonical (w >= 0)."""
-    q = rng.standard_normal((n, 4))
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    return canonical(q)
+    """``(n, 4)`` unit quaternions, Haar-uniform on SO(3), canonical (w >= 0)."""
+    return sample_quaternions("so3", n, rng)

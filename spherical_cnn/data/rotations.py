@@ -16,9 +16,17 @@ MODES = ('so3', 'z', 'none')
 
 
 def canonical_quaternion(q):
-    """Unit-normalise ``q`` (..., 4) and flip the sign so that ``w >= 0``."""
+    """Unit-normalise ``q`` (..., 4) and flip the sign so that ``w >= 0``.
+
+    Raises ValueError for a shape other than (..., 4) or a zero quaternion.
+    """
     q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    if q.shape[-1:] != (4,):
+        raise ValueError(f'quaternions must have shape (..., 4) (w, x, y, z), got {q.shape}')
+    norm = np.linalg.norm(q, axis=-1, keepdims=True)
+    if np.any(norm == 0):
+        raise ValueError('zero quaternion: it is no rotation')
+    q = q / norm
     return np.where(q[..., :1] < 0, -q, q)
 
 
