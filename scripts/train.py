@@ -10,17 +10,13 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from spherical_cnn.params import ParamsError  # noqa: E402
-from spherical_cnn.training import run  # noqa: E402
+from spherical_cnn.errors import run_cli  # noqa: E402
 
 
-def main():
-    try:
-        run()
-    except (ParamsError, FileNotFoundError, ValueError) as err:
-        print("error: {}".format(err), file=sys.stderr)
-        sys.exit(2)
+def main(argv=None):
+    from spherical_cnn.training import run
+    run(argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -17,10 +17,12 @@ import os
 
 import yaml
 
+from .errors import UserError
+
 MODELS_HELP = "model name; a builder registered in spherical_cnn.models.MODELS"
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError, ValueError):
     """A flag (or combination of flags) has an invalid value."""
 
 
@@ -144,6 +146,8 @@ def build_parser():
                    help="per-epoch progress bar (auto: only on a terminal)")
     p.add_argument("--tensorboard_histograms", type=int, default=1,
                    help="write weight/activation histograms every N epochs (0: never)")
+    p.add_argument("--debug", action="store_true", default=False,
+                   help="show full tracebacks for errors (also: SPHERICAL_CNN_DEBUG=1)")
     return p
 
 

@@ -1,0 +1,124 @@
+"""The one place where failures become what the user reads.
+
+Library code raises exceptions; command-line entry points run through
+:func:`run_cli`, which turns every user-caused failure into one line on
+stderr (``error: ...``) and an exit status, and lets real bugs through as
+tracebacks. ``--debug`` on the command line, or ``SPHERICAL_CNN_DEBUG=1`` in the
+environment, shows the full traceback of every failure.
+
+Exit statuses: 0 success, 1 some inputs failed (e.g. ``predict.py`` went on
+past a bad mesh), 2 a user-caused error, 130 interrupted (Ctrl-C / SIGTERM).
+"""
+import errno
+import os
+import signal
+import sys
+
+DEBUG_ENV = "SPHERICAL_CNN_DEBUG"
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """A failure caused by flags, input data or the environment: reported as one line."""
+
+    exit_code = EXIT_USER_ERROR
+
+
+class DataError(UserError, ValueError):
+    """A dataset file or record is malformed or does not match the flags.
+
+    The message names the file and, where known, the record index.
+    """
+
+    def __init__(self, message, path=None, record=None):
+        super().__init__(message)
+        self.path = path
+        self.record = record
+
+
+class NonFiniteError(UserError):
+    """Training produced a non-finite loss or gradient."""
+
+
+class LogdirInUse(UserError):
+    """Another trainer holds the lock of this ``--logdir``."""
+
+
+class Interrupted(UserError):
+    """The user interrupted the run (Ctrl-C, SIGTERM); the message says what was kept."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+# Exceptions raised for bad flags or inputs by this project and the libraries it
+# calls. ValueError is on the list because argument checks all over the code
+# base (ours, NumPy's, Keras') raise it for bad user input.
+USER_EXCEPTIONS = (UserError, ValueError, FileNotFoundError, FileExistsError,
+                   NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def debug_enabled(argv=None):
+    """True if tracebacks were asked for (``--debug`` in ``argv`` or the environment variable)."""
+    argv = sys.argv[1:] if argv is None else argv
+    return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def describe(err):
+    """One line for a user-caused failure, or None if ``err`` is not one (a bug)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = err.filename or "the output folder"
+        return "no space left on the device writing {} (free some space and run again)".format(where)
+    if isinstance(err, USER_EXCEPTIONS):
+        text = str(err)
+        if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+            text = "{}: {}".format(err.strerror or text, err.filename)
+        return " ".join(text.split()) or type(err).__name__
+    try:  # TensorFlow's errors for a full disk or unreadable data, without importing TF here
+        import tensorflow as tf
+    except ImportError:
+        return None
+    if isinstance(err, tf.errors.ResourceExhaustedError) and "space" in str(err).lower():
+        return "no space left on the device: {}".format(err.message.splitlines()[0])
+    if isinstance(err, (tf.errors.DataLossError, tf.errors.NotFoundError,
+                        tf.errors.PermissionDeniedError)):
+        return err.message.splitlines()[0]
+    return None
+
+
+def sigterm_as_interrupt():
+    """Make SIGTERM raise KeyboardInterrupt, so that ``kill PID`` is handled like Ctrl-C."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
+def run_cli(main, argv=None, prog=None):
+    """Run ``main(argv)`` as a command-line program and return its exit status.
+
+    ``main`` returns an exit status (None means 0). A user-caused failure
+    prints ``PROG: error: MESSAGE`` and returns 2 (130 for an interruption);
+    anything else is a bug and propagates with its traceback.
+    """
+    prog = prog or os.path.basename(sys.argv[0])
+    debug = debug_enabled(argv)
+    sigterm_as_interrupt()
+    try:
+        status = main(argv)
+        return 0 if status is None else int(status)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("{}: interrupted".format(prog), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit:
+        raise
+    except BaseException as err:  # noqa: B902 - filtered by describe()
+        message = None if debug else describe(err)
+        if message is None:
+            raise
+        print("{}: error: {}".format(prog, message), file=sys.stderr)
+        return getattr(err, "exit_code", EXIT_USER_ERROR)
