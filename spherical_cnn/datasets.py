@@ -21,14 +21,16 @@ Training follows the original: epoch ``e`` reads the single train shard
 with seed ``args.seed + e``.
 """
 import glob
-import json
 import os
+import sys
 
 import tensorflow as tf
 
+from .data import verify
+from .errors import DataError
+
 SPLITS = ('train', 'val', 'test')
 CLASSES_FILE = 'classes.txt'
-MANIFEST_FILE = 'manifest.json'
 
 
 def _flag(args, name, default=None):
@@ -116,73 +118,31 @@ class SphericalDataset:
             hint = ' (or pass --skip_val to train without validation)' if missing == ['val'] else ''
             raise FileNotFoundError(
                 f'--dset_dir {self.dset_dir!r}: no {", ".join(s + "*.tfrecord" for s in missing)} found{hint}')
-        self._check_manifest()
-
         self.class_names = read_class_names(self.dset_dir)
         self.n_classes = len(self.class_names) if self.class_names else int(_flag(args, 'n_classes', 10))
         ch = 2 * self.nchannels if self.mag_ang else self.nchannels
         self.input_shape = (self.res, self.res, ch)
-        self._counts = {}
-        self._has_a = {}
-        for paths in self.files.values():
-            for p in paths:
-                self._inspect(p)
+        self.spec = verify.RecordSpec(res=self.res, nchannels=self.nchannels, dtype=self.dtype.name,
+                                      n_classes=int(_flag(args, 'n_classes', self.n_classes)))
+        verify.check_manifest(self.dset_dir, self.spec)
+        self.verified = self._verify(_flag(args, 'verify_progress', sys.stderr.isatty()))
 
-    # --- validation -------------------------------------------------------------
-
-    def _flags_text(self):
-        return f'--input_res {self.res} --nchannels {self.nchannels} --dtype {self.dtype.name}'
-
-    def _expected_bytes(self, has_a):
-        nx = self.nchannels - 1 if has_a else self.nchannels
-        return self.res * self.res * nx * self.dtype.size
-
-    def _size_error(self, path, index, name, found, expected):
-        return ValueError(
-            f'{os.path.basename(path)} record {index}: {name} has {found} bytes, expected {expected} '
-            f'for {self._flags_text()} (file {path})')
-
-    def _check_manifest(self):
-        path = os.path.join(self.dset_dir, MANIFEST_FILE)
-        if not os.path.exists(path):
-            return
-        try:
-            with open(path) as f:
-                made = json.load(f)
-        except (OSError, ValueError):
-            return
-        res = made.get('input_res')
-        if res is not None and int(res) != self.res:
-            raise ValueError(f'--dset_dir {self.dset_dir!r} was built at --input_res {res} '
-                             f'(see {MANIFEST_FILE}) but --input_res {self.res} was given')
-
-    def _inspect(self, path):
-        """Check the first record of ``path`` against the flags; note whether it carries ``a``."""
-        from .data import records
-        first = records.first_record(path)
-        if first is None:
-            self._has_a[path] = False
-            return
-        ex = tf.train.Example()
-        ex.ParseFromString(first)
-        f = ex.features.feature
-        for key in ('x', 'y'):
-            if key not in f:
-                raise ValueError(f'{os.path.basename(path)} record 0: missing feature {key!r} (file {path})')
-        has_a = 'a' in f
-        self._has_a[path] = has_a
-        if has_a and self.nchannels < 2:
-            raise ValueError(
-                f'{os.path.basename(path)} record 0: has an extra channel "a", so --nchannels '
-                f'must count it (>= 2), got --nchannels {self.nchannels} (file {path})')
-        found = len(f['x'].bytes_list.value[0]) if f['x'].bytes_list.value else 0
-        if found != self._expected_bytes(has_a):
-            raise self._size_error(path, 0, 'x', found, self._expected_bytes(has_a))
-        if has_a:
-            found_a = len(f['a'].bytes_list.value[0]) if f['a'].bytes_list.value else 0
-            expected_a = self.res * self.res * self.dtype.size
-            if found_a != expected_a:
-                raise self._size_error(path, 0, 'a', found_a, expected_a)
+    def _verify(self, progress):
+        """Verify every record of every split (cached per file); ``{path: FileSummary}``."""
+        paths = [p for s in SPLITS for p in self.files[s]]
+        summaries = verify.verify_files(paths, self.spec, progress=progress,
+                                        label='verifying {}'.format(self.dset_dir))
+        self._counts = {p: s.records for p, s in summaries.items()}
+        self._has_a = {p: s.has_a for p, s in summaries.items()}
+        empty = [p for p in self.files['train'] if not summaries[p].records]
+        for split in ('val', 'test'):
+            if self.files[split] and not sum(summaries[p].records for p in self.files[split]):
+                if not (split == 'val' and self.skip_val):
+                    empty += self.files[split]
+        if empty:
+            raise DataError(f'--dset_dir {self.dset_dir!r}: {", ".join(map(os.path.basename, empty))} '
+                            'hold(s) no record (an interrupted or failed build?)', path=empty[0])
+        return summaries
 
     # --- decoding ---------------------------------------------------------------
 
@@ -194,20 +154,12 @@ class SphericalDataset:
         if has_a:
             spec['a'] = tf.io.FixedLenFeature([], tf.string)
 
-        def checked(index, raw, name, expected):
-            # a python error on the failure branch only, so the message names file and record
-            def fail(i, n):
-                raise self._size_error(path, int(i), name, int(n), expected)
-            n = tf.strings.length(raw)
-            return tf.cond(tf.equal(n, expected), lambda: raw,
-                           lambda: tf.py_function(fail, [index, n], tf.string))
-
         def parse(index, serialized):
             ex = tf.io.parse_single_example(serialized, spec)
-            x = tf.io.decode_raw(checked(index, ex['x'], 'x', self._expected_bytes(has_a)), dtype)
+            x = tf.io.decode_raw(ex['x'], dtype)
             x = tf.reshape(x, (res, res, nx))
             if has_a:
-                a = tf.io.decode_raw(checked(index, ex['a'], 'a', res * res * dtype.size), dtype)
+                a = tf.io.decode_raw(ex['a'], dtype)
                 x = tf.concat([x, tf.reshape(a, (res, res, 1))], axis=-1)
             return self._to_model_input(x), ex['y']
 

@@ -100,7 +100,7 @@ def test_reader_reads_builder_output(built):
     x, y = next(iter(ds.train(1)))
     assert x.shape == (5, RES, RES, 2)
     assert np.all(x.numpy()[..., 0] >= 0) and np.all(x.numpy()[..., 0][x.numpy()[..., 0] > 0] >= raycast.DEFAULT_R0 - 1 - 1e-6)
-    with pytest.raises(ValueError, match='built at --input_res 16'):
+    with pytest.raises(ValueError, match='built with --input_res 16 but --input_res 32'):
         datasets.load(SimpleNamespace(**{**vars(args), 'input_res': 32}))
 
 
@@ -164,7 +164,7 @@ def test_datasets_synthetic_builds_on_first_use(tmp_path, monkeypatch):
     monkeypatch.setattr(builder, 'build_synthetic', small)
     args = SimpleNamespace(dset='synthetic', dset_dir=str(tmp_path / 'syn'), dtype='complex64', input_res=8,
                            nchannels=1, mag_ang=True, train_bsize=4, first_n=None, test_n=0,
-                           round_batches=False, skip_val=False, spectral_input=False, n_classes=10)
+                           round_batches=False, skip_val=False, spectral_input=False, n_classes=12)
     ds = datasets.load(args)
     assert calls == [8] and ds.n_classes == len(synthetic.CLASS_NAMES)
     datasets.load(args)  # second time: records exist, nothing built

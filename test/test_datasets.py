@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from spherical_cnn import datasets
+from spherical_cnn.errors import DataError
 
 RES = 8
 
@@ -106,12 +107,11 @@ def test_wrong_size_names_file_record_and_bytes(tmp_path):
     with pytest.raises(ValueError, match=r'train_000.tfrecord record 0: x has 512 bytes, expected 2048 '
                                          r'for --input_res 16 --nchannels 1 --dtype complex64'):
         datasets.load(_args(tmp_path, input_res=16, skip_val=True))
-    # a bad record in the middle of a file is caught while reading
+    # a bad record in the middle of a file is caught before any training
     bad = [x[0], x[1, :4], x[0]]
     _write(tmp_path / 'test_000.tfrecord', bad, [0, 1, 2])
-    ds = datasets.load(_args(tmp_path, skip_val=True))
-    with pytest.raises(tf.errors.InvalidArgumentError, match='test_000.tfrecord record 1: x has 256 bytes, expected 512'):
-        _collect(ds.eval('test'))
+    with pytest.raises(DataError, match='test_000.tfrecord record 1: x has 256 bytes, expected 512'):
+        datasets.load(_args(tmp_path, skip_val=True))
 
 
 def test_missing_dir_and_splits(tmp_path):

@@ -25,6 +25,8 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
+import socket
 import sys
 import time
 import zlib
@@ -74,15 +76,89 @@ def _split_val(train_items, val_fraction, seed):
     return val
 
 
-def _prepare_out(out_dir, overwrite):
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        if not overwrite:
-            raise FileExistsError(f'output folder {out_dir!r} exists and is not empty; '
-                                  'pass --overwrite (overwrite=True) to replace its dataset')
-        for fn in os.listdir(out_dir):
-            if fn.endswith('.tfrecord') or fn.endswith('.tfrecord.tmp') or fn in ('classes.txt', 'manifest.json'):
-                os.remove(os.path.join(out_dir, fn))
-    os.makedirs(out_dir, exist_ok=True)
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _staging_dir(out_dir):
+    """A fresh folder beside ``out_dir`` to build in; removes those left by dead builds.
+
+    Named ``.<name>.partial-<host>-<pid>``: it never looks like a dataset, and a
+    build that was killed leaves one that the next build of this host removes.
+    """
+    parent, base = os.path.split(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    host = socket.gethostname()
+    for fn in os.listdir(parent):
+        for kind in ('partial', 'old'):
+            prefix = f'.{base}.{kind}-{host}-'
+            if fn.startswith(prefix) and fn[len(prefix):].isdigit() and not _pid_alive(int(fn[len(prefix):])):
+                print(f'removing {os.path.join(parent, fn)} left by an interrupted build', file=sys.stderr)
+                shutil.rmtree(os.path.join(parent, fn), ignore_errors=True)
+    stage = os.path.join(parent, f'.{base}.partial-{host}-{os.getpid()}')
+    shutil.rmtree(stage, ignore_errors=True)
+    os.makedirs(stage)
+    return stage
+
+
+def _replace_dir(stage, out_dir):
+    """Move the complete ``stage`` folder to ``out_dir``, replacing an old dataset only now."""
+    out_dir = os.path.abspath(out_dir)
+    if os.path.isdir(out_dir) and not os.listdir(out_dir):
+        os.rmdir(out_dir)
+    if os.path.exists(out_dir):
+        parent, base = os.path.split(out_dir)
+        old = os.path.join(parent, f'.{base}.old-{socket.gethostname()}-{os.getpid()}')
+        os.replace(out_dir, old)
+        os.replace(stage, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, out_dir)
+
+
+def _check_destination(out_dir, overwrite):
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f'output {out_dir!r} exists and is not a folder')
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(f'output folder {out_dir!r} exists and is not empty; '
+                              'pass --overwrite (overwrite=True) to replace its dataset')
+
+
+def _check_classes(jobs_items, class_names):
+    """Every class needs meshes in the train and the test split (an empty class is an error)."""
+    have = {(j['class_name'], j['split']) for j in jobs_items}
+    missing = [f'{c!r} ({split})' for c in class_names for split in ('train', 'test')
+               if (c, split) not in have]
+    if not jobs_items:
+        raise ValueError('no mesh to render')
+    if missing:
+        raise ValueError(f'class(es) without any mesh: {", ".join(missing)}; remove the empty '
+                         'class folder(s) or add meshes')
+
+
+def _check_rendered(per_class, planned, skipped):
+    """Error if a class lost every train or test mesh (all failed to render).
+
+    Returns warnings for classes that lost their validation meshes (validation
+    meshes are drawn before rendering, so a broken file can be among them).
+    """
+    lost = [f'{c!r} ({split})' for (c, split) in sorted(planned)
+            if split != 'val' and not per_class.get((c, split))]
+    warnings = [f'class {c!r} has no validation mesh: its {split} meshes failed to render'
+                for (c, split) in sorted(planned) if split == 'val' and not per_class.get((c, split))]
+    if not lost:
+        return warnings
+    first = f'; first error: {skipped[0]["mesh"]}: {skipped[0]["error"]}' if skipped else ''
+    if not any(per_class.values()):
+        raise ValueError(f'no mesh could be rendered ({len(skipped)} skipped{first})')
+    raise ValueError(f'no mesh could be rendered for class(es) {", ".join(lost)} '
+                     f'({len(skipped)} mesh(es) skipped{first})')
 
 
 def _versions():
@@ -98,18 +174,41 @@ def _versions():
     return v
 
 
-def build(jobs_items, class_names, out_dir, *, input_res=64, rotations_mode='so3', n_rotations=8,
-          test_rotations=None, n_test_rotations=4, val_fraction=0.1, seed=0, r0=raycast.DEFAULT_R0,
-          workers=None, overwrite=False, progress=True, extra_manifest=None):
-    """Render meshes into a TFRecord dataset folder (see module docstring).
+def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, **kwargs):
+    """Render meshes into a TFRecord dataset folder ``out_dir`` (see module docstring), atomically.
+
+    The dataset is built in a hidden folder beside ``out_dir`` and renamed into
+    place only when every record file, ``classes.txt`` and ``manifest.json`` are
+    complete; with ``overwrite`` an existing dataset is replaced only then. An
+    error or interruption leaves ``out_dir`` as it was. A class without meshes in
+    the train or test split, or whose meshes all fail to render, is an error.
 
     Args:
       jobs_items: list of dicts with 'relpath', 'class_name', 'split' ('train'/'test') and
         either 'path' (a mesh file) or 'mesh_seed' (a synthetic mesh).
       class_names: sorted class names; label = index.
+      kwargs: see :func:`_build_in`.
     Returns:
       the manifest dict (also written to ``out_dir/manifest.json``).
     """
+    _check_destination(out_dir, overwrite)
+    _check_classes(jobs_items, class_names)
+    stage = _staging_dir(out_dir)
+    try:
+        manifest = _build_in(stage, jobs_items, class_names, progress=progress, **kwargs)
+        _replace_dir(stage, out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if progress:
+        print_summary(manifest, out_dir)
+    return manifest
+
+
+def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode='so3', n_rotations=8,
+          test_rotations=None, n_test_rotations=4, val_fraction=0.1, seed=0, r0=raycast.DEFAULT_R0,
+          workers=None, progress=True, extra_manifest=None):
+    """Render meshes into the empty folder ``out_dir``; return the manifest (see :func:`build`)."""
     from . import records  # TensorFlow is only needed in the main process
 
     if rotations_mode not in rotations.MODES:
@@ -125,7 +224,6 @@ def build(jobs_items, class_names, out_dir, *, input_res=64, rotations_mode='so3
         raise ValueError(f'--input_res must be an even integer >= 2, got {input_res}')
     if not r0 > 1:
         raise ValueError(f'R0 must be > 1 (meshes fill the unit ball), got {r0}')
-    _prepare_out(out_dir, overwrite)
     t0 = time.time()
 
     label = {c: i for i, c in enumerate(class_names)}
@@ -147,6 +245,8 @@ def build(jobs_items, class_names, out_dir, *, input_res=64, rotations_mode='so3
     keys = {s: [[] for _ in ps] for s, ps in tmp.items()}  # (relpath, idrot) per written record
     skipped = []
     counts = {s: {'meshes': 0, 'records': 0} for s in SPLIT_ORDER}
+    planned = {(j['class_name'], j['split']) for j in jobs}
+    per_class = {}  # (class, split) -> meshes rendered
 
     workers = int(workers or os.cpu_count() or 1)
     if workers > 1 and len(jobs) > 1:
@@ -167,6 +267,7 @@ def build(jobs_items, class_names, out_dir, *, input_res=64, rotations_mode='so3
                 continue
             split = job['split']
             counts[split]['meshes'] += 1
+            per_class[job['class_name'], split] = per_class.get((job['class_name'], split), 0) + 1
             for r in range(len(maps)):
                 shard = r if split == 'train' else 0
                 writers[split][shard].write(records.encode_example(
@@ -174,13 +275,19 @@ def build(jobs_items, class_names, out_dir, *, input_res=64, rotations_mode='so3
                 keys[split][shard].append((job['relpath'], r))
                 counts[split]['records'] += 1
         bar.close()
-    finally:
         if pool is not None:
             pool.close()
+    finally:
+        if pool is not None:
+            pool.terminate()  # at once on an error or Ctrl-C; no-op after a clean close
             pool.join()
         for ws in writers.values():
             for w in ws:
                 w.close()
+
+    warnings = _check_rendered(per_class, planned, skipped)
+    for w in warnings if progress else ():
+        print(f'warning: {w}', file=sys.stderr)
 
     # reorder deterministically: val/test by (mesh, rotation); train shards sorted then permuted
     files = {}
@@ -210,13 +317,11 @@ def build(jobs_items, class_names, out_dir, *, input_res=64, rotations_mode='so3
         'test_rotations': test_rotations, 'n_test_rotations': n_test_rotations,
         'val_fraction': val_fraction, 'seed': seed, 'workers': workers,
         'classes': list(class_names), 'counts': counts, 'files': files,
-        'skipped': skipped, 'seconds': round(elapsed, 2), 'versions': _versions(),
+        'skipped': skipped, 'warnings': warnings, 'seconds': round(elapsed, 2), 'versions': _versions(),
     }
     manifest.update(extra_manifest or {})
     with open(os.path.join(out_dir, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=1)
-    if progress:
-        print_summary(manifest, out_dir)
     return manifest
 
 
