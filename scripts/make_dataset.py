@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from spherical_cnn.data import builder, raycast, rotations, synthetic  # noqa: E402
+from spherical_cnn.errors import run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -36,6 +37,7 @@ def parse_args(argv=None):
     p.add_argument('--overwrite', action='store_true', help='replace the dataset in a non-empty --out')
     p.add_argument('--n_train_per_class', type=int, default=synthetic.DEFAULT_TRAIN_PER_CLASS, help='(--synthetic)')
     p.add_argument('--n_test_per_class', type=int, default=synthetic.DEFAULT_TEST_PER_CLASS, help='(--synthetic)')
+    p.add_argument('--debug', action='store_true', help='show tracebacks of errors')
     args = p.parse_args(argv)
     if not args.synthetic and not args.mesh_root:
         p.error('give MESH_ROOT, or --synthetic for the built-in shapes')
@@ -49,18 +51,14 @@ def main(argv=None):
                   val_fraction=args.val_fraction, r0=args.r0, workers=args.workers,
                   overwrite=args.overwrite, progress=True)
     common['extra_manifest'] = {'args': vars(args), 'command': ' '.join(sys.argv)}
-    try:
-        if args.synthetic:
-            builder.build_synthetic(args.out, n_train_per_class=args.n_train_per_class,
-                                    n_test_per_class=args.n_test_per_class, seed=args.seed,
-                                    mesh_dir=args.mesh_root, **common)
-        else:
-            builder.build_from_tree(args.mesh_root, args.out, seed=args.seed, **common)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    if args.synthetic:
+        builder.build_synthetic(args.out, n_train_per_class=args.n_train_per_class,
+                                n_test_per_class=args.n_test_per_class, seed=args.seed,
+                                mesh_dir=args.mesh_root, **common)
+    else:
+        builder.build_from_tree(args.mesh_root, args.out, seed=args.seed, **common)
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -13,6 +13,8 @@ import shutil
 
 import tensorflow as tf
 
+from .errors import DiskFull, is_disk_full
+
 NAMES = ("best", "latest", "final")
 _PREFIX = "ckpt"
 
@@ -47,7 +49,14 @@ class CheckpointStore:
         if not self.writable:
             tmp = os.path.join(self.logdir, ".scratch-{}-{}".format(name, os.getpid()))
         shutil.rmtree(tmp, ignore_errors=True)
-        checkpoint.write(os.path.join(tmp, _PREFIX))
+        try:
+            checkpoint.write(os.path.join(tmp, _PREFIX))
+        except (OSError, tf.errors.OpError) as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if is_disk_full(err):
+                raise DiskFull("no space left on the device writing checkpoint {} ({}); the previous "
+                               "'{}' checkpoint is intact".format(name, tmp, name)) from err
+            raise
         if not self.writable:
             shutil.rmtree(tmp, ignore_errors=True)
             return
@@ -68,6 +77,34 @@ class CheckpointStore:
         else:
             status.assert_existing_objects_matched()
         return True
+
+    def clean_leftovers(self):
+        """Finish or undo saves that were interrupted; return what was done (for the log).
+
+        ``<name>.tmp`` (a save cut short) is removed; ``<name>.old`` is removed when
+        ``<name>`` is complete, else renamed back to ``<name>`` (the new one never
+        made it into place). Scratch folders of other workers are removed too.
+        """
+        done = []
+        if not self.writable or not os.path.isdir(self.logdir):
+            return done
+        for name in NAMES:
+            final, tmp, old = self._dir(name), self._dir(name) + ".tmp", self._dir(name) + ".old"
+            if os.path.isdir(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+                done.append("removed unfinished {}".format(tmp))
+            if os.path.isdir(old):
+                if os.path.exists(os.path.join(final, _PREFIX + ".index")):
+                    shutil.rmtree(old, ignore_errors=True)
+                    done.append("removed {}".format(old))
+                else:
+                    shutil.rmtree(final, ignore_errors=True)
+                    os.replace(old, final)
+                    done.append("restored {} from {}".format(final, old))
+        for fn in os.listdir(self.logdir):
+            if fn.startswith(".scratch-"):
+                shutil.rmtree(os.path.join(self.logdir, fn), ignore_errors=True)
+        return done
 
     def remove_all(self):
         """Delete every named checkpoint (used by ``--from_scratch``)."""

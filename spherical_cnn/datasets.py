@@ -201,13 +201,29 @@ class SphericalDataset:
             raise ValueError(f'--dset_dir {self.dset_dir!r} has no {split}*.tfrecord files{hint}')
         return paths
 
+    def _train_order(self, epoch):
+        """``(index, serialized)`` of the shard of ``epoch`` in the order it is trained on."""
+        path = self.train_shard(epoch)
+        return self._file_dataset(path).shuffle(max(1, self._count(path)), seed=self.seed + int(epoch),
+                                                reshuffle_each_iteration=False)
+
+    def batch_records(self, epoch, step):
+        """Names of the records in training batch ``step`` of ``epoch``: ``fname`` where the
+        records carry it, else ``<file>#<index>`` (used to report a bad batch)."""
+        path = self.train_shard(epoch)
+        spec = {'fname': tf.io.FixedLenFeature([], tf.string, default_value='')}
+        names = []
+        batches = self._train_order(epoch).batch(self.batch_size).skip(int(step)).take(1)
+        for index, serialized in batches:
+            fnames = tf.io.parse_example(serialized, spec)['fname'].numpy()
+            for i, f in zip(index.numpy(), fnames):
+                names.append(f.decode('utf-8', 'replace') or f'{os.path.basename(path)}#{i}')
+        return names
+
     def train(self, epoch):
         """Batches of the train shard for ``epoch``, shuffled with seed ``seed + epoch``."""
         path = self.train_shard(epoch)
-        ds = self._file_dataset(path)
-        ds = ds.shuffle(max(1, self._count(path)), seed=self.seed + int(epoch),
-                        reshuffle_each_iteration=False)
-        ds = ds.map(self._parser(path), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = self._train_order(epoch).map(self._parser(path), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(self.batch_size, drop_remainder=self.round_batches)
         if self.first_n:
             ds = ds.take(int(self.first_n))

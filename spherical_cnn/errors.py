@@ -45,6 +45,18 @@ class LogdirInUse(UserError):
     """Another trainer holds the lock of this ``--logdir``."""
 
 
+class DiskFull(UserError):
+    """Writing an output failed for lack of space; the message names the path."""
+
+
+def is_disk_full(err):
+    """True for an OSError or TensorFlow error caused by a full disk or quota."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(getattr(err, "message", "") or err).lower()
+    return "no space left" in text or "disk quota exceeded" in text
+
+
 class Interrupted(UserError):
     """The user interrupted the run (Ctrl-C, SIGTERM); the message says what was kept."""
 
@@ -66,8 +78,8 @@ def debug_enabled(argv=None):
 
 def describe(err):
     """One line for a user-caused failure, or None if ``err`` is not one (a bug)."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-        where = err.filename or "the output folder"
+    if is_disk_full(err) and not isinstance(err, UserError):
+        where = getattr(err, "filename", None) or "the output folder"
         return "no space left on the device writing {} (free some space and run again)".format(where)
     if isinstance(err, USER_EXCEPTIONS):
         text = str(err)
@@ -78,8 +90,6 @@ def describe(err):
         import tensorflow as tf
     except ImportError:
         return None
-    if isinstance(err, tf.errors.ResourceExhaustedError) and "space" in str(err).lower():
-        return "no space left on the device: {}".format(err.message.splitlines()[0])
     if isinstance(err, (tf.errors.DataLossError, tf.errors.NotFoundError,
                         tf.errors.PermissionDeniedError)):
         return err.message.splitlines()[0]

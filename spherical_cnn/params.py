@@ -216,6 +216,21 @@ def check(args):
     if 0 not in args.learning_rate:
         raise ParamsError("--learning_rate must give a value for epoch 0, got {}"
                           .format(args.learning_rate))
+    bad_lr = {e: v for e, v in args.learning_rate.items() if not (v > 0 and v < float("inf"))}
+    if bad_lr:
+        raise ParamsError("--learning_rate values must be positive and finite, got {}".format(bad_lr))
+    if any(e < 0 for e in args.learning_rate):
+        raise ParamsError("--learning_rate epochs must be >= 0, got {}".format(args.learning_rate))
+    for name, low in (("test_n", 0), ("nchannels", 1), ("n_filter_params", 0),
+                      ("tensorboard_histograms", 0)):
+        if getattr(args, name) < low:
+            raise ParamsError("--{} must be >= {}, got {}".format(name, low, getattr(args, name)))
+    if args.first_n is not None and args.first_n < 1:
+        raise ParamsError("--first_n must be >= 1 (or left out), got {}".format(args.first_n))
+    if not args.regularization_weight >= 0:
+        raise ParamsError("--regularization_weight must be >= 0, got {}".format(args.regularization_weight))
+    if any(v <= 0 for v in args.nfilters):
+        raise ParamsError("--nfilters must be positive, got {}".format(args.nfilters))
     if args.n_classes < 2:
         raise ParamsError("--n_classes must be >= 2, got {}".format(args.n_classes))
     if not args.test_only and not args.logdir:

@@ -26,7 +26,9 @@ from . import datasets
 from . import models
 from . import params as params_mod
 from .checkpoints import CheckpointStore
+from .errors import Interrupted, NonFiniteError
 from .losses import softmax_cross_entropy, triplet_semihard_loss
+from .runlock import LogdirLock
 from .summaries import RunSummaries
 
 LOGGER_NAME = "spherical_cnn"
@@ -34,6 +36,8 @@ FLAGS_FILE = "flags.yaml"
 RESULTS_FILE = "results.json"
 EXPORT_FILE = "model.keras"
 CLASSES_FILE = "classes.txt"
+STEP_TERMS = ("total", "cross_entropy", "extra", "triplet", "regularization", "correct", "count",
+              "nonfinite_loss", "nonfinite_grad")
 
 
 class _StdoutHandler(logging.StreamHandler):
@@ -141,11 +145,20 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_valid = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_valid")
+            # figures of the last trained epoch and the total training time, kept in every
+            # checkpoint so that a resumed run, a finished run re-run and --test_only report them
+            self.figures = {
+                "train": tf.Variable(float("nan"), dtype=tf.float64, trainable=False, name="train_acc"),
+                "valid": tf.Variable(float("nan"), dtype=tf.float64, trainable=False, name="valid_acc"),
+                "seconds": tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds"),
+                "epochs": tf.Variable(0, dtype=tf.int64, trainable=False, name="timed_epochs")}
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              epoch=self.epoch, best_valid=self.best_valid)
+                                              epoch=self.epoch, best_valid=self.best_valid,
+                                              **{"figure_" + k: v for k, v in self.figures.items()})
         self.store = CheckpointStore(args.logdir, writable=self.chief)
         self._train_step = None
         self._eval_step = None
+        self.saved_epoch = 0  # epoch of the 'latest' checkpoint on disk
 
     # ------------------------------------------------------------------ setup
     def _make_optimizer(self):
@@ -182,11 +195,18 @@ class Trainer:
                     reg = tf.nn.scale_regularization_loss(tf.add_n(model.losses))
                 total = ce + extra + triplet + reg
             grads = tape.gradient(total, model.trainable_variables)
+            # A non-finite step is still applied (the run stops right after it and saves
+            # nothing from it), which keeps the step free of control flow.
+            grads_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads
+                                          if g is not None])
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             pred = tf.argmax(out["logits"], axis=-1, output_type=tf.int64)
             correct = tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, tf.int64)), tf.float32))
             count = tf.cast(tf.shape(y)[0], tf.float32)
-            return tf.stack([total, ce, extra, triplet, reg, correct, count])
+            nonfinite_loss = 1.0 - tf.cast(tf.math.is_finite(total), tf.float32)
+            nonfinite_grad = 1.0 - tf.cast(grads_finite, tf.float32)
+            return tf.stack([total, ce, extra, triplet, reg, correct, count,
+                             nonfinite_loss, nonfinite_grad])
 
         def replica_eval(x, y):
             out = model(x, training=False)
@@ -217,12 +237,16 @@ class Trainer:
 
     def train_epoch(self, epoch):
         """Train on the shard of ``epoch``; return (accuracy, mean loss terms, seconds)."""
-        sums = np.zeros(7)
+        sums = np.zeros(len(STEP_TERMS))
         n_steps = 0
         bar = self._progress(epoch)
         t0 = time.time()
         for x, y in self._distribute(self.dataset.train(epoch)):
             out = self._train_step(x, y).numpy()
+            if out[7] or out[8]:
+                if bar is not None:
+                    bar.close()
+                raise NonFiniteError(self._nonfinite_message(epoch, n_steps, out))
             sums += out
             n_steps += 1
             if bar is not None:
@@ -239,6 +263,21 @@ class Trainer:
         terms = dict(zip(["total", "cross_entropy", "extra", "triplet", "regularization"],
                          sums[:5] / n_steps / replicas))
         return sums[5] / sums[6], terms, seconds
+
+    def _nonfinite_message(self, epoch, step, out):
+        what = "loss ({})".format(out[0]) if out[7] else "gradient"
+        records = ""
+        batch_records = getattr(self.dataset, "batch_records", None)
+        if batch_records is not None and self.strategy.num_replicas_in_sync == 1:
+            names = batch_records(epoch, step)
+            shown = ", ".join(names[:8]) + (", ... ({} in all)".format(len(names)) if len(names) > 8 else "")
+            records = "; records of that batch: {}".format(shown)
+        saved = self.saved_epoch
+        kept = ("'latest' (epoch {}) is the last good checkpoint".format(saved) if saved
+                else "no checkpoint was saved")
+        return ("non-finite {} at epoch {}, step {}{}. Stopped without saving; {}. The data was "
+                "verified finite, so lower --learning_rate or check the model flags".format(
+                    what, epoch + 1, step + 1, records, kept))
 
     def evaluate(self, split):
         """Accuracy and confusion-matrix counts of the current weights on ``split``."""
@@ -263,6 +302,8 @@ class Trainer:
     def resume_or_start(self):
         """Restore ``latest`` unless ``--from_scratch``; return the epoch to start from."""
         args = self.args
+        for line in self.store.clean_leftovers() if self.chief else ():
+            self.logger.warning("Interrupted checkpoint save: {}".format(line))
         if args.from_scratch:
             self.logger.info("Training from scratch; removing checkpoints and events in {}".format(args.logdir))
             if self.chief:
@@ -273,7 +314,14 @@ class Trainer:
         elif self.store.restore("latest", self.checkpoint):
             self.logger.info("Continuing from checkpoint {} at epoch {}"
                              .format(self.store.path("latest"), int(self.epoch.numpy())))
-        return int(self.epoch.numpy())
+        self.saved_epoch = int(self.epoch.numpy())
+        return self.saved_epoch
+
+    def saved_figures(self):
+        """(train acc, valid acc, mean seconds per training epoch) kept in the checkpoint."""
+        epochs = int(self.figures["epochs"].numpy())
+        seconds = float(self.figures["seconds"].numpy()) / epochs if epochs else float("nan")
+        return float(self.figures["train"].numpy()), float(self.figures["valid"].numpy()), seconds
 
     def train(self):
         """Run the remaining epochs; return (train acc, valid acc, mean epoch seconds)."""
@@ -286,20 +334,21 @@ class Trainer:
         start = self.resume_or_start()
         self._build_steps()
         summaries = RunSummaries(args.logdir, enabled=self.chief)
-        train_acc = valid_acc = float("nan")
-        train_times = []
         if start >= args.n_epochs:
             self.logger.info("All {} epochs already done in {}".format(args.n_epochs, args.logdir))
         for epoch in range(start, args.n_epochs):
             lr = params_mod.learning_rate_at(args.learning_rate, epoch)
             self.set_learning_rate(lr)
             train_acc, terms, seconds = self.train_epoch(epoch)
-            train_times.append(seconds)
             if args.skip_val:
                 valid_acc, conf = train_acc, np.zeros((args.n_classes, args.n_classes))
             else:
                 valid_acc, conf = self.evaluate("val")
             self.epoch.assign(epoch + 1)
+            self.figures["train"].assign(train_acc)
+            self.figures["valid"].assign(valid_acc)
+            self.figures["seconds"].assign_add(seconds)
+            self.figures["epochs"].assign_add(1)
 
             step = epoch + 1
             scalars = {"train_acc": train_acc, "valid_acc": valid_acc, "learning_rate": lr}
@@ -315,11 +364,11 @@ class Trainer:
                 self.best_valid.assign(valid_acc)
                 self.store.save("best", self.checkpoint)
             self.store.save("latest", self.checkpoint)
+            self.saved_epoch = step
             self.logger.info("epoch={}; lr={:.4f} train: {:.4f}, valid: {:.4f}"
                              .format(step, lr, train_acc, valid_acc))
         self.store.save("final", self.checkpoint)
-        mean_time = float(np.mean(train_times)) if train_times else 0.0
-        return train_acc, valid_acc, mean_time
+        return self.saved_figures()
 
     def test(self, checkpoint="final"):
         """Test accuracy and confusion counts of ``checkpoint`` (None: the weights in memory)."""
@@ -338,14 +387,41 @@ class Trainer:
         return path
 
 
+def _figure(value, fmt):
+    return fmt.format(value) if value is not None and math.isfinite(value) else "n/a"
+
+
 def results_table(run_id, train, valid, test, train_time):
-    """The original's final markdown table: header line and one row."""
-    return ["|model|train|val|test|train time|",
-            "|{}|{:.4f}|{:.4f}|{:.4f}|{:.2f}|".format(run_id, train, valid, test, train_time)]
+    """The original's final markdown table: header line and one row (unknown figures: n/a)."""
+    cells = [_figure(v, "{:.4f}") for v in (train, valid, test)] + [_figure(train_time, "{:.2f}")]
+    return ["|model|train|val|test|train time|", "|{}|{}|".format(run_id, "|".join(cells))]
+
+
+def _finite_or_none(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def write_results(logdir, results):
+    """``results.json``, strict JSON (unknown figures are null), written atomically."""
+    clean = {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in results.items()}
+    write_atomic(os.path.join(logdir, RESULTS_FILE), json.dumps(clean, indent=2, allow_nan=False))
+
+
+def _saved_results(logdir):
+    try:
+        with open(os.path.join(logdir, RESULTS_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def run(argv=None):
-    """Entry point of ``scripts/train.py``: train (unless --test_only), test, print the table."""
+    """Entry point of ``scripts/train.py``: train (unless --test_only), test, print the table.
+
+    Holds the lock of ``--logdir`` throughout; Ctrl-C (or SIGTERM through
+    :func:`spherical_cnn.errors.run_cli`) raises :class:`Interrupted` saying which
+    checkpoint is kept.
+    """
     args = params_mod.parse(argv)
     if args.test_only:
         if not args.logdir:
@@ -355,33 +431,52 @@ def run(argv=None):
         if args.dset_dir != os.path.expanduser(parser_default):
             overrides["dset_dir"] = args.dset_dir
         args = load_flags(args.logdir, overrides)
-    logger = get_logger(args.logdir)
+    logger = get_logger(None)
+    os.makedirs(args.logdir, exist_ok=True)
+    with LogdirLock(args.logdir, warn=logger.warning):
+        logger = get_logger(args.logdir)
+        state = {}
+        try:
+            return _run_locked(args, logger, state)
+        except KeyboardInterrupt:
+            epoch = state["trainer"].saved_epoch if "trainer" in state else None
+            kept = ("latest checkpoint is epoch {}".format(epoch) if epoch
+                    else "no checkpoint was saved")
+            raise Interrupted("interrupted; {} ({})".format(kept, args.logdir)) from None
+
+
+def _run_locked(args, logger, state):
     logger.info("Running on {}".format(socket.gethostname()))
     logger.info(args)
-    logger.info("Loading dataset from {} ({})...".format(args.dset_dir, args.dset))
-    trainer = Trainer(args, logger)
+    logger.info("Loading and verifying dataset from {} ({})...".format(args.dset_dir, args.dset))
+    t0 = time.time()
+    trainer = state["trainer"] = Trainer(args, logger)
+    counts = {s: trainer.dataset.num_examples(s) for s in datasets.SPLITS if trainer.dataset.files[s]}
+    logger.info("Dataset verified in {:.1f} s: {} records".format(
+        time.time() - t0, ", ".join("{} {}".format(k, v) for k, v in counts.items())))
     n_params = trainer.model.count_params()
     logger.info("Model {}: {:,} parameters. Logdir {}".format(args.model, n_params, args.logdir))
 
     if not args.test_only:
         logger.info("Start training...")
         train, valid, train_time = trainer.train()
-    else:
-        train, valid, train_time = 0.0, 0.0, 0.0
-
     logger.info("Start testing...")
     # Right after training the weights in memory are the final ones (a non-chief
     # worker keeps no checkpoint); --test_only restores them.
     test, _ = trainer.test("final" if args.test_only else None)
-    if not args.test_only:
+    if args.test_only:
+        train, valid, train_time = trainer.saved_figures()
+        if not math.isfinite(train):  # checkpoint of an older version: figures in results.json
+            saved = _saved_results(args.logdir)
+            train, valid, train_time = (saved.get(k, float("nan")) for k in ("train", "val", "train_time"))
+    else:
         if args.export:
             logger.info("Exported model to {}".format(trainer.export()))
         if trainer.chief:
-            write_atomic(os.path.join(args.logdir, RESULTS_FILE), json.dumps(
-                {"run_id": args.run_id, "train": train, "val": valid, "test": test,
-                 "train_time": train_time, "n_params": n_params,
-                 "steps": int(trainer.optimizer.iterations.numpy()),
-                 "epochs": args.n_epochs}, indent=2))
+            write_results(args.logdir, {
+                "run_id": args.run_id, "train": train, "val": valid, "test": test,
+                "train_time": train_time, "n_params": n_params,
+                "steps": int(trainer.optimizer.iterations.numpy()), "epochs": args.n_epochs})
     for line in results_table(args.run_id, train, valid, test, train_time):
         logger.info(line)
     return {"train": train, "val": valid, "test": test, "train_time": train_time}
