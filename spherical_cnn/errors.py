@@ -97,13 +97,16 @@ def describe(err):
 
 
 def sigterm_as_interrupt():
-    """Make SIGTERM raise KeyboardInterrupt, so that ``kill PID`` is handled like Ctrl-C."""
+    """Make SIGTERM raise KeyboardInterrupt, so that ``kill PID`` is handled like Ctrl-C.
+
+    Returns the previous handler (None if it could not be set: not the main thread).
+    """
     def handler(signum, frame):
         raise KeyboardInterrupt
     try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        pass
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 def run_cli(main, argv=None, prog=None):
@@ -115,7 +118,7 @@ def run_cli(main, argv=None, prog=None):
     """
     prog = prog or os.path.basename(sys.argv[0])
     debug = debug_enabled(argv)
-    sigterm_as_interrupt()
+    previous = sigterm_as_interrupt()
     try:
         status = main(argv)
         return 0 if status is None else int(status)
@@ -132,3 +135,6 @@ def run_cli(main, argv=None, prog=None):
             raise
         print("{}: error: {}".format(prog, message), file=sys.stderr)
         return getattr(err, "exit_code", EXIT_USER_ERROR)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

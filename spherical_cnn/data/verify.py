@@ -443,13 +443,13 @@ def check_manifest(dset_dir, spec):
         raise DataError("{}: unreadable manifest ({})".format(path, err), path=path)
     checks = [("input_res", spec.res, int), ("nchannels", spec.nchannels, int),
               ("dtype", spec.dtype, lambda v: np.dtype(str(v)).name)]
-    for key, given, conv in checks:
-        if made.get(key) is None:
-            continue
-        if conv(made[key]) != given:
-            raise DataError("{} was built with --{} {} but --{} {} was given ({} says so: the "
-                            "records would be read as the wrong layout)".format(
-                                dset_dir, key, made[key], key, given, path), path=path)
+    wrong = [(key, made[key], given) for key, given, conv in checks
+             if made.get(key) is not None and conv(made[key]) != given]
+    if wrong:
+        raise DataError("{} was built with {} (says {}) but {} was given: the records would be read "
+                        "with the wrong layout".format(
+                            dset_dir, " ".join("--{} {}".format(k, m) for k, m, _ in wrong), path,
+                            " ".join("--{} {}".format(k, g) for k, _, g in wrong)), path=path)
     return made
 
 
