@@ -371,3 +371,84 @@ def test_full_disk_during_checkpoint_is_one_line(good_dir, tiny_tmpfs, capsys):
     assert "no space left on the device" in line and logdir in line
     left = os.listdir(logdir)
     assert not [f for f in left if f.endswith(".tmp")], left
+
+
+# --- dataset builds are atomic ------------------------------------------------------------
+
+MAKE_DATASET = os.path.join(ROOT, "scripts", "make_dataset.py")
+
+
+def _mesh_tree(root, classes=("box", "cone"), broken=False):
+    import trimesh
+    for c in classes:
+        for split, n in (("train", 3), ("test", 1)):
+            os.makedirs(os.path.join(root, c, split), exist_ok=True)
+            for i in range(n):
+                path = os.path.join(root, c, split, "{}_{}.off".format(c, i))
+                if broken:
+                    with open(path, "w") as f:
+                        f.write("OFF\n3 1 0\n0 0\n")
+                else:
+                    trimesh.creation.box(extents=[1, 1 + i, 2]).export(path)
+    return str(root)
+
+
+def _make_dataset_cli(argv):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        import make_dataset
+    finally:
+        sys.path.pop(0)
+    return run_cli(make_dataset.main, argv, prog="make_dataset.py")
+
+
+def _snapshot(directory):
+    return {f: open(os.path.join(directory, f), "rb").read() for f in sorted(os.listdir(directory))}
+
+
+def test_empty_class_and_unrenderable_meshes_replace_nothing(tmp_path, capsys):
+    out = str(tmp_path / "ds")
+    good = _mesh_tree(tmp_path / "good")
+    assert _make_dataset_cli([good, "--out", out, "--input_res", "8", "--n_rotations", "2",
+                              "--workers", "1"]) == 0
+    before = _snapshot(out)
+    capsys.readouterr()
+
+    empty = _mesh_tree(tmp_path / "empty")
+    os.makedirs(os.path.join(empty, "lamp", "train"))
+    assert _make_dataset_cli([empty, "--out", out, "--overwrite", "--input_res", "8", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'lamp' (train)" in err[0] and "'lamp' (test)" in err[0]
+
+    broken = _mesh_tree(tmp_path / "broken", broken=True)
+    assert _make_dataset_cli([broken, "--out", out, "--overwrite", "--input_res", "8", "--workers", "1"]) == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if "error:" in l]
+    assert len(err) == 1 and "no mesh could be rendered (8 skipped; first error: box/" in err[0]
+    assert _snapshot(out) == before  # the old dataset is untouched
+    assert sorted(os.listdir(tmp_path)) == ["broken", "ds", "empty", "good"]  # no leftovers
+
+
+def test_killed_build_leaves_no_dataset_and_next_build_cleans_up(tmp_path):
+    out = tmp_path / "syn"
+    cmd = [sys.executable, MAKE_DATASET, "--synthetic", "--out", str(out), "--input_res", "8",
+           "--n_train_per_class", "6", "--n_test_per_class", "2", "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 120
+    staging = []
+    while time.time() < deadline and proc.poll() is None:
+        staging = [f for f in os.listdir(tmp_path) if f.startswith(".syn.partial-")]
+        if staging:
+            time.sleep(0.5)  # let it write some records
+            break
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert staging, "the build finished or never started its staging folder"
+    assert not out.exists()  # nothing that looks like a dataset
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".syn.partial-")]
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "left by an interrupted build" in rerun.stderr
+    assert sorted(os.listdir(tmp_path)) == ["syn"]
+    assert os.path.exists(out / "manifest.json") and os.path.exists(out / "test_000.tfrecord")
