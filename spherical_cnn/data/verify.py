@@ -32,6 +32,7 @@ from ..errors import DataError
 CACHE_ENV = "SPHERICAL_CNN_CACHE"
 CACHE_VERSION = 1
 _BATCH = 256
+MISSING_LABEL = -(2 ** 62)
 
 
 def cache_path():
@@ -196,42 +197,60 @@ class FileSummary:
         return cls(**d)
 
 
-def _parser(spec, has_a):
-    """tf.data map function: serialized record -> per-record check results (no Python per record)."""
+def _batch_checker(spec, has_a):
+    """tf.data map function: a batch of serialized records -> per-record check results.
+
+    Vectorised over the batch (one parse and one decode per batch, no Python per
+    record): byte lengths, finiteness and |value| range of ``x`` (and ``a``), labels.
+    """
     import tensorflow as tf
     dtype = tf.as_dtype(spec.dtype)
     feats = {"x": tf.io.FixedLenFeature([], tf.string, default_value=""),
-             "y": tf.io.FixedLenFeature([], tf.int64, default_value=-(2 ** 62)),
+             "y": tf.io.FixedLenFeature([], tf.int64, default_value=MISSING_LABEL),
              "a": tf.io.FixedLenFeature([], tf.string, default_value="")}
-    x_len, a_len = spec.x_bytes(has_a), spec.a_bytes
+
+    # complex values are decoded as their (real, imag) float pairs: decode_raw has no complex
+    # fixed_length mode, and finiteness and magnitude need only the parts
+    parts = {tf.complex64: tf.float32, tf.complex128: tf.float64}.get(dtype, dtype)
 
     def values(raw, n):
-        ok = tf.equal(tf.strings.length(raw), n)
-        safe = tf.where(ok, raw, tf.constant(b"\0" * n))
-        v = tf.io.decode_raw(safe, dtype)
-        mag = tf.abs(v) if dtype.is_complex else tf.abs(tf.cast(v, tf.float64))
-        mag = tf.cast(mag, tf.float64)
-        if dtype.is_complex:
-            finite = tf.reduce_all(tf.math.is_finite(tf.math.real(v))) & \
-                tf.reduce_all(tf.math.is_finite(tf.math.imag(v)))
-        elif dtype.is_floating:
-            finite = tf.reduce_all(tf.math.is_finite(v))
+        length = tf.strings.length(raw)
+        v = tf.io.decode_raw(raw, parts, fixed_length=n)  # (batch, n / itemsize), zero padded
+        if parts.is_floating:
+            finite = tf.math.is_finite(v)
         else:
-            finite = tf.constant(True)
-        mag = tf.where(tf.math.is_finite(mag), mag, tf.zeros_like(mag))
-        return ok, finite, tf.reduce_min(mag), tf.reduce_max(mag), tf.strings.length(raw)
+            finite = tf.ones(tf.shape(v), tf.bool)
+        v = tf.cast(tf.where(finite, v, tf.zeros_like(v)), tf.float32)
+        if dtype.is_complex:
+            v = tf.reshape(v, (tf.shape(v)[0], -1, 2))
+            mag = tf.sqrt(tf.reduce_sum(tf.square(v / 2.0 ** 64), axis=-1)) * 2.0 ** 64  # no overflow
+        else:
+            mag = tf.abs(v)
+        return (tf.equal(length, n), tf.reduce_all(finite, axis=1), tf.reduce_min(mag, axis=1),
+                tf.reduce_max(mag, axis=1), length)
 
-    def parse(serialized):
-        try_parse = tf.io.parse_single_example(serialized, feats)
-        x_ok, x_fin, lo, hi, x_n = values(try_parse["x"], x_len)
-        out = {"x_ok": x_ok, "x_finite": x_fin, "min": lo, "max": hi, "x_len": x_n,
-               "y": try_parse["y"]}
+    def check(serialized):
+        ex = tf.io.parse_example(serialized, feats)
+        x_ok, x_fin, lo, hi, x_n = values(ex["x"], spec.x_bytes(has_a))
+        out = {"x_ok": x_ok, "x_finite": x_fin, "min": lo, "max": hi, "x_len": x_n, "y": ex["y"]}
         if has_a:
-            a_ok, a_fin, alo, ahi, a_n = values(try_parse["a"], a_len)
+            a_ok, a_fin, alo, ahi, a_n = values(ex["a"], spec.a_bytes)
             out.update(a_ok=a_ok, a_finite=a_fin, a_len=a_n)
             out["min"], out["max"] = tf.minimum(lo, alo), tf.maximum(hi, ahi)
         return out
-    return parse
+    return check
+
+
+def _unparsable_record(path, start):
+    """Index of the first record from ``start`` on that is not a tf.train.Example."""
+    from . import records
+    for index, raw in iter_raw_records(path):
+        if index >= start:
+            try:
+                records.feature_names(raw)
+            except Exception:  # protobuf's DecodeError has no stable import path
+                return index
+    return start
 
 
 def _first_problem(path, start, out, spec, has_a):
@@ -240,7 +259,7 @@ def _first_problem(path, start, out, spec, has_a):
     if has_a:
         bad |= ~out["a_ok"] | ~out["a_finite"]
     y = out["y"]
-    missing_y = y == -(2 ** 62)
+    missing_y = y == MISSING_LABEL
     bad |= missing_y
     if spec.n_classes is not None:
         bad |= (y < 0) | (y >= spec.n_classes)
@@ -298,7 +317,7 @@ def verify_file(path, spec, progress=None):
     has_a, has_fname = _inspect_first(path, spec)
     summary = FileSummary(path=path, has_a=has_a, fname_field=has_fname)
     ds = tf.data.TFRecordDataset(path, buffer_size=1 << 22)
-    ds = ds.map(_parser(spec, has_a), num_parallel_calls=tf.data.AUTOTUNE).batch(_BATCH)
+    ds = ds.batch(_BATCH).map(_batch_checker(spec, has_a), num_parallel_calls=tf.data.AUTOTUNE)
     it = iter(ds.prefetch(2))
     start = 0
     while True:
@@ -312,8 +331,8 @@ def verify_file(path, spec, progress=None):
             n_ok = sum(1 for _ in _readable_prefix(path))
             raise _error(path, n_ok, "cannot be read: corrupted record ({})".format(_tf_message(err)))
         except tf.errors.InvalidArgumentError as err:
-            raise _error(path, start, "a record in the {} from here is not a valid tf.train.Example "
-                         "({})".format(_BATCH, _tf_message(err)))
+            raise _error(path, _unparsable_record(path, start), "not a valid tf.train.Example ({})"
+                         .format(_tf_message(err)))
         out = {k: v.numpy() for k, v in out.items()}
         if len(out["y"]) < _BATCH:
             check_framing(path)  # last batch: TensorFlow stops silently at a truncated record
