@@ -54,8 +54,10 @@ class CheckpointStore:
         except (OSError, tf.errors.OpError) as err:
             shutil.rmtree(tmp, ignore_errors=True)
             if is_disk_full(err):
-                raise DiskFull("no space left on the device writing checkpoint {} ({}); the previous "
-                               "'{}' checkpoint is intact".format(name, tmp, name)) from err
+                kept = ("the previous '{}' checkpoint is intact".format(name) if self.path(name)
+                        else "no '{}' checkpoint exists yet".format(name))
+                raise DiskFull("no space left on the device writing checkpoint {} ({}); {}"
+                               .format(name, tmp, kept)) from err
             raise
         if not self.writable:
             shutil.rmtree(tmp, ignore_errors=True)
