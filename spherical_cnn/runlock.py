@@ -17,7 +17,8 @@ from .errors import LogdirInUse
 LOCK_FILE = ".lock"
 
 
-def _alive(pid):
+def pid_alive(pid):
+    """True if a process with this PID runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -49,7 +50,7 @@ class LogdirLock:
             # unreadable: a holder killed while writing it, unless it is being written right now
             age = time.time() - os.path.getmtime(self.path)
             return "an unreadable lock file {:.0f} s old".format(age) if age > 5 else None
-        if holder.get("host") == self.info["host"] and not _alive(int(holder.get("pid", -1))):
+        if holder.get("host") == self.info["host"] and not pid_alive(int(holder.get("pid", -1))):
             return "process {} (started {}) no longer runs".format(holder.get("pid"), holder.get("started"))
         return None
 

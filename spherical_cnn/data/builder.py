@@ -34,6 +34,7 @@ import zlib
 import numpy as np
 
 from . import meshes, raycast, rotations, synthetic
+from ..runlock import pid_alive
 
 SPLIT_ORDER = ('train', 'val', 'test')
 
@@ -76,16 +77,6 @@ def _split_val(train_items, val_fraction, seed):
     return val
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _staging_dir(out_dir):
     """A fresh folder beside ``out_dir`` to build in; removes those left by dead builds.
 
@@ -98,7 +89,7 @@ def _staging_dir(out_dir):
     for fn in os.listdir(parent):
         for kind in ('partial', 'old'):
             prefix = f'.{base}.{kind}-{host}-'
-            if fn.startswith(prefix) and fn[len(prefix):].isdigit() and not _pid_alive(int(fn[len(prefix):])):
+            if fn.startswith(prefix) and fn[len(prefix):].isdigit() and not pid_alive(int(fn[len(prefix):])):
                 print(f'removing {os.path.join(parent, fn)} left by an interrupted build', file=sys.stderr)
                 shutil.rmtree(os.path.join(parent, fn), ignore_errors=True)
     stage = os.path.join(parent, f'.{base}.partial-{host}-{os.getpid()}')
