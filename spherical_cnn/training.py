@@ -24,6 +24,7 @@ import yaml
 
 from . import datasets
 from . import models
+from . import optimizers
 from . import params as params_mod
 from .checkpoints import CheckpointStore
 from .losses import softmax_cross_entropy, triplet_semihard_loss
@@ -149,10 +150,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _make_optimizer(self):
+        """TF1's Adam (epsilon 1e-8) or Nesterov momentum, see :mod:`spherical_cnn.optimizers`."""
         lr = params_mod.learning_rate_at(self.args.learning_rate, 0)
-        if self.args.optimizer == "adam":
-            return keras.optimizers.Adam(learning_rate=lr)
-        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+        return optimizers.make_optimizer(self.args.optimizer, lr)
 
     def set_learning_rate(self, value):
         self.optimizer.learning_rate.assign(value)
