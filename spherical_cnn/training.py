@@ -3,7 +3,8 @@
 One epoch trains on one training shard (cycling through the shards), then
 validates (or, with ``--skip_val``, reports the training accuracy as
 "valid"), saves ``best`` (when validation accuracy improved) and ``latest``,
-and logs ``epoch=N; lr=X train: A, valid: B``. After the last epoch the model
+and logs ``epoch=N; lr=X train: A, valid: B``. Validation accuracy is the mean
+of the per-batch accuracies (as the original); training accuracy is per sample. After the last epoch the model
 is saved as ``final``, tested, and the row ``|run_id|train|val|test|train time|``
 is printed (train time: mean seconds per training epoch). A run continues from
 ``latest`` unless ``--from_scratch``; ``--test_only`` reloads the saved flags
@@ -240,16 +241,30 @@ class Trainer:
                          sums[:5] / n_steps / replicas))
         return sums[5] / sums[6], terms, seconds
 
-    def evaluate(self, split):
-        """Accuracy and confusion-matrix counts of the current weights on ``split``."""
+    def evaluate(self, split, per_batch=None):
+        """Accuracy and confusion-matrix counts of the current weights on ``split``.
+
+        Accuracy as the original: for 'val' the mean of the per-batch
+        accuracies (every batch counts the same, the last partial one
+        included); for 'test' per sample. ``per_batch`` overrides that choice.
+        Under ``tf.distribute`` a batch is one global batch (all replicas of
+        one step). The confusion counts ``(true, predicted)`` sum all samples.
+        """
         if self._eval_step is None:
             self._build_steps()
+        if per_batch is None:
+            per_batch = split == "val"
         conf = np.zeros((self.args.n_classes, self.args.n_classes), dtype=np.int64)
+        batch_accs = []
         for x, y in self._distribute(self.dataset.eval(split)):
-            conf += self._eval_step(x, y).numpy()
+            counts = self._eval_step(x, y).numpy()
+            if counts.sum() > 0:
+                batch_accs.append(np.trace(counts) / counts.sum())
+            conf += counts
         if conf.sum() == 0:
             raise RuntimeError("the {} split yielded no batch".format(split))
-        return float(np.trace(conf) / conf.sum()), conf
+        accuracy = np.mean(batch_accs) if per_batch else np.trace(conf) / conf.sum()
+        return float(accuracy), conf
 
     def _activations(self):
         names = models.block_outputs(self.model)
