@@ -143,7 +143,7 @@ def is_real_sft(h_or_c):
     """True if list-of-lists harmonics/coefficients hold m >= 0 only (degree 1 has 2 entries)."""
     if len(h_or_c) < 2:
         raise ValueError("is_real_sft: need at least degrees 0 and 1 to tell the layout")
-    return len(h_or_c[1]) == 2
+    return len(_numpy(h_or_c[1])) == 2
 
 
 def sph_harm_to_shtools(c):

@@ -357,6 +357,8 @@ def test_tf_variable_harmonics_through_transform_and_inverse(real):
     np.testing.assert_allclose(np.real(r), f, atol=1e-4)
     if real:
         assert not np.iscomplexobj(r)
+    assert spherical.is_real_sft(h_tf) == real
+    assert spherical.is_real_sft([h_tf[0], tf.stack(h_tf[1])]) == real
     np.testing.assert_allclose(spherical.sph_harm_to_shtools(h_tf),
                                spherical.sph_harm_to_shtools(h_np), atol=1e-6)
     # shtools-layout harmonics as one variable, batch inverse
