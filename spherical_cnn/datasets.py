@@ -16,9 +16,14 @@ and ``y`` int64 ``(batch,)``. With ``--mag_ang`` the complex channels become
 real ones as in the original: ``concat([|x|, imag(x / (|x| + 1e-8))], -1)``,
 i.e. all magnitudes first, then all sines of the ray/normal angles.
 
-Training follows the original: epoch ``e`` reads the single train shard
-``files['train'][e % n_shards]`` (cycling through the shards), fully shuffled
-with seed ``args.seed + e``.
+Training reads one shard per epoch as the original: epoch ``e`` reads the
+single train shard ``files['train'][e % n_shards]`` (shards sorted by name;
+the original cycled through them in glob order). Unlike the original, whose
+shuffle of the loaded shard was discarded, so that it trained in file order,
+the shard is fully shuffled with seed ``args.seed + e``; ``--no_shuffle``
+restores the file order. ``--first_n`` keeps the first n batches of a
+training epoch and of the validation split (as the original); ``--test_n``
+the first n test batches.
 """
 import glob
 import os
@@ -103,6 +108,7 @@ class SphericalDataset:
         self.first_n = _flag(args, 'first_n', None)
         self.test_n = int(_flag(args, 'test_n', 0))
         self.round_batches = bool(_flag(args, 'round_batches', False))
+        self.shuffle = not _flag(args, 'no_shuffle', False)
         self.seed = int(_flag(args, 'seed', 0))
         self.skip_val = bool(_flag(args, 'skip_val', False))
 
@@ -204,8 +210,11 @@ class SphericalDataset:
     def _train_order(self, epoch):
         """``(index, serialized)`` of the shard of ``epoch`` in the order it is trained on."""
         path = self.train_shard(epoch)
-        return self._file_dataset(path).shuffle(max(1, self._count(path)), seed=self.seed + int(epoch),
-                                                reshuffle_each_iteration=False)
+        ds = self._file_dataset(path)
+        if self.shuffle:
+            ds = ds.shuffle(max(1, self._count(path)), seed=self.seed + int(epoch),
+                            reshuffle_each_iteration=False)
+        return ds
 
     def batch_records(self, epoch, step):
         """Names of the records in training batch ``step`` of ``epoch``: ``fname`` where the
@@ -221,7 +230,11 @@ class SphericalDataset:
         return names
 
     def train(self, epoch):
-        """Batches of the train shard for ``epoch``, shuffled with seed ``seed + epoch``."""
+        """Batches of the train shard for ``epoch``, shuffled with seed ``seed + epoch``.
+
+        In file order with ``--no_shuffle``; the last partial batch dropped with
+        ``--round_batches``; the first ``--first_n`` batches only.
+        """
         path = self.train_shard(epoch)
         ds = self._train_order(epoch).map(self._parser(path), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(self.batch_size, drop_remainder=self.round_batches)
@@ -230,7 +243,11 @@ class SphericalDataset:
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def eval(self, split):
-        """Batches of all files of ``split`` ('val' or 'test') in order, not shuffled."""
+        """Batches of all files of ``split`` ('val' or 'test') in order, not shuffled.
+
+        Partial last batch kept (also with ``--round_batches``); 'val' keeps the
+        first ``--first_n`` batches, 'test' the first ``--test_n`` (0: all).
+        """
         if split not in ('val', 'test'):
             raise ValueError(f'eval() takes split "val" or "test", got {split!r}')
         ds = None
@@ -240,6 +257,8 @@ class SphericalDataset:
         ds = ds.batch(self.batch_size)
         if split == 'test' and self.test_n > 0:
             ds = ds.take(self.test_n)
+        if split == 'val' and self.first_n:
+            ds = ds.take(int(self.first_n))
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def __repr__(self):

@@ -287,6 +287,51 @@ class SphericalAreaWeighting(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """Batch norm whose moving variance follows TF1's fused batch norm.
+
+    The demo's ``tf.layers.batch_normalization`` ran TF1's fused kernel (4-D
+    inputs, no renorm). It normalises each batch like Keras, with the biased
+    batch variance, but updates the moving variance with the Bessel-corrected
+    one::
+
+        moving_variance = momentum * moving_variance + (1 - momentum) * var * n / (n - 1)
+
+    with ``n`` the number of values reduced per channel (batch * azimuth *
+    polar for ``(batch, azimuth, polar, channels)`` maps; per replica under
+    ``tf.distribute``, as TF1's per-device kernel). ``n = 1`` uses factor 1.
+    The moving mean, the normalisation of the batch itself, inference, and
+    ``renorm=True`` (TF1 ran batch renorm unfused, without the correction)
+    are Keras' own. Arguments are those of ``keras.layers.BatchNormalization``;
+    ``synchronized=True`` is refused (its variance is cross-replica).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.synchronized:
+            raise ValueError(f"{type(self).__name__}: synchronized=True is not supported")
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or self.renorm or mask is not None:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        mean, variance = self._moments(x, None)
+        channels = x.shape[self.axis]
+        n = ops.cast(ops.size(x), x.dtype) / float(channels)
+        corrected = variance * (n / ops.maximum(n - 1.0, 1.0))
+        m = self.momentum
+        self.moving_mean.assign(
+            ops.cast(self.moving_mean, x.dtype) * m + mean * (1.0 - m))
+        self.moving_variance.assign(
+            ops.cast(self.moving_variance, x.dtype) * m + corrected * (1.0 - m))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        out = ops.batch_normalization(x, mean=mean, variance=variance, axis=self.axis,
+                                      offset=beta, scale=gamma, epsilon=self.epsilon)
+        return ops.cast(out, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class DegreePowerPooling(keras.layers.Layer):
     """Per-degree power of each channel's spherical harmonic coefficients.
 

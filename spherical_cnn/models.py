@@ -80,6 +80,9 @@ def nonlinearity(name, rank, layer_name):
 def conv_block(x, args, filters, name, spectral_pool=0, regularizer=None, spectral_input=False):
     """Spherical convolution -> batch norm (centre only) -> nonlinearity.
 
+    The batch norm is :class:`~spherical_cnn.layers.FusedBatchNormalization`
+    (TF1's moving-variance update; ``--batch_renorm`` as Keras).
+
     ``x``: ``(batch, azimuth, polar, channels)``. The convolution has a bias
     only when there is no batch norm (the norm's centre replaces it).
     """
@@ -93,8 +96,8 @@ def conv_block(x, args, filters, name, spectral_pool=0, regularizer=None, spectr
                    kernel_regularizer=regularizer,
                    name=name + "_conv")(x)
     if args.batch_norm:
-        # A learned scale is redundant before (P)ReLU.
-        x = kl.BatchNormalization(scale=False, renorm=args.batch_renorm, name=name + "_bn")(x)
+        # A learned scale is redundant before (P)ReLU. Moving variance as TF1's fused batch norm.
+        x = sl.FusedBatchNormalization(scale=False, renorm=args.batch_renorm, name=name + "_bn")(x)
     return nonlinearity(args.nonlin, 4, name + "_act")(x)
 
 

@@ -8,8 +8,8 @@ commands work unchanged. Differences from the original:
   bare ``yaml.load``) and validated to be a mapping ``{epoch: value}``.
 - Bad combinations raise :class:`ParamsError` with a message naming the flags
   instead of a bare ``assert``.
-- New flags: ``--seed``, ``--distribute``, ``--export``, ``--progress``,
-  ``--tensorboard_histograms``; and the dataset loader ``synthetic`` (the
+- New flags: ``--seed``, ``--no_shuffle``, ``--distribute``, ``--export``,
+  ``--progress``, ``--tensorboard_histograms``; and the dataset loader ``synthetic`` (the
   built-in dataset, generated on first use).
 """
 import argparse
@@ -77,7 +77,7 @@ def build_parser():
     p.add_argument("--mag_ang", action="store_true", default=False,
                    help="turn each complex channel into [magnitude, sine of the phase]")
     p.add_argument("--first_n", "-fn", type=int, default=None,
-                   help="use only the first n batches of each training epoch")
+                   help="use only the first n batches of each training epoch and of validation")
     p.add_argument("--test_n", "-tn", type=int, default=0,
                    help="use only the first n test batches (0: all)")
     p.add_argument("--input_res", "-res", type=int, default=32,
@@ -128,7 +128,7 @@ def build_parser():
     p.add_argument("--triplet_loss", "-tl", action="store_true", default=False,
                    help="add a semi-hard triplet loss on the descriptors")
     p.add_argument("--round_batches", "-rb", action="store_true", default=False,
-                   help="drop incomplete batches (needed by --triplet_loss)")
+                   help="drop the incomplete last training batch (needed by --triplet_loss)")
     p.add_argument("--no_final_fc", "-nofc", action="store_true", default=False,
                    help="no fully connected layer before the classifier")
     p.add_argument("--transform_method", "-tm", choices=["naive", "sep"], default="naive",
@@ -138,6 +138,8 @@ def build_parser():
 
     # ours
     p.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling)")
+    p.add_argument("--no_shuffle", action="store_true", default=False,
+                   help="train on each shard in file order, as the original (default: shuffled)")
     p.add_argument("--distribute", choices=["none", "mirrored", "multi_worker"], default="none",
                    help="tf.distribute strategy: several GPUs (mirrored) or machines (multi_worker, TF_CONFIG)")
     p.add_argument("--no_export", dest="export", action="store_false", default=True,

@@ -192,6 +192,7 @@ def planar_cnn(args, input_shape):
     """
     import keras
     from keras import layers as kl
+    from .layers import FusedBatchNormalization
     from .models import nonlinearity
 
     inputs = keras.Input(shape=tuple(input_shape), name="x")
@@ -199,7 +200,7 @@ def planar_cnn(args, input_shape):
     for i, (nf, pool) in enumerate(zip(args.nfilters, args.pool_layers)):
         x = kl.Conv2D(nf, 3, padding="same", use_bias=not args.batch_norm, name="conv{}".format(i))(x)
         if args.batch_norm:
-            x = kl.BatchNormalization(scale=False, name="conv{}_bn".format(i))(x)
+            x = FusedBatchNormalization(scale=False, name="conv{}_bn".format(i))(x)
         x = nonlinearity(args.nonlin, 4, "conv{}_act".format(i))(x)
         if pool:
             x = kl.MaxPooling2D(2 ** pool, padding="same", name="conv{}_pool".format(i))(x)

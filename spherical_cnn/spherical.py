@@ -15,6 +15,12 @@ expansion ``SHGrid.from_array(f.T).expand(csphase=-1, normalization='ortho')``.
 
 ``method='naive'`` multiplies by the dense harmonics; ``method='sep'`` separates
 variables: an FFT along azimuth, then one associated Legendre matrix per order.
+
+Inputs (maps, coefficients, harmonics, filters) may also be TensorFlow tensors
+or variables, or lists of lists of them, where the original accepted
+TensorFlow inputs; they are read as NumPy arrays (eager values) and results are
+NumPy arrays. Symbolic tensors (inside ``tf.function``) are refused: the
+TensorFlow/Keras implementation is ``spherical_cnn.sht``.
 """
 import functools
 
@@ -23,6 +29,25 @@ from scipy.special import sph_harm_y
 
 from . import sht_tables as tables
 from . import util
+
+
+def _numpy(x):
+    """``x`` with TensorFlow tensors/variables replaced by NumPy arrays (lists of lists element-wise)."""
+    if isinstance(x, (list, tuple)):
+        return [_numpy(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x
+    symbolic = type(x).__module__.startswith(("tensorflow", "keras"))
+    if callable(getattr(x, "numpy", None)):
+        try:
+            return x.numpy()
+        except (AttributeError, NotImplementedError, TypeError, ValueError):
+            symbolic = True
+    if symbolic:
+        raise TypeError(f"spherical: cannot read the symbolic {type(x).__name__} {x!r} as an "
+                        "array; these NumPy functions take eager values (inside tf.function "
+                        "use spherical_cnn.sht)")
+    return x
 
 
 @functools.lru_cache(maxsize=4096)
@@ -81,10 +106,11 @@ def sph_harm_transform(f, mode="DH", harmonics=None):
     Returns a list of lists ``c[l][m - m_min]``; real-layout when ``harmonics``
     is a real-layout list (m >= 0 only).
     """
-    f = _check_map(f)
+    f = _check_map(_numpy(f))
     n = f.shape[0]
     if harmonics is None:
         harmonics = sph_harm_all(n)
+    harmonics = _numpy(harmonics)
     fa = f * DHaj(n, mode)[np.newaxis, :]
     scale = tables.forward_scale(n)
     return [[scale * np.sum(fa * np.conj(Y)) for Y in row] for row in harmonics]
@@ -96,10 +122,12 @@ def sph_harm_inverse(c, harmonics=None):
     Real layout (m >= 0 only) returns a real map using c_{-m} = (-1)^m conj(c_m);
     the full layout returns a complex map.
     """
+    c = _numpy(c)
     n = 2 * len(c)
     real = is_real_sft(c)
     if harmonics is None:
         harmonics = sph_harm_all(n, real=real)
+    harmonics = _numpy(harmonics)
     f = np.zeros((n, n), dtype=float if real else complex)
     for l in range(n // 2):
         for i, (cc, Y) in enumerate(zip(c[l], harmonics[l])):
@@ -115,11 +143,12 @@ def is_real_sft(h_or_c):
     """True if list-of-lists harmonics/coefficients hold m >= 0 only (degree 1 has 2 entries)."""
     if len(h_or_c) < 2:
         raise ValueError("is_real_sft: need at least degrees 0 and 1 to tell the layout")
-    return len(h_or_c[1]) == 2
+    return len(_numpy(h_or_c[1])) == 2
 
 
 def sph_harm_to_shtools(c):
     """List-of-lists coefficients/harmonics -> shtools layout (S, L, L, ...) complex array."""
+    c = _numpy(c)
     L = len(c)
     real = is_real_sft(c)
     shape = np.shape(c[0][0])
@@ -139,14 +168,14 @@ def _check_method(method):
 
 
 def _check_batch(f, name="f"):
-    f = np.asarray(f)
+    f = np.asarray(_numpy(f))
     if f.ndim != 4 or f.shape[1] != f.shape[2] or f.shape[1] % 2:
         raise ValueError(f"{name} must be (batch, n, n, channels) with n even, got shape {f.shape}")
     return f
 
 
 def _check_harmonics(h, n, name="harmonics"):
-    h = np.asarray(h)
+    h = np.asarray(_numpy(h))
     L = n // 2
     if h.ndim != 5 or h.shape[0] not in (1, 2) or h.shape[1:] != (L, L, n, n):
         raise ValueError(f"{name} must have shape (1 or 2, {L}, {L}, {n}, {n}) for n={n}, "
@@ -177,7 +206,7 @@ def sph_harm_transform_batch(f, method="naive", harmonics=None, m0_only=False):
     if method == "naive":
         if harmonics is None:
             harmonics = tables.harmonics(n, real=False)
-        h = np.asarray(harmonics)
+        h = np.asarray(_numpy(harmonics))
         if m0_only:
             h = h[:1, :, :1]
         fa = f * DHaj(n)[None, None, :, None]
@@ -211,7 +240,7 @@ def sph_harm_inverse_batch(c, method="naive", harmonics=None):
         complex for the full layout.
     """
     _check_method(method)
-    c = np.asarray(c)
+    c = np.asarray(_numpy(c))
     if c.ndim != 5 or c.shape[1] not in (1, 2) or c.shape[2] != c.shape[3]:
         raise ValueError(f"c must be (batch, 1 or 2, L, L, channels), got shape {c.shape}")
     S, L = c.shape[1], c.shape[2]
@@ -248,6 +277,7 @@ def sph_harm_inverse_batch(c, method="naive", harmonics=None):
 
 def sph_conv(f, g, harmonics=None):
     """Spherical convolution of two single maps (azimuth, polar): f * g with g's zonal part."""
+    harmonics = _numpy(harmonics)
     cf, cg = [sph_harm_transform(x, harmonics=harmonics) for x in (f, g)]
     real = is_real_sft(cf)
     cfg = []
@@ -278,7 +308,9 @@ def sph_conv_batch(f, g, harmonics_or_legendre=None, method="naive", spectral_po
         (batch, n', n', d) maps, real for the real layout, complex otherwise.
     """
     _check_method(method)
-    f, g = np.asarray(f), np.asarray(g)
+    f, g = np.asarray(_numpy(f)), np.asarray(_numpy(g))
+    harmonics_or_legendre = _numpy(harmonics_or_legendre)
+    harmonics_or_legendre_low = _numpy(harmonics_or_legendre_low)
     if f.ndim == 5:
         cf = f
         if f.shape[2] != f.shape[3]:

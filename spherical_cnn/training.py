@@ -3,7 +3,8 @@
 One epoch trains on one training shard (cycling through the shards), then
 validates (or, with ``--skip_val``, reports the training accuracy as
 "valid"), saves ``best`` (when validation accuracy improved) and ``latest``,
-and logs ``epoch=N; lr=X train: A, valid: B``. After the last epoch the model
+and logs ``epoch=N; lr=X train: A, valid: B``. Validation accuracy is the mean
+of the per-batch accuracies (as the original); training accuracy is per sample. After the last epoch the model
 is saved as ``final``, tested, and the row ``|run_id|train|val|test|train time|``
 is printed (train time: mean seconds per training epoch). A run continues from
 ``latest`` unless ``--from_scratch``; ``--test_only`` reloads the saved flags
@@ -24,6 +25,7 @@ import yaml
 
 from . import datasets
 from . import models
+from . import optimizers
 from . import params as params_mod
 from .checkpoints import CheckpointStore
 from .errors import Interrupted, NonFiniteError
@@ -162,10 +164,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _make_optimizer(self):
+        """TF1's Adam (epsilon 1e-8) or Nesterov momentum, see :mod:`spherical_cnn.optimizers`."""
         lr = params_mod.learning_rate_at(self.args.learning_rate, 0)
-        if self.args.optimizer == "adam":
-            return keras.optimizers.Adam(learning_rate=lr)
-        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+        return optimizers.make_optimizer(self.args.optimizer, lr)
 
     def set_learning_rate(self, value):
         self.optimizer.learning_rate.assign(value)
@@ -279,16 +280,30 @@ class Trainer:
                 "verified finite, so lower --learning_rate or check the model flags".format(
                     what, epoch + 1, step + 1, records, kept))
 
-    def evaluate(self, split):
-        """Accuracy and confusion-matrix counts of the current weights on ``split``."""
+    def evaluate(self, split, per_batch=None):
+        """Accuracy and confusion-matrix counts of the current weights on ``split``.
+
+        Accuracy as the original: for 'val' the mean of the per-batch
+        accuracies (every batch counts the same, the last partial one
+        included); for 'test' per sample. ``per_batch`` overrides that choice.
+        Under ``tf.distribute`` a batch is one global batch (all replicas of
+        one step). The confusion counts ``(true, predicted)`` sum all samples.
+        """
         if self._eval_step is None:
             self._build_steps()
+        if per_batch is None:
+            per_batch = split == "val"
         conf = np.zeros((self.args.n_classes, self.args.n_classes), dtype=np.int64)
+        batch_accs = []
         for x, y in self._distribute(self.dataset.eval(split)):
-            conf += self._eval_step(x, y).numpy()
+            counts = self._eval_step(x, y).numpy()
+            if counts.sum() > 0:
+                batch_accs.append(np.trace(counts) / counts.sum())
+            conf += counts
         if conf.sum() == 0:
             raise RuntimeError("the {} split yielded no batch".format(split))
-        return float(np.trace(conf) / conf.sum()), conf
+        accuracy = np.mean(batch_accs) if per_batch else np.trace(conf) / conf.sum()
+        return float(accuracy), conf
 
     def _activations(self):
         names = models.block_outputs(self.model)

@@ -43,6 +43,16 @@ SCRIPT = textwrap.dedent("""
                     layers.SphConv(2, method=method, real_inputs=real, kernel_initializer="ones")(inp)))
                 model.compile(keras.optimizers.SGD(1e-3), "mse")
                 out["loss_" + key] = np.array(model.train_on_batch(x, np.zeros((2, 8 * 2), "float32")))
+        # TF1's moving-variance update, eagerly and inside a compiled training step
+        bn = layers.FusedBatchNormalization(scale=False, momentum=0.9)
+        out["bn_batch"] = np.asarray(bn(x, training=True))
+        out["bn_moving_variance"] = np.asarray(bn.moving_variance)
+        inp = keras.Input((16, 16, 3))
+        bn = layers.FusedBatchNormalization(scale=False, momentum=0.9)
+        model = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(bn(inp)))
+        model.compile(keras.optimizers.SGD(1e-3), "mse")
+        model.train_on_batch(x, np.zeros((2, 3), "float32"))
+        out["bn_compiled_moving_variance"] = np.asarray(bn.moving_variance)
         return out
 
     if __name__ == "__main__":
@@ -68,7 +78,12 @@ def _run(backend, tmp_path):
 def test_layers_match_between_jax_and_tensorflow(tmp_path):
     jax_out = _run("jax", tmp_path)
     tf_out = _run("tensorflow", tmp_path)
-    assert set(jax_out) == set(tf_out) and len(tf_out) == 20
+    assert set(jax_out) == set(tf_out) and len(tf_out) == 23
+    # the compiled step updated the moving variance with the Bessel-corrected batch variance
+    x = np.random.default_rng(7).standard_normal((2, 16, 16, 3))  # the script's input
+    n = 2 * 16 * 16
+    expected = 0.9 + 0.1 * x.var(axis=(0, 1, 2)) * n / (n - 1)
+    np.testing.assert_allclose(tf_out["bn_compiled_moving_variance"], expected, rtol=1e-5)
     for key, ref in tf_out.items():
         scale = max(np.abs(ref).max(), 1e-12)
         assert np.abs(jax_out[key] - ref).max() / scale < 1e-5, key
