@@ -1,6 +1,8 @@
 """Spherical regression (Liao et al., CVPR 2019) in Keras 3: S_exp, S_flat and Direct
-heads for targets on S^{d-1}, their losses, angular metrics, and a rotation-estimation
-experiment on rendered meshes (dataset.py, experiment.py; heavy deps imported lazily)."""
+heads for targets on S^{d-1}, their losses, angular metrics and sign layouts (the
+reusable core, imported here), and the tasks in ``spherical_regression.tasks``
+(``tasks.rotation``: S^3 pose from images; imported on use). ``experiment`` and
+``dataset`` are the old names of ``tasks.rotation`` and ``tasks.rotation_data``."""
 from .heads import (LOGIT_SCALES, DirectHead, SExpHead, SFlatHead, decode_output, l2_normalize,
                     make_head, sexp_abs, sexp_decode, sexp_encode)
 from .losses import (AbsCosineProximityLoss, DirectLoss, SExpLoss, SFlatLoss,
