@@ -197,7 +197,7 @@ class MedianAngularError(_AngularMetric):
                                         name="values", dtype=self._store)
         self.weights_buf = self.add_variable(shape=(self.capacity + 1,), initializer="zeros",
                                              name="value_weights", dtype=self._store)
-        self.seen = self.add_variable(shape=(), initializer="zeros", name="seen", dtype="int64")
+        self.seen = self.add_variable(shape=(), initializer="zeros", name="seen", dtype="int32")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         deg = ops.cast(self._errors(y_true, y_pred), self._store) * (180.0 / math.pi)
@@ -211,22 +211,24 @@ class MedianAngularError(_AngularMetric):
         onehot = ops.one_hot(idx, self.bins, dtype=self._store)
         self.counts.assign(self.counts + ops.sum(onehot * ops.reshape(w, (-1, 1)), axis=0))
         n = ops.shape(deg)[0]
-        pos = ops.cast(self.seen, "int64") + ops.arange(n, dtype="int64")
-        pos = ops.where(pos < self.capacity, pos, self.capacity)
-        pos = ops.reshape(ops.cast(pos, "int32"), (-1, 1))
-        self.values.assign(ops.scatter_update(self.values, pos, deg))
-        self.weights_buf.assign(ops.scatter_update(self.weights_buf, pos, w))
-        self.seen.assign(self.seen + ops.cast(n, "int64"))
+        pos = self.seen + ops.arange(n, dtype="int32")
+        pos = ops.reshape(ops.where(pos < self.capacity, pos, self.capacity), (-1, 1))
+        self.values.assign(ops.scatter_update(ops.convert_to_tensor(self.values), pos, deg))
+        self.weights_buf.assign(ops.scatter_update(ops.convert_to_tensor(self.weights_buf), pos,
+                                                   w))
+        self.seen.assign(self.seen + ops.cast(n, "int32"))
 
     def overflowed(self):
         """True once more than ``capacity`` samples were seen (the histogram case)."""
         return bool(ops.convert_to_numpy(self.seen) > self.capacity)
 
     def _exact(self):
-        used = ops.arange(self.capacity + 1) < ops.minimum(
-            ops.cast(self.seen, "int32"), self.capacity)
-        vals = ops.where(used, self.values, ops.cast(float("inf"), self._store))
-        wts = ops.where(used, self.weights_buf, ops.zeros_like(self.weights_buf))
+        used = ops.arange(self.capacity + 1, dtype="int32") < ops.minimum(self.seen,
+                                                                          self.capacity)
+        values = ops.convert_to_tensor(self.values)
+        weights = ops.convert_to_tensor(self.weights_buf)
+        vals = ops.where(used, values, ops.cast(float("inf"), self._store))
+        wts = ops.where(used, weights, ops.zeros_like(weights))
         order = ops.argsort(vals)
         vals, wts = ops.take(vals, order), ops.take(wts, order)
         cum = ops.cumsum(wts)
@@ -238,13 +240,14 @@ class MedianAngularError(_AngularMetric):
         return 0.5 * (lower + upper), cum[-1]
 
     def _histogram(self):
-        total = ops.sum(self.counts)
-        cum = ops.cumsum(self.counts)
+        counts = ops.convert_to_tensor(self.counts)
+        total = ops.sum(counts)
+        cum = ops.cumsum(counts)
         half = 0.5 * total
         k = ops.argmax(ops.cast(cum >= half, "int32"))  # first bin reaching half
         zero = ops.zeros((), self._store)
         before = ops.where(k > 0, ops.take(cum, ops.maximum(k - 1, 0)), zero)
-        inside = ops.maximum(ops.take(self.counts, k), ops.cast(1e-12, self._store))
+        inside = ops.maximum(ops.take(counts, k), ops.cast(1e-12, self._store))
         frac = ops.clip((half - before) / inside, 0.0, 1.0)
         width = 180.0 / self.bins
         return (ops.cast(k, self._store) + frac) * width, total
@@ -252,7 +255,7 @@ class MedianAngularError(_AngularMetric):
     def result(self):
         exact, w_exact = self._exact()
         hist, w_hist = self._histogram()
-        over = self.seen > self.capacity
+        over = ops.convert_to_tensor(self.seen) > self.capacity
         value = ops.where(over, hist, exact)
         total = ops.where(over, w_hist, w_exact)
         return ops.where(total > 0, value, ops.zeros_like(value))
@@ -261,7 +264,7 @@ class MedianAngularError(_AngularMetric):
         self.counts.assign(ops.zeros((self.bins,), dtype=self._store))
         self.values.assign(ops.zeros((self.capacity + 1,), dtype=self._store))
         self.weights_buf.assign(ops.zeros((self.capacity + 1,), dtype=self._store))
-        self.seen.assign(ops.zeros((), dtype="int64"))
+        self.seen.assign(ops.zeros((), dtype="int32"))
 
     def get_config(self):
         config = super().get_config()
@@ -293,8 +296,8 @@ class AngularAccuracy(_AngularMetric):
         self.total.assign(self.total + ops.sum(w))
 
     def result(self):
-        return ops.where(self.total > 0, self.hits / ops.maximum(self.total, 1e-12),
-                         ops.zeros_like(self.total))
+        hits, total = ops.convert_to_tensor(self.hits), ops.convert_to_tensor(self.total)
+        return ops.where(total > 0, hits / ops.maximum(total, 1e-12), ops.zeros_like(total))
 
     def reset_state(self):
         self.hits.assign(ops.zeros((), self._store))
