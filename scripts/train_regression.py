@@ -54,7 +54,7 @@ def parse_args(argv=None):
                         "are then unused")
     p.add_argument("--data_train_set", default="train_100V", choices=["train_100V", "train_20V"],
                    help="--data: training folder (100 or 20 views per CAD model; 100V at 64x64 "
-                        "RGB holds ~4.9 GB of uint8 images in memory)")
+                        "RGB holds about 5 GB of uint8 images in memory)")
     p.add_argument("--data_test_sampling", type=float, default=0.2,
                    help="--data: random fraction of the test views used (the paper: 0.2)")
     p.add_argument("--data_max_views", type=int, default=None,

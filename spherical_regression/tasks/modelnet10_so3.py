@@ -17,8 +17,8 @@ the records; each must be in the LMDB.
 Arrays returned by :func:`load_split` (the same keys as ``rotation_data``):
   images      (n, size, size, 3) uint8 RGB (or (n, size, size, 1) luminance with
               ``gray``), resized from the stored JPEG with area averaging; uint8 keeps
-              the 100-view training set at 64x64 at ~4.9 GB (RGB) instead of 4x that
-              as float32; ``tasks.rotation`` scales batches to [0, 1]
+              the 100-view training set (~4,000 models) at 64x64 RGB at about 5 GB
+              instead of 4x that as float32; ``tasks.rotation`` scales batches to [0, 1]
   quaternions (n, 4) float32, unit, flipped as the original: q if w > 0 else -q
               (so w >= 0, and a zero w flips too)
   class_ids   (n,) int32, index into ``class_names``
