@@ -147,6 +147,11 @@ def main(argv=None):
     return results
 
 
+def cli(argv=None):
+    """Command-line entry point: ``main`` with failures reported by errors.run_cli."""
+    main(argv)
+
+
 if __name__ == "__main__":
     from spherical_cnn import errors
-    sys.exit(errors.run_cli(main))
+    sys.exit(errors.run_cli(cli))

@@ -154,7 +154,7 @@ class SExpHead(_Head):
         self.logit_scale = logit_scale
         self.sign_layout = signs_lib.SignLayout.coerce(sign_layout, dim, bool(fix_first_sign))
         self._layout_given = sign_layout is not None
-        self.fix_first_sign = self.sign_layout == signs_lib.SignLayout.default(dim, True)
+        self.fix_first_sign = self.sign_layout.fixed == 0
         self.num_sign_classes = self.sign_layout.num_classes
         self.sign_hidden = [keras.layers.Dense(u, activation="relu", name=f"sign_hidden_{i}")
                             for i, u in enumerate(self.hidden_units)]

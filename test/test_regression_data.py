@@ -257,5 +257,17 @@ def test_train_regression_script_on_release_data(tmp_path, capsys):
     assert "train (16, 16, 16, 3), test (6, 16, 16, 3)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         train_regression.parse_args(["--data", str(tmp_path / "nowhere")])
+    # the command line: a refused pickle is one line naming the file, exit status 2
+    marker = tmp_path / "marker"
+    (root / "train_100V.Rawjpg.lmdb" / "viewID2quat.pkl").write_bytes(
+        pickle.dumps({"chair_0001.v001": _Evil(f"touch {marker}")}, protocol=2))
+    import subprocess
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train_regression.py"),
+                           "--data", str(root), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and not marker.exists()
+    lines = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and "viewID2quat.pkl: refused" in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
     with pytest.raises(SystemExit):
         train_regression.parse_args(["--data", str(root), "--classes", "airplane"])
