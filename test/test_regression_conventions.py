@@ -197,6 +197,18 @@ def test_sign_layout_in_loss_metric_and_head():
         heads.SExpHead(4, sign_layout="normal_yzx")
 
 
+@pytest.mark.parametrize("name", ["quaternion", "quaternion_original", "normal_yzx",
+                                  "biternion", "all", "first_fixed"])
+def test_every_layout_labels_its_own_table(name):
+    layout = signs.SignLayout.preset(name, dim=None if name not in ("all", "first_fixed") else 3)
+    k = np.arange(layout.num_classes)
+    assert len({tuple(r) for r in layout.table}) == layout.num_classes
+    np.testing.assert_array_equal(layout.labels(layout.table), k)
+    np.testing.assert_array_equal(layout.labels_ops(tf.constant(layout.table)).numpy(), k)
+    np.testing.assert_array_equal(layout.signs(k), layout.table)
+    assert signs.SignLayout(**layout.get_config()) == layout
+
+
 def test_sign_layout_rejects_bad_settings():
     with pytest.raises(ValueError, match="quadrant"):
         signs.SignLayout(3, order="quadrant")
