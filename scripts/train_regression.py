@@ -7,8 +7,14 @@ from scratch with each requested head and prints the paper-style table
 (MedErr in degrees, Acc@pi/6, pi/12, pi/24) plus the mean and variance of the
 per-batch norm of dL/dO (gradient w.r.t. the head's pre-activation).
 
+With --data DIR it trains on the original's ModelNet10-SO3 release instead
+(DIR = the extracted ModelNet10-SO3 folder with train_100V.Rawjpg.lmdb,
+train_20V.Rawjpg.lmdb and test_20V.Rawjpg.lmdb; colour JPEG views resized to
+--image_size; categories in the release's order).
+
     python3 scripts/train_regression.py --head all --epochs 15
     python3 scripts/train_regression.py --classes airplane,bed,bench,chair,sofa,table
+    python3 scripts/train_regression.py --data ~/ModelNet10-SO3 --data_train_set train_20V
 """
 import argparse
 import os
@@ -41,6 +47,27 @@ def parse_args(argv=None):
     p.add_argument("--sign_weight", type=float, default=1.0, help="S_exp: weight of the sign CE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_dir", default="data/regression", help="cache of rendered datasets")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="train and test on the original ModelNet10-SO3 release in DIR "
+                        "(LMDB folders + viewID2quat.pkl) instead of rendering; the mesh "
+                        "flags (--mesh_root, --*_meshes_per_class, --*_views, --channels) "
+                        "are then unused")
+    p.add_argument("--data_train_set", default="train_100V", choices=["train_100V", "train_20V"],
+                   help="--data: training folder (100 or 20 views per CAD model; 100V at 64x64 "
+                        "RGB holds about 5 GB of uint8 images in memory)")
+    p.add_argument("--data_test_sampling", type=float, default=0.2,
+                   help="--data: random fraction of the test views used (the paper: 0.2)")
+    p.add_argument("--data_max_views", type=int, default=None,
+                   help="--data: at most this many training views per CAD model")
+    p.add_argument("--data_gray", action="store_true",
+                   help="--data: one luminance channel instead of RGB")
+    p.add_argument("--logit_scale", default="paper", choices=["paper", "original_code"],
+                   help="S_exp: |y| = sqrt(softmax(2 O)) (the paper's formula) or "
+                        "sqrt(softmax(O)) (the original code)")
+    p.add_argument("--sign_layout", default="quaternion",
+                   choices=["quaternion", "quaternion_original"],
+                   help="S_exp sign classes: w < 0 flips q (quaternion) or w <= 0 flips "
+                        "(quaternion_original, as the original code)")
     p.add_argument("--out", default="logs/regression", help="results.json + TensorBoard logs")
     args = p.parse_args(argv)
     for name in ("train_meshes_per_class", "test_meshes_per_class", "train_views", "test_views",
@@ -49,15 +76,28 @@ def parse_args(argv=None):
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.mesh_root is not None and not os.path.isdir(args.mesh_root):
         p.error(f"--mesh_root {args.mesh_root!r} is not a directory")
+    if args.data is not None and not os.path.isdir(args.data):
+        p.error(f"--data {args.data!r} is not a directory")
+    if not 0.0 < args.data_test_sampling <= 1.0:
+        p.error(f"--data_test_sampling must be in (0, 1], got {args.data_test_sampling}")
+    if args.data_max_views is not None and args.data_max_views < 1:
+        p.error(f"--data_max_views must be >= 1, got {args.data_max_views}")
     if args.classes is not None:
         names = [c.strip() for c in args.classes.split(",") if c.strip()]
         if not names:
             p.error(f"--classes {args.classes!r} names no class")
-        if args.mesh_root is None:
-            from spherical_regression import dataset
+        if args.data is not None:
+            from spherical_regression.tasks import modelnet10_so3, rotation_data
+            try:
+                rotation_data.select_classes(modelnet10_so3.CATEGORIES, names,
+                                             source="ModelNet10-SO3")
+            except ValueError as e:
+                p.error(f"--classes: {e}")
+        elif args.mesh_root is None:
+            from spherical_regression.tasks import rotation_data
             from spherical_cnn.data import synthetic
             try:
-                dataset.select_classes(synthetic.CLASS_NAMES, names)
+                rotation_data.select_classes(synthetic.CLASS_NAMES, names)
             except ValueError as e:
                 p.error(f"--classes: {e}")
         args.classes = ",".join(names)
@@ -66,33 +106,52 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from spherical_regression import dataset, experiment
+    from spherical_regression.tasks import rotation, rotation_data
 
-    common = dict(cache_dir=args.data_dir, mesh_root=args.mesh_root, size=args.image_size,
-                  channels=args.channels, seed=args.seed, verbose=True,
-                  classes=None if args.classes is None else args.classes.split(","))
-    train = dataset.load_or_render("train", args.train_views,
-                                   meshes_per_class=args.train_meshes_per_class, **common)
-    test = dataset.load_or_render("test", args.test_views,
-                                  meshes_per_class=args.test_meshes_per_class, **common)
+    classes = None if args.classes is None else args.classes.split(",")
+    if args.data is not None:
+        from spherical_regression.tasks import modelnet10_so3
+        common = dict(size=args.image_size, classes=classes, gray=args.data_gray,
+                      seed=args.seed, verbose=True)
+        train = modelnet10_so3.load_split(args.data, args.data_train_set,
+                                          max_views=args.data_max_views, **common)
+        test = modelnet10_so3.load_split(args.data, "test", sampling=args.data_test_sampling,
+                                         **common)
+    else:
+        common = dict(cache_dir=args.data_dir, mesh_root=args.mesh_root, size=args.image_size,
+                      channels=args.channels, seed=args.seed, verbose=True, classes=classes)
+        train = rotation_data.load_or_render("train", args.train_views,
+                                             meshes_per_class=args.train_meshes_per_class,
+                                             **common)
+        test = rotation_data.load_or_render("test", args.test_views,
+                                            meshes_per_class=args.test_meshes_per_class,
+                                            **common)
     if len(train["images"]) < args.batch_size:
-        raise SystemExit(f"error: {len(train['images'])} training images, fewer than "
-                         f"--batch_size {args.batch_size}")
+        from spherical_cnn import errors
+        raise errors.UserError(f"{len(train['images'])} training images, fewer than "
+                               f"--batch_size {args.batch_size}")
     print(f"train {train['images'].shape}, test {test['images'].shape}", flush=True)
-    heads = experiment.HEAD_NAMES if args.head == "all" else (args.head,)
+    heads = rotation.HEAD_NAMES if args.head == "all" else (args.head,)
     results = []
     for head in heads:
-        results.append(experiment.train_head(
+        results.append(rotation.train_head(
             head, train, test, epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, seed=args.seed, width=args.width,
             abs_weight=args.abs_weight, sign_weight=args.sign_weight,
+            logit_scale=args.logit_scale, sign_layout=args.sign_layout,
             log_dir=os.path.join(args.out, "tensorboard")))
     print()
-    print(experiment.format_table(results))
-    path = experiment.save_results(results, args.out, vars(args))
+    print(rotation.format_table(results))
+    path = rotation.save_results(results, args.out, vars(args))
     print(f"\nresults: {path}")
     return results
 
 
+def cli(argv=None):
+    """Command-line entry point: ``main`` with failures reported by errors.run_cli."""
+    main(argv)
+
+
 if __name__ == "__main__":
-    main()
+    from spherical_cnn import errors
+    sys.exit(errors.run_cli(cli))

@@ -8,48 +8,75 @@ training loop can take dL/dO.
 
 Output layouts:
   SExpHead   (batch, d + K): [:, :d] absolute values |y| (unit norm, >= 0),
-             [:, d:] sign-class logits, K = 2^d or 2^(d-1) (``fix_first_sign``).
+             [:, d:] sign-class logits; K and the class order come from the sign
+             layout (signs.py): 2^d, or 2^(d-1) with the first sign fixed
+             (``fix_first_sign``), or a named layout such as 'biternion'.
   SFlatHead  (batch, d): O / ||O||.
   DirectHead (batch, d): O itself (decode l2-normalises it).
+
+S_exp logit convention (``logit_scale``):
+  'paper'         |y_i| = exp(o_i) / sqrt(sum_j exp(2 o_j)) = sqrt(softmax(2 o))_i,
+                  the formula of the paper (the default);
+  'original_code' |y_i| = sqrt(softmax(o))_i, what the original PyTorch code computes.
+The two give the same |y| for logits o (paper) and 2 o (original code), so a
+network trained with one reaches the same outputs with logits twice as large under
+the other, and dL/dO under 'paper' is exactly 2x dL/dO under 'original_code' at
+matched outputs.
+
+All functions keep the dtype of their input (float16, float32, float64).
 """
 import keras
+import numpy as np
 from keras import ops
 
 from . import signs as signs_lib
 
 _EPS = 1e-12
+LOGIT_SCALES = {"paper": 2.0, "original_code": 1.0}
 
 
-def sexp_abs(logits):
-    """|y_i| = exp(o_i) / sqrt(sum_j exp(2 o_j)) = sqrt(softmax(2o))_i, computed in
-    log space (o_i - logsumexp(2o)/2) so that neither overflow nor sqrt(0) occurs."""
-    log_abs = logits - 0.5 * ops.logsumexp(2.0 * logits, axis=-1, keepdims=True)
+def _logit_factor(logit_scale):
+    if logit_scale not in LOGIT_SCALES:
+        raise ValueError(f"unknown logit_scale {logit_scale!r}: expected one of "
+                         f"{sorted(LOGIT_SCALES)}")
+    return LOGIT_SCALES[logit_scale]
+
+
+def sexp_abs(logits, logit_scale="paper"):
+    """|y| = sqrt(softmax(s o)), s = 2 for 'paper' (= exp(o_i) / sqrt(sum_j exp(2 o_j)))
+    or 1 for 'original_code'; computed in log space (s o_i - logsumexp(s o)) / 2 so that
+    neither overflow nor sqrt(0) occurs."""
+    s = _logit_factor(logit_scale)
+    scaled = logits * ops.cast(s, logits.dtype) if s != 1.0 else logits
+    log_abs = 0.5 * (scaled - ops.logsumexp(scaled, axis=-1, keepdims=True))
     return ops.exp(log_abs)
 
 
 def l2_normalize(x, axis=-1):
     """x / ||x|| with the squared norm floored at 1e-12 (as tf.math.l2_normalize)."""
     sq = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(sq, _EPS))
+    return x * ops.rsqrt(ops.maximum(sq, ops.cast(_EPS, sq.dtype)))
 
 
-def sexp_decode(output, dim):
+def sexp_decode(output, dim, sign_layout=None):
     """Unit vectors ``(batch, dim)`` from a packed S_exp output ``(batch, dim + K)``:
-    |y| * signs[argmax(sign logits)]. K is read from the output width."""
+    |y| * signs[argmax(sign logits)], in the output's dtype. Without ``sign_layout`` the
+    default layout is read from the width (2^dim or 2^(dim-1) classes)."""
     width = output.shape[-1]
     if width is None or width <= dim:
         raise ValueError(f"S_exp output of width {width} cannot hold dim={dim} absolute "
                          "values plus sign logits")
-    fix_first = signs_lib.fix_first_from_num_classes(dim, width - dim)
+    layout = signs_lib.layout_for_output(dim, width - dim, sign_layout)
     abs_y = output[..., :dim]
     label = ops.argmax(output[..., dim:], axis=-1)
-    return abs_y * signs_lib.label_signs_ops(label, dim, fix_first)
+    return abs_y * layout.signs_ops(label, dtype=output.dtype)
 
 
-def decode_output(head, output, dim):
-    """Unit vectors from the output of a head named ``head`` ('sexp'|'sflat'|'direct')."""
+def decode_output(head, output, dim, sign_layout=None):
+    """Unit vectors from the output of a head named ``head`` ('sexp'|'sflat'|'direct');
+    ``sign_layout`` only matters for 'sexp'."""
     if head == "sexp":
-        return sexp_decode(output, dim)
+        return sexp_decode(output, dim, sign_layout)
     if head in ("sflat", "direct"):
         return l2_normalize(output)
     raise ValueError(f"unknown head {head!r}: expected 'sexp', 'sflat' or 'direct'")
@@ -103,22 +130,32 @@ class _Head(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="spherical_regression")
 class SExpHead(_Head):
-    """Spherical exponential head: |y| = sqrt(softmax(2 O)) plus a sign classifier.
+    """Spherical exponential head: |y| = sqrt(softmax(2 O)) (or sqrt(softmax(O)), see
+    ``logit_scale``) plus a sign classifier.
 
     Args:
       dim: d, the target lives on S^{d-1}.
       fix_first_sign: classify only the last d-1 signs (first component >= 0);
-        use for quaternions, where q ~ -q.
+        use for quaternions, where q ~ -q. Ignored when ``sign_layout`` is given.
       hidden_units: widths of Dense+ReLU layers before each branch (the
         original uses one layer of 996 units, separate per branch).
+      logit_scale: 'paper' (default) or 'original_code' (module docstring).
+      sign_layout: a ``signs.SignLayout``, a preset name ('quaternion',
+        'quaternion_original', 'normal_yzx', 'biternion', 'all', 'first_fixed') or
+        its config dict; None: the default layout of ``fix_first_sign``.
     """
 
     head_name = "sexp"
 
-    def __init__(self, dim, fix_first_sign=False, hidden_units=(), **kwargs):
+    def __init__(self, dim, fix_first_sign=False, hidden_units=(), logit_scale="paper",
+                 sign_layout=None, **kwargs):
         super().__init__(dim, hidden_units, **kwargs)
-        self.fix_first_sign = bool(fix_first_sign)
-        self.num_sign_classes = signs_lib.num_sign_classes(dim, self.fix_first_sign)
+        _logit_factor(logit_scale)
+        self.logit_scale = logit_scale
+        self.sign_layout = signs_lib.SignLayout.coerce(sign_layout, dim, bool(fix_first_sign))
+        self._layout_given = sign_layout is not None
+        self.fix_first_sign = self.sign_layout.fixed == 0
+        self.num_sign_classes = self.sign_layout.num_classes
         self.sign_hidden = [keras.layers.Dense(u, activation="relu", name=f"sign_hidden_{i}")
                             for i, u in enumerate(self.hidden_units)]
         self.sign_dense = keras.layers.Dense(self.num_sign_classes, name="sign_logits")
@@ -138,14 +175,19 @@ class SExpHead(_Head):
 
     def activate(self, parts):
         logits, sign_logits = parts
-        return ops.concatenate([sexp_abs(logits), sign_logits], axis=-1)
+        return ops.concatenate([sexp_abs(logits, self.logit_scale), sign_logits], axis=-1)
+
+    def decode(self, output):
+        """Unit vectors ``(batch, dim)``: |y| times the signs of the top sign class."""
+        return sexp_decode(output, self.dim, self.sign_layout)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.dim + self.num_sign_classes,)
 
     def get_config(self):
         config = super().get_config()
-        config.update(fix_first_sign=self.fix_first_sign)
+        config.update(fix_first_sign=self.fix_first_sign, logit_scale=self.logit_scale,
+                      sign_layout=self.sign_layout.get_config() if self._layout_given else None)
         return config
 
 
@@ -178,23 +220,26 @@ class DirectHead(_Head):
 HEADS = {"sexp": SExpHead, "sflat": SFlatHead, "direct": DirectHead}
 
 
-def make_head(name, dim, fix_first_sign=False, hidden_units=(), **kwargs):
-    """Head by name ('sexp'|'sflat'|'direct'); ``fix_first_sign`` only matters for sexp."""
+def make_head(name, dim, fix_first_sign=False, hidden_units=(), logit_scale="paper",
+              sign_layout=None, **kwargs):
+    """Head by name ('sexp'|'sflat'|'direct'); ``fix_first_sign``, ``logit_scale`` and
+    ``sign_layout`` only matter for sexp."""
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}: expected one of {sorted(HEADS)}")
     if name == "sexp":
-        return SExpHead(dim, fix_first_sign=fix_first_sign, hidden_units=hidden_units, **kwargs)
+        return SExpHead(dim, fix_first_sign=fix_first_sign, hidden_units=hidden_units,
+                        logit_scale=logit_scale, sign_layout=sign_layout, **kwargs)
     return HEADS[name](dim, hidden_units=hidden_units, **kwargs)
 
 
-def sexp_encode(y, fix_first=False, sign_margin=10.0):
+def sexp_encode(y, fix_first=False, sign_margin=10.0, logit_scale="paper", sign_layout=None):
     """NumPy inverse of the S_exp head's activation: unit vectors ``(n, d)`` ->
-    (logits O ``(n, d)`` with sexp_abs(O) = |y|, sign logits ``(n, K)`` whose argmax
-    is the sign label of y). Zero components get logit log(1e-30)."""
-    import numpy as np
+    (logits O ``(n, d)`` with sexp_abs(O, logit_scale) = |y|, sign logits ``(n, K)`` whose
+    argmax is the sign label of y under the layout). O = log|y| for 'paper' and 2 log|y|
+    for 'original_code'; zero components get log(1e-30) (times 2)."""
     y = np.asarray(y, dtype=np.float64)
-    logits = np.log(np.maximum(np.abs(y), 1e-30))
-    labels = signs_lib.sign_labels(y, fix_first)
-    k = signs_lib.num_sign_classes(y.shape[-1], fix_first)
-    sign_logits = sign_margin * np.eye(k)[labels]
+    layout = signs_lib.SignLayout.coerce(sign_layout, y.shape[-1], fix_first)
+    logits = (2.0 / _logit_factor(logit_scale)) * np.log(np.maximum(np.abs(y), 1e-30))
+    labels = layout.labels(y)
+    sign_logits = sign_margin * np.eye(layout.num_classes)[labels]
     return logits, sign_logits

@@ -4,12 +4,22 @@
 output (see heads.py). Each loss returns a per-sample value that Keras averages
 over the batch (so the batch mean matches the original's torch means).
 
-- SExpLoss: abs_weight * (1 - cos(|y_pred|, |y_true|)) + sign_weight * CE(sign
-  logits, sign label of y_true). The original code uses abs_weight=10, sign_weight=1.
+- SExpLoss: abs_weight * abs loss + sign_weight * CE(sign logits, sign label of
+  y_true under the sign layout, signs.py). Abs losses (``abs_loss``):
+    'cosine'          1 - cos(|y_pred|, |y_true|); the original code's S^2 and S^3
+                      tasks, with abs_weight=10, sign_weight=1 (the defaults);
+    'log_likelihood'  -sum_i y_true_i^2 log(|y_pred_i|^2): the original S^1 task's
+                      loss -sum y^2 log softmax(O), since |y|^2 = softmax(O) in its
+                      convention (= softmax(2 O) under logit_scale='paper'; the loss is
+                      the same function of |y| under both); the original weights it
+                      with abs_weight=4. log|y_pred| is floored at the dtype's
+                      smallest normal number (|y_pred_i| underflows to 0 only for logit
+                      gaps beyond ~87 in float32; the gradient there is lost).
 - SFlatLoss: 1 - cos(y_pred, y_true).
 - DirectLoss: smooth-L1 (Huber with delta 1, torch.nn.SmoothL1Loss), mean over components.
 """
 import keras
+import numpy as np
 from keras import ops
 
 from . import signs as signs_lib
@@ -36,13 +46,27 @@ def abs_cosine_proximity(y_true, y_pred):
     return cosine_proximity(ops.abs(y_true), ops.abs(y_pred[..., :dim]))
 
 
-def sign_cross_entropy(y_true, y_pred):
+def abs_log_likelihood(y_true, y_pred):
+    """Per-sample -sum_i y_true_i^2 log(|y_pred_i|^2) on the first d columns of y_pred
+    (the original S^1 abs loss, unweighted; module docstring)."""
+    dim = y_true.shape[-1]
+    abs_pred = ops.abs(y_pred[..., :dim])
+    tiny = np.finfo(keras.backend.standardize_dtype(abs_pred.dtype)).tiny
+    log_sq = 2.0 * ops.log(ops.maximum(abs_pred, ops.cast(tiny, abs_pred.dtype)))
+    return -ops.sum(ops.square(ops.cast(y_true, abs_pred.dtype)) * log_sq, axis=-1)
+
+
+ABS_LOSSES = {"cosine": abs_cosine_proximity, "log_likelihood": abs_log_likelihood}
+
+
+def sign_cross_entropy(y_true, y_pred, sign_layout=None):
     """Per-sample cross-entropy of the S_exp sign logits ``y_pred[:, d:]`` against the
-    sign label of y_true; 2^d or 2^(d-1) classes read from the width."""
+    sign label of y_true under ``sign_layout`` (None: the default layout read from the
+    width, 2^d or 2^(d-1) classes)."""
     dim = y_true.shape[-1]
     logits = y_pred[..., dim:]
-    fix_first = signs_lib.fix_first_from_num_classes(dim, logits.shape[-1])
-    labels = signs_lib.sign_labels_ops(y_true, fix_first)
+    layout = signs_lib.layout_for_output(dim, logits.shape[-1], sign_layout)
+    labels = layout.labels_ops(y_true)
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
@@ -51,6 +75,14 @@ def smooth_l1(y_true, y_pred):
     diff = ops.abs(y_pred - y_true)
     per = ops.where(diff < 1.0, 0.5 * ops.square(diff), diff - 0.5)
     return ops.mean(per, axis=-1)
+
+
+def _layout_or_none(layout):
+    return None if layout is None else signs_lib.SignLayout.coerce(layout)
+
+
+def _layout_config(layout):
+    return None if layout is None else layout.get_config()
 
 
 def _check_pred_width(name, y_true, y_pred, packed):
@@ -82,31 +114,47 @@ class AbsCosineProximityLoss(keras.losses.Loss):
 class SignCrossEntropyLoss(keras.losses.Loss):
     """Cross-entropy of the S_exp sign logits against the target's sign class."""
 
-    def __init__(self, name="sign_cross_entropy", **kwargs):
+    def __init__(self, sign_layout=None, name="sign_cross_entropy", **kwargs):
         super().__init__(name=name, **kwargs)
+        self.sign_layout = _layout_or_none(sign_layout)
 
     def call(self, y_true, y_pred):
         _check_pred_width(self.name, y_true, y_pred, packed=True)
-        return sign_cross_entropy(y_true, y_pred)
+        return sign_cross_entropy(y_true, y_pred, self.sign_layout)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(sign_layout=_layout_config(self.sign_layout))
+        return config
 
 
 @keras.saving.register_keras_serializable(package="spherical_regression")
 class SExpLoss(keras.losses.Loss):
-    """S_exp total: abs_weight * abs cosine proximity + sign_weight * sign CE."""
+    """S_exp total: abs_weight * abs loss + sign_weight * sign CE.
 
-    def __init__(self, abs_weight=10.0, sign_weight=1.0, name="sexp_loss", **kwargs):
+    ``abs_loss``: 'cosine' (default) or 'log_likelihood' (the original S^1 loss; use
+    abs_weight=4 as the original). ``sign_layout``: the head's sign layout (signs.py;
+    None: the default layout read from the output width)."""
+
+    def __init__(self, abs_weight=10.0, sign_weight=1.0, abs_loss="cosine", sign_layout=None,
+                 name="sexp_loss", **kwargs):
         super().__init__(name=name, **kwargs)
+        if abs_loss not in ABS_LOSSES:
+            raise ValueError(f"unknown abs_loss {abs_loss!r}: expected one of {sorted(ABS_LOSSES)}")
         self.abs_weight = float(abs_weight)
         self.sign_weight = float(sign_weight)
+        self.abs_loss = abs_loss
+        self.sign_layout = _layout_or_none(sign_layout)
 
     def call(self, y_true, y_pred):
         _check_pred_width(self.name, y_true, y_pred, packed=True)
-        return (self.abs_weight * abs_cosine_proximity(y_true, y_pred)
-                + self.sign_weight * sign_cross_entropy(y_true, y_pred))
+        return (self.abs_weight * ABS_LOSSES[self.abs_loss](y_true, y_pred)
+                + self.sign_weight * sign_cross_entropy(y_true, y_pred, self.sign_layout))
 
     def get_config(self):
         config = super().get_config()
-        config.update(abs_weight=self.abs_weight, sign_weight=self.sign_weight)
+        config.update(abs_weight=self.abs_weight, sign_weight=self.sign_weight,
+                      abs_loss=self.abs_loss, sign_layout=_layout_config(self.sign_layout))
         return config
 
 

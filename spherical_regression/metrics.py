@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from . import heads as heads_lib
+from . import signs as signs_lib
 from .rotations import quaternion_to_matrix
 
 THRESHOLDS = {"pi/6": math.pi / 6, "pi/12": math.pi / 12, "pi/24": math.pi / 24}
@@ -117,65 +118,157 @@ def angular_error_ops(kind, y_true, y_pred_unit):
     raise ValueError(f"unknown error kind {kind!r}: expected 'rotation' or 'vector'")
 
 
-class _AngularMetric(keras.metrics.Metric):
-    """Decodes the head output (``head`` = 'sexp'|'sflat'|'direct'), then accumulates
-    angular errors against the unit targets ``(batch, d)``."""
+def _compute_dtype(*dtypes):
+    """float64 if any of ``dtypes`` is float64, else float32 (errors of float16 / bfloat16
+    outputs are computed in float32: arctan2 in half precision is off by ~0.1 deg)."""
+    names = [keras.backend.standardize_dtype(d) for d in dtypes]
+    return "float64" if "float64" in names else "float32"
 
-    def __init__(self, kind="rotation", head="sexp", name=None, dtype="float32", **kwargs):
+
+class _AngularMetric(keras.metrics.Metric):
+    """Decodes the head output (``head`` = 'sexp'|'sflat'|'direct'; ``sign_layout`` for
+    'sexp', signs.py), then accumulates angular errors against the unit targets
+    ``(batch, d)``. Targets and outputs of any float dtype are accepted; errors are
+    computed in float64 if either is float64 (or the metric's dtype is), else float32."""
+
+    def __init__(self, kind="rotation", head="sexp", name=None, dtype="float32",
+                 sign_layout=None, **kwargs):
         super().__init__(name=name, dtype=dtype, **kwargs)
         if kind not in ("rotation", "vector"):
             raise ValueError(f"unknown error kind {kind!r}: expected 'rotation' or 'vector'")
         if head not in heads_lib.HEADS:
             raise ValueError(f"unknown head {head!r}: expected one of {sorted(heads_lib.HEADS)}")
         self.kind, self.head = kind, head
+        self.sign_layout = None if sign_layout is None else signs_lib.SignLayout.coerce(
+            sign_layout)
 
     def _errors(self, y_true, y_pred):
-        y_true = ops.cast(y_true, self.dtype)
-        y_pred = ops.cast(y_pred, self.dtype)
-        unit = heads_lib.decode_output(self.head, y_pred, y_true.shape[-1])
+        """Angular errors in radians ``(batch,)``, in the compute dtype."""
+        y_true = ops.convert_to_tensor(y_true)
+        y_pred = ops.convert_to_tensor(y_pred)
+        dtype = _compute_dtype(self.dtype, y_true.dtype, y_pred.dtype)
+        y_true = ops.cast(y_true, dtype)
+        y_pred = ops.cast(y_pred, dtype)
+        unit = heads_lib.decode_output(self.head, y_pred, y_true.shape[-1], self.sign_layout)
         return angular_error_ops(self.kind, y_true, unit)
 
     def get_config(self):
         config = super().get_config()
-        config.update(kind=self.kind, head=self.head)
+        config.update(kind=self.kind, head=self.head,
+                      sign_layout=None if self.sign_layout is None
+                      else self.sign_layout.get_config())
         return config
 
 
 @keras.saving.register_keras_serializable(package="spherical_regression")
 class MedianAngularError(_AngularMetric):
-    """MedErr in degrees, streaming: errors are counted in ``bins`` equal bins on
-    [0, 180] deg and the median is interpolated inside its bin (exact to 180/bins/2)."""
+    """MedErr in degrees, equal to ``np.median`` of the errors (weighted: the midpoint of
+    the lower and upper weighted medians) while at most ``capacity`` samples were seen.
 
-    def __init__(self, kind="rotation", head="sexp", bins=3600, name="med_err", **kwargs):
+    A Keras metric's state has a fixed shape, so the errors are kept in a buffer of
+    ``capacity`` entries (default 65536, 0.5 MiB with their weights); the median is
+    taken by sorting it. The errors are also counted in ``bins`` equal bins on
+    [0, 180] deg; past ``capacity`` samples the result falls back to the histogram,
+    interpolated linearly inside the bin where the cumulative weight reaches half the
+    total. That estimate lies within one bin width (180 / bins deg) of the lower
+    median, so its distance to np.median is at most 180 / bins plus half the gap
+    between the two middle errors (for large sets, essentially 180 / bins).
+    ``overflowed`` (a result-side helper) tells which case holds.
+
+    Errors are stored in float64 if the metric's dtype is float64, else float32 (a
+    float32 median is then exact up to float32 rounding of the errors).
+    Under a multi-replica tf.distribute strategy the buffers of the replicas are not
+    merged: use the NumPy metrics (``median_error_deg``) there.
+    """
+
+    def __init__(self, kind="rotation", head="sexp", bins=3600, capacity=65536,
+                 name="med_err", **kwargs):
         super().__init__(kind=kind, head=head, name=name, **kwargs)
         self.bins = int(bins)
-        self.counts = self.add_variable(shape=(self.bins,), initializer="zeros", name="counts")
+        self.capacity = int(capacity)
+        if self.bins < 1 or self.capacity < 0:
+            raise ValueError(f"MedianAngularError: bins must be >= 1 and capacity >= 0, got "
+                             f"{bins}, {capacity}")
+        self._store = _compute_dtype(self.dtype)
+        self.counts = self.add_variable(shape=(self.bins,), initializer="zeros", name="counts",
+                                        dtype=self._store)
+        # one extra slot at the end absorbs writes past the capacity
+        self.values = self.add_variable(shape=(self.capacity + 1,), initializer="zeros",
+                                        name="values", dtype=self._store)
+        self.weights_buf = self.add_variable(shape=(self.capacity + 1,), initializer="zeros",
+                                             name="value_weights", dtype=self._store)
+        self.seen = self.add_variable(shape=(), initializer="zeros", name="seen", dtype="int32")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        deg = self._errors(y_true, y_pred) * (180.0 / math.pi)
+        deg = ops.cast(self._errors(y_true, y_pred), self._store) * (180.0 / math.pi)
+        deg = ops.reshape(deg, (-1,))
+        if sample_weight is None:
+            w = ops.ones_like(deg)
+        else:
+            w = ops.reshape(ops.cast(sample_weight, self._store), (-1,))
+            w = w * ops.ones_like(deg)
         idx = ops.clip(ops.cast(ops.floor(deg * (self.bins / 180.0)), "int32"), 0, self.bins - 1)
-        onehot = ops.one_hot(idx, self.bins, dtype=self.dtype)
-        if sample_weight is not None:
-            onehot = onehot * ops.reshape(ops.cast(sample_weight, self.dtype), (-1, 1))
-        self.counts.assign(self.counts + ops.sum(onehot, axis=0))
+        onehot = ops.one_hot(idx, self.bins, dtype=self._store)
+        self.counts.assign(self.counts + ops.sum(onehot * ops.reshape(w, (-1, 1)), axis=0))
+        n = ops.shape(deg)[0]
+        pos = self.seen + ops.arange(n, dtype="int32")
+        pos = ops.reshape(ops.where(pos < self.capacity, pos, self.capacity), (-1, 1))
+        self.values.assign(ops.scatter_update(ops.convert_to_tensor(self.values), pos, deg))
+        self.weights_buf.assign(ops.scatter_update(ops.convert_to_tensor(self.weights_buf), pos,
+                                                   w))
+        self.seen.assign(self.seen + ops.cast(n, "int32"))
 
-    def result(self):
-        total = ops.sum(self.counts)
-        cum = ops.cumsum(self.counts)
+    def overflowed(self):
+        """True once more than ``capacity`` samples were seen (the histogram case)."""
+        return bool(ops.convert_to_numpy(self.seen) > self.capacity)
+
+    def _exact(self):
+        used = ops.arange(self.capacity + 1, dtype="int32") < ops.minimum(self.seen,
+                                                                          self.capacity)
+        values = ops.convert_to_tensor(self.values)
+        weights = ops.convert_to_tensor(self.weights_buf)
+        vals = ops.where(used, values, ops.cast(float("inf"), self._store))
+        wts = ops.where(used, weights, ops.zeros_like(weights))
+        order = ops.argsort(vals)
+        vals, wts = ops.take(vals, order), ops.take(wts, order)
+        cum = ops.cumsum(wts)
+        half = 0.5 * cum[-1]
+        # lower median: first value whose cumulative weight reaches half the total;
+        # upper median: first value whose cumulative weight exceeds it
+        lower = ops.take(vals, ops.argmax(ops.cast(cum >= half, "int32")))
+        upper = ops.take(vals, ops.argmax(ops.cast(cum > half, "int32")))
+        return 0.5 * (lower + upper), cum[-1]
+
+    def _histogram(self):
+        counts = ops.convert_to_tensor(self.counts)
+        total = ops.sum(counts)
+        cum = ops.cumsum(counts)
         half = 0.5 * total
         k = ops.argmax(ops.cast(cum >= half, "int32"))  # first bin reaching half
-        before = ops.where(k > 0, ops.take(cum, ops.maximum(k - 1, 0)), 0.0)
-        inside = ops.maximum(ops.take(self.counts, k), 1e-12)
+        zero = ops.zeros((), self._store)
+        before = ops.where(k > 0, ops.take(cum, ops.maximum(k - 1, 0)), zero)
+        inside = ops.maximum(ops.take(counts, k), ops.cast(1e-12, self._store))
         frac = ops.clip((half - before) / inside, 0.0, 1.0)
         width = 180.0 / self.bins
-        return ops.where(total > 0, (ops.cast(k, self.dtype) + frac) * width, 0.0)
+        return (ops.cast(k, self._store) + frac) * width, total
+
+    def result(self):
+        exact, w_exact = self._exact()
+        hist, w_hist = self._histogram()
+        over = ops.convert_to_tensor(self.seen) > self.capacity
+        value = ops.where(over, hist, exact)
+        total = ops.where(over, w_hist, w_exact)
+        return ops.where(total > 0, value, ops.zeros_like(value))
 
     def reset_state(self):
-        self.counts.assign(ops.zeros((self.bins,), dtype=self.dtype))
+        self.counts.assign(ops.zeros((self.bins,), dtype=self._store))
+        self.values.assign(ops.zeros((self.capacity + 1,), dtype=self._store))
+        self.weights_buf.assign(ops.zeros((self.capacity + 1,), dtype=self._store))
+        self.seen.assign(ops.zeros((), dtype="int32"))
 
     def get_config(self):
         config = super().get_config()
-        config.update(bins=self.bins)
+        config.update(bins=self.bins, capacity=self.capacity)
         return config
 
 
@@ -187,22 +280,28 @@ class AngularAccuracy(_AngularMetric):
         name = name or f"acc_{threshold:.4f}"
         super().__init__(kind=kind, head=head, name=name, **kwargs)
         self.threshold = float(threshold)
-        self.hits = self.add_variable(shape=(), initializer="zeros", name="hits")
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        # counts in float32 at least (float16 stops counting exactly at 2048)
+        self._store = _compute_dtype(self.dtype)
+        self.hits = self.add_variable(shape=(), initializer="zeros", name="hits",
+                                      dtype=self._store)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total",
+                                       dtype=self._store)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        hit = ops.cast(self._errors(y_true, y_pred) < self.threshold, self.dtype)
+        hit = ops.cast(self._errors(y_true, y_pred) < self.threshold, self._store)
+        hit = ops.reshape(hit, (-1,))
         w = ops.ones_like(hit) if sample_weight is None else ops.cast(
-            ops.reshape(sample_weight, (-1,)), self.dtype)
+            ops.reshape(sample_weight, (-1,)), self._store) * ops.ones_like(hit)
         self.hits.assign(self.hits + ops.sum(hit * w))
         self.total.assign(self.total + ops.sum(w))
 
     def result(self):
-        return ops.where(self.total > 0, self.hits / ops.maximum(self.total, 1e-12), 0.0)
+        hits, total = ops.convert_to_tensor(self.hits), ops.convert_to_tensor(self.total)
+        return ops.where(total > 0, hits / ops.maximum(total, 1e-12), ops.zeros_like(total))
 
     def reset_state(self):
-        self.hits.assign(0.0)
-        self.total.assign(0.0)
+        self.hits.assign(ops.zeros((), self._store))
+        self.total.assign(ops.zeros((), self._store))
 
     def get_config(self):
         config = super().get_config()
@@ -210,8 +309,10 @@ class AngularAccuracy(_AngularMetric):
         return config
 
 
-def paper_metrics(kind="rotation", head="sexp"):
+def paper_metrics(kind="rotation", head="sexp", sign_layout=None):
     """[MedErr, Acc@pi/6, Acc@pi/12, Acc@pi/24] as Keras metrics for compile()."""
-    return [MedianAngularError(kind=kind, head=head, name="med_err")] + [
-        AngularAccuracy(t, kind=kind, head=head, name=f"acc_pi_{k.split('/')[1]}")
+    return [MedianAngularError(kind=kind, head=head, name="med_err",
+                               sign_layout=sign_layout)] + [
+        AngularAccuracy(t, kind=kind, head=head, name=f"acc_pi_{k.split('/')[1]}",
+                        sign_layout=sign_layout)
         for k, t in THRESHOLDS.items()]

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import spherical_regression as sr
-from spherical_regression import dataset, experiment, losses
+from spherical_regression import losses
+from spherical_regression.tasks import rotation, rotation_data
 from spherical_regression.render import OrthoRenderer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,6 +18,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_public_api_exports():
     for name in sr.__all__:
         assert hasattr(sr, name), name
+
+
+def test_old_module_names_are_the_task_modules():
+    """experiment / dataset moved to tasks/; the old names are the same module objects."""
+    from spherical_regression import dataset as old_dataset
+    from spherical_regression import experiment as old_experiment
+    assert old_experiment is rotation and old_dataset is rotation_data
+    assert old_dataset._mesh_items is rotation_data._mesh_items
 
 
 def test_render_rotation_about_view_axis_rotates_the_image():
@@ -36,7 +45,7 @@ def test_render_rotation_about_view_axis_rotates_the_image():
 
 def test_dataset_labels_cache_and_manifest(tmp_path):
     kw = dict(cache_dir=str(tmp_path), meshes_per_class=1, size=16, channels="shade", seed=3)
-    a = dataset.load_or_render("test", 2, **kw)
+    a = rotation_data.load_or_render("test", 2, **kw)
     n = 2 * len(a["class_names"])
     assert a["images"].shape == (n, 16, 16, 1) and a["quaternions"].shape == (n, 4)
     np.testing.assert_allclose(np.linalg.norm(a["quaternions"], axis=1), 1.0, atol=1e-6)
@@ -45,11 +54,11 @@ def test_dataset_labels_cache_and_manifest(tmp_path):
     assert len(manifests) == 1
     m = json.loads(manifests[0].read_text())
     assert m["views_per_mesh"] == 2 and m["num_images"] == n and m["mesh_source"] == "synthetic"
-    b = dataset.load_or_render("test", 2, **kw)  # from the cache
+    b = rotation_data.load_or_render("test", 2, **kw)  # from the cache
     np.testing.assert_array_equal(a["images"], b["images"])
     assert b["class_names"] == a["class_names"]
     with pytest.raises(ValueError, match="split"):
-        dataset.render_split("val", 2)
+        rotation_data.render_split("val", 2)
 
 
 def test_dataset_class_subset_and_cache_key(tmp_path):
@@ -58,15 +67,15 @@ def test_dataset_class_subset_and_cache_key(tmp_path):
     from spherical_cnn.data import synthetic
     kw = dict(cache_dir=str(tmp_path), meshes_per_class=1, size=8, channels="depth", seed=1)
     pick = ["table", "airplane"]
-    sub = dataset.load_or_render("test", 1, classes=pick, **kw)
+    sub = rotation_data.load_or_render("test", 1, classes=pick, **kw)
     assert sub["class_names"] == sorted(pick, key=list(synthetic.CLASS_NAMES).index)
     assert sorted(set(sub["class_ids"].tolist())) == [0, 1] and len(sub["images"]) == 2
-    full = dataset.load_or_render("test", 1, **kw)
+    full = rotation_data.load_or_render("test", 1, **kw)
     assert len(full["class_names"]) == len(synthetic.CLASS_NAMES) > 2
     for k, name in enumerate(sub["class_names"]):
         # the subset's class draws the same mesh as in the full set
-        mesh_sub = dataset._mesh_items("test", None, 1, 1, [name])[1][0][1]()
-        mesh_full = dict(dataset._mesh_items("test", None, 1, 1)[1])[name]()
+        mesh_sub = rotation_data._mesh_items("test", None, 1, 1, [name])[1][0][1]()
+        mesh_full = dict(rotation_data._mesh_items("test", None, 1, 1)[1])[name]()
         np.testing.assert_allclose(mesh_sub.vertices, mesh_full.vertices)
         assert (sub["class_ids"] == k).sum() == 1
     manifests = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
@@ -74,9 +83,9 @@ def test_dataset_class_subset_and_cache_key(tmp_path):
     assert sorted(m.get("classes") is None for m in manifests) == [False, True]
     assert [m["class_names"] for m in manifests if m.get("classes")] == [sub["class_names"]]
     with pytest.raises(ValueError, match=r"unknown class.*'teapot'.*valid classes.*chair"):
-        dataset.render_split("test", 1, meshes_per_class=1, size=8, classes=["chair", "teapot"])
+        rotation_data.render_split("test", 1, meshes_per_class=1, size=8, classes=["chair", "teapot"])
     with pytest.raises(ValueError, match="at least one class"):
-        dataset.select_classes(synthetic.CLASS_NAMES, [])
+        rotation_data.select_classes(synthetic.CLASS_NAMES, [])
 
 
 def test_dataset_class_subset_mesh_root(tmp_path):
@@ -88,11 +97,11 @@ def test_dataset_class_subset_mesh_root(tmp_path):
         d.mkdir(parents=True)
         trimesh.creation.box((0.5, 0.8, 1.0)).export(str(d / f"{c}_0.off"))
     root = str(tmp_path / "meshes")
-    data = dataset.render_split("test", 1, mesh_root=root, meshes_per_class=None, size=8,
+    data = rotation_data.render_split("test", 1, mesh_root=root, meshes_per_class=None, size=8,
                                 channels="depth", classes="sofa,cup")
     assert data["class_names"] == ["cup", "sofa"] and data["class_ids"].tolist() == [0, 1]
     with pytest.raises(ValueError, match=r"'chair'.*cup, desk, sofa"):
-        dataset.render_split("test", 1, mesh_root=root, size=8, classes=["chair"])
+        rotation_data.render_split("test", 1, mesh_root=root, size=8, classes=["chair"])
 
 
 def test_train_step_grad_wrt_head_logits():
@@ -100,14 +109,14 @@ def test_train_step_grad_wrt_head_logits():
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((8, 16, 16, 1)), tf.float32)
     q = tf.constant(sr.random_quaternions(8, rng), tf.float32)
-    model = experiment.RotationRegressor("sflat", 16, 1, width=4, feature_units=16)
+    model = rotation.RotationRegressor("sflat", 16, 1, width=4, feature_units=16)
     with tf.GradientTape() as tape:
         o = model.head.pre_activation(model.backbone(x, training=True))[0]
         tape.watch(o)
         loss = tf.reduce_mean(losses.SFlatLoss().call(q, model.head.activate([o])))
     ref = float(tf.norm(tape.gradient(loss, o)))
     opt = __import__("keras").optimizers.SGD(0.0)
-    _, o_norm, s_norm = experiment.make_train_step(model, losses.SFlatLoss().call, opt)(x, q)
+    _, o_norm, s_norm = rotation.make_train_step(model, losses.SFlatLoss().call, opt)(x, q)
     assert float(o_norm) == pytest.approx(ref, rel=1e-4) and float(s_norm) == 0.0
 
 
