@@ -112,14 +112,13 @@ def test_train_step_grad_wrt_head_logits():
 
 
 def test_script_smoke(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import train_regression
+    from spherical_cnn.cli import train_regression
     out = tmp_path / "out"
-    results = train_regression.main([
+    results = train_regression.run(train_regression.parse_args([
         "--head", "all", "--epochs", "1", "--train_meshes_per_class", "1", "--train_views", "6",
         "--test_meshes_per_class", "1", "--test_views", "2", "--image_size", "16",
         "--batch_size", "16", "--width", "4", "--data_dir", str(tmp_path / "data"),
-        "--out", str(out)])
+        "--out", str(out)]))
     text = capsys.readouterr().out
     assert [r["head"] for r in results] == ["sexp", "sflat", "direct"]
     for r in results:
