@@ -29,7 +29,7 @@ ARGFILE_HELP = (
     "@FILE arguments and further flags can be combined, later ones win.")
 
 # A line of TensorFlow's / absl's C++ logging: "I0000 00:00:1795317743.979466 4704 port.cc:153] ...".
-TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\] ")
+TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
 TF_NOISE = (
     TF_LOG_LINE,
     re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
