@@ -82,20 +82,31 @@ def load(logdir):
 # iter_raw_records(path) and RecordSpec.from_args(args).decode(raw, path, index)
 # (same names and contracts) when that module is merged.
 def iter_raw_records(path):
-    """Yield ``(index, raw bytes)`` of a TFRecord file; DataError(path, index) if it is damaged."""
-    import tensorflow as tf
-    from ..data import records
+    """Yield ``(index, raw bytes)`` of a TFRecord file; DataError(path, index) if it is cut short.
+
+    Reads the TFRecord framing (length, length CRC, data, data CRC) itself, so
+    that a file cut inside a record's header is reported too (TensorFlow's
+    reader takes that for the end of the file). CRCs are not checked here.
+    """
+    import struct
     if not os.path.isfile(path):
         raise DataError("{}: no such file".format(path), path=path)
-    index = 0
-    try:
-        for raw in records.iter_records(path):
-            yield index, raw
+    with open(path, "rb") as f:
+        index = 0
+        while True:
+            header = f.read(12)
+            if not header:
+                return
+            if len(header) < 12:
+                raise DataError("{}: record {}: file ends inside the record's header (truncated?)"
+                                .format(path, index), path=path, record=index)
+            length, = struct.unpack("<Q", header[:8])
+            data = f.read(length + 4)
+            if len(data) < length + 4:
+                raise DataError("{}: record {}: file ends inside the record ({} of {} bytes; truncated?)"
+                                .format(path, index, len(data), length + 4), path=path, record=index)
+            yield index, data[:length]
             index += 1
-    except tf.errors.OpError as err:
-        detail = err.message.splitlines()[0].split("}} ")[-1]  # drop TF's "{{function_node ...}}"
-        raise DataError("{}: record {}: unreadable ({})".format(path, index, detail),
-                        path=path, record=index) from None
 
 
 def decode_record(raw, path, index, args):

@@ -17,7 +17,8 @@ from . import common
 
 def build_parser():
     from .. import rotation_study as rs  # NumPy only
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
+                                fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("--out", default="logs/rotation_study", help="output folder (datasets, runs, results)")
     p.add_argument("--quick", action="store_true", help="tiny dataset and model, 2 epochs (smoke test)")
     p.add_argument("--mesh_root", default=None,
