@@ -14,13 +14,16 @@ import numpy as np
 import tensorflow as tf
 
 
+CONFUSION_DPI = 80
+
+
 def confusion_figure_size(n_classes):
     """Figure size in inches: room for the class names, growing with the number of classes."""
     side = min(4.0 + 0.32 * n_classes, 18.0)
     return side + 1.2, side
 
 
-def confusion_image(confusion, class_names=None, title="validation confusion", dpi=80):
+def confusion_image(confusion, class_names=None, title="validation confusion", dpi=CONFUSION_DPI):
     """The confusion matrix as an RGB ``(1, H, W, 3)`` uint8 image for ``tf.summary.image``.
 
     Rows are true classes, columns predicted ones; each cell shows its count and
