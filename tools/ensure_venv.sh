@@ -12,9 +12,11 @@ venv=$1
 req=$2
 py=${PYTHON:-python3}
 
-hash=$(cat "$req" requirements.txt | sha256sum | cut -d' ' -f1)
-stamp="$venv/.installed-$(basename "$req" .txt)"
-if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then
+hash_of() { cat "$1" requirements.txt | sha256sum | cut -d' ' -f1; }
+stamp_of() { echo "$venv/.installed-$(basename "$1" .txt)"; }
+
+stamp=$(stamp_of "$req")
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(hash_of "$req")" ]; then
     exit 0
 fi
 if [ ! -x "$venv/bin/python" ]; then
@@ -24,4 +26,7 @@ fi
 echo "installing $req into $venv (a few minutes the first time)"
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -r "$req"
-echo "$hash" > "$stamp"
+# Stamp REQUIREMENTS_FILE and the files it includes with -r (installed with it).
+for f in "$req" $(sed -n 's/^-r[[:space:]]*//p' "$req"); do
+    hash_of "$f" > "$(stamp_of "$f")"
+done
