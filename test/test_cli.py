@@ -228,3 +228,24 @@ def test_predict_reports_a_truncated_record_file_and_goes_on(tiny_run, tmp_path)
     errors = [line for line in out.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "cut.tfrecord: record " in errors[0], out.stderr[-2000:]
     assert sum(line.startswith("val_000.tfrecord#") for line in out.stdout.splitlines()) == 8 * N_CLASSES
+
+
+def test_noise_filter_drops_only_tensorflow_lines(tmp_path, monkeypatch, capfd):
+    """_import_filtered hides TF's C++ lines written to fd 2 during an import and keeps the rest."""
+    from spherical_cnn.cli import common
+    lines = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1795317743.979466    4704 port.cc:153] oneDNN custom operations are on.",
+        "E0000 00:00:1795317747.856095    4704 cuda_platform.cc:52] failed call to cuInit: INTERNAL",
+        "W1122 03:41:16.720000   27092 some_file.cc:7] a warning",
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow "
+        "with the appropriate compiler flags.",
+    ]
+    kept = ["a real message from a library", "I0000 is not a log line without the rest"]
+    module = tmp_path / "noisy_module_for_test.py"
+    module.write_text("import os\nos.write(2, {!r}.encode())\n".format("\n".join(lines + kept) + "\n"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    common._import_filtered("noisy_module_for_test")
+    err = capfd.readouterr().err
+    assert err.splitlines() == kept
+    assert all(common.is_tensorflow_noise(line) for line in lines)
