@@ -1,7 +1,6 @@
 """Dataset builder and the make_dataset command: layout, round trip, skipping, errors."""
 import json
 import os
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,8 +11,6 @@ from spherical_cnn import datasets
 from spherical_cnn.cli import make_dataset
 from spherical_cnn.data import builder, raycast, records, rotations, synthetic
 from spherical_cnn.errors import run_cli
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RES = 16
 

@@ -1,7 +1,5 @@
-"""Rendering, the rotation dataset and a tiny end-to-end run of scripts/train_regression.py."""
+"""Rendering, the rotation dataset and a tiny end-to-end run of the train_regression command."""
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -10,8 +8,6 @@ import tensorflow as tf
 import spherical_regression as sr
 from spherical_regression import dataset, experiment, losses
 from spherical_regression.render import OrthoRenderer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_public_api_exports():
