@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Verify a TFRecord dataset folder and print a per-split summary (see spherical_cnn/cli/check_dataset.py)."""
+"""Verify a TFRecord dataset folder and print a per-split summary; see spherical_cnn/cli/check_dataset.py.
+
+    python3 scripts/check_dataset.py data/synthetic-32
+"""
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from spherical_cnn.cli.check_dataset import main  # noqa: E402

@@ -1,64 +1,12 @@
 #!/usr/bin/env python3
-"""Render meshes to spherical maps and write a TFRecord dataset for training.
-
-  python3 scripts/make_dataset.py MESH_ROOT --out DIR --input_res 64 --rotations so3 --n_rotations 8
-  python3 scripts/make_dataset.py --synthetic --out data/synthetic-32 --input_res 32
-
-MESH_ROOT is a ModelNet-style tree ``<class>/{train,test}/<mesh>`` (.off/.obj/.stl/.ply).
-With --synthetic the built-in procedural shapes are used instead (MESH_ROOT, if
-given, receives their .off files). See spherical_cnn/data/builder.py for the
-output layout.
-"""
-import argparse
+"""Render meshes (or the synthetic shapes) to a TFRecord dataset; see spherical_cnn/cli/make_dataset.py (`--help`)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from spherical_cnn.data import builder, raycast, rotations, synthetic  # noqa: E402
+from spherical_cnn.cli.make_dataset import main  # noqa: E402
 from spherical_cnn.errors import run_cli  # noqa: E402
 
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('mesh_root', nargs='?', help='ModelNet-style mesh tree (with --synthetic: where to write the meshes, optional)')
-    p.add_argument('--out', required=True, help='output folder for the records')
-    p.add_argument('--synthetic', action='store_true', help='use the built-in synthetic shapes')
-    p.add_argument('--input_res', type=int, default=64, help='grid size n of the n x n maps (32, 64, 128)')
-    p.add_argument('--rotations', choices=rotations.MODES, default='so3', help='train (and val) rotations')
-    p.add_argument('--n_rotations', type=int, default=8, help='rotations per train mesh = number of train shards')
-    p.add_argument('--test_rotations', choices=rotations.MODES, default=None, help='test rotations (default: --rotations)')
-    p.add_argument('--n_test_rotations', type=int, default=4, help='rotations per val/test mesh')
-    p.add_argument('--val_fraction', type=float, default=0.1, help='fraction of train meshes held out for validation')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--r0', type=float, default=raycast.DEFAULT_R0, help='radius the rays start from (> 1)')
-    p.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
-    p.add_argument('--overwrite', action='store_true', help='replace the dataset in a non-empty --out')
-    p.add_argument('--n_train_per_class', type=int, default=synthetic.DEFAULT_TRAIN_PER_CLASS, help='(--synthetic)')
-    p.add_argument('--n_test_per_class', type=int, default=synthetic.DEFAULT_TEST_PER_CLASS, help='(--synthetic)')
-    p.add_argument('--debug', action='store_true', help='show tracebacks of errors')
-    args = p.parse_args(argv)
-    if not args.synthetic and not args.mesh_root:
-        p.error('give MESH_ROOT, or --synthetic for the built-in shapes')
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    common = dict(input_res=args.input_res, rotations_mode=args.rotations, n_rotations=args.n_rotations,
-                  test_rotations=args.test_rotations, n_test_rotations=args.n_test_rotations,
-                  val_fraction=args.val_fraction, r0=args.r0, workers=args.workers,
-                  overwrite=args.overwrite, progress=True)
-    common['extra_manifest'] = {'args': vars(args), 'command': ' '.join(sys.argv)}
-    if args.synthetic:
-        builder.build_synthetic(args.out, n_train_per_class=args.n_train_per_class,
-                                n_test_per_class=args.n_test_per_class, seed=args.seed,
-                                mesh_dir=args.mesh_root, **common)
-    else:
-        builder.build_from_tree(args.mesh_root, args.out, seed=args.seed, **common)
-    return 0
-
-
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -21,6 +21,10 @@ from .errors import UserError
 
 MODELS_HELP = "model name; a builder registered in spherical_cnn.models.MODELS"
 
+# The demo's params files, installed with the package; ``params/`` at the
+# repository root is a symbolic link to this folder (one copy).
+PARAMS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "params_files")
+
 
 class ParamsError(UserError, ValueError):
     """A flag (or combination of flags) has an invalid value."""
@@ -54,8 +58,14 @@ def _learning_rate(text):
 
 def build_parser():
     """The argument parser (``@file`` arguments read one token per line)."""
-    p = argparse.ArgumentParser(description="Train and test a spherical CNN.",
-                                fromfile_prefix_chars="@")
+    from .cli.common import ARGFILE_HELP, HelpFormatter, epilog
+    p = argparse.ArgumentParser(
+        description="Train and test a spherical CNN.", fromfile_prefix_chars="@",
+        formatter_class=HelpFormatter,
+        epilog=epilog(ARGFILE_HELP, "The demo's params files (params/*.txt in the repository) "
+                      "are installed with the package: `spherical-cnn-params --list` lists them, "
+                      "`spherical-cnn-params NAME` prints the path of one, e.g. "
+                      "@$(spherical-cnn-params model-64)."))
     p.add_argument("--model", "-m", type=str, default="", help=MODELS_HELP)
     p.add_argument("--logdir", "-ld", type=str, default="",
                    help="directory for checkpoints, logs, TensorBoard events and the exported model")
@@ -150,6 +160,8 @@ def build_parser():
                    help="write weight/activation histograms every N epochs (0: never)")
     p.add_argument("--debug", action="store_true", default=False,
                    help="show full tracebacks for errors (also: SPHERICAL_CNN_DEBUG=1)")
+    p.add_argument("--verbose", action="store_true", default=False,
+                   help="show TensorFlow's log lines (CUDA, oneDNN, absl), hidden by default")
     return p
 
 
@@ -237,6 +249,24 @@ def check(args):
         raise ParamsError("--n_classes must be >= 2, got {}".format(args.n_classes))
     if not args.test_only and not args.logdir:
         raise ParamsError("--logdir is required (checkpoints and logs are written there)")
+
+
+def bundled_names():
+    """Names (without ``.txt``) of the params files installed with the package."""
+    return sorted(f[:-4] for f in os.listdir(PARAMS_DIR) if f.endswith(".txt"))
+
+
+def bundled_path(name):
+    """Path of the installed params file ``name`` (``model-64`` or ``model-64.txt``).
+
+    Raises:
+        FileNotFoundError: no such file; the message lists the available names.
+    """
+    base = name[:-4] if name.endswith(".txt") else name
+    if base in bundled_names():
+        return os.path.join(PARAMS_DIR, base + ".txt")
+    raise FileNotFoundError("no params file {!r}; available: {}".format(
+        name, ", ".join(bundled_names())))
 
 
 def learning_rate_at(schedule, epoch):

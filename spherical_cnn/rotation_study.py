@@ -40,6 +40,8 @@ import time
 
 import numpy as np
 
+from .params import PARAMS_DIR
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (train rotations, test rotations) -> column label
@@ -55,7 +57,8 @@ MODELS = {
 }
 MODEL_NAMES = tuple(MODELS)
 
-DEFAULT_PARAMS = ("params/model-32.txt", "params/synthetic-32.txt", "params/training-cpu.txt")
+DEFAULT_PARAMS = tuple(os.path.join(PARAMS_DIR, name) for name in (
+    "model-32.txt", "synthetic-32.txt", "training-cpu.txt"))
 
 
 def regime_label(train, test):

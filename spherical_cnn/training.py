@@ -369,7 +369,8 @@ class Trainer:
             scalars = {"train_acc": train_acc, "valid_acc": valid_acc, "learning_rate": lr}
             scalars.update({"loss/" + k: v for k, v in terms.items()})
             summaries.scalars(scalars, step)
-            summaries.confusion(conf, step)
+            if conf.sum():  # none with --skip_val
+                summaries.confusion(conf, step, getattr(self.dataset, "class_names", None))
             every = args.tensorboard_histograms
             if self.chief and every and (step % every == 0 or step == args.n_epochs):
                 summaries.histograms(self.model, self._activations(), step)

@@ -1,7 +1,6 @@
-"""Dataset builder and scripts/make_dataset.py: layout, round trip, skipping, errors."""
+"""Dataset builder and the make_dataset command: layout, round trip, skipping, errors."""
 import json
 import os
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,12 +8,9 @@ import pytest
 import trimesh
 
 from spherical_cnn import datasets
+from spherical_cnn.cli import make_dataset
 from spherical_cnn.data import builder, raycast, records, rotations, synthetic
 from spherical_cnn.errors import run_cli
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'scripts'))
-import make_dataset  # noqa: E402
 
 RES = 16
 
@@ -174,3 +170,11 @@ def test_datasets_synthetic_builds_on_first_use(tmp_path, monkeypatch):
     (tmp_path / 'other' / 'f').write_text('x')
     with pytest.raises(FileExistsError, match='not empty'):
         datasets.load(SimpleNamespace(**{**vars(args), 'dset_dir': str(tmp_path / 'other')}))
+
+
+def test_command_defaults_match_the_library():
+    """make_dataset writes its defaults out (so that --help needs no trimesh); they must agree."""
+    assert make_dataset.ROTATION_MODES == rotations.MODES
+    assert make_dataset.DEFAULT_R0 == raycast.DEFAULT_R0
+    assert make_dataset.DEFAULT_TRAIN_PER_CLASS == synthetic.DEFAULT_TRAIN_PER_CLASS
+    assert make_dataset.DEFAULT_TEST_PER_CLASS == synthetic.DEFAULT_TEST_PER_CLASS

@@ -62,7 +62,9 @@ def test_every_original_flag_and_short_form_exists():
 
 
 def test_bundled_params_files_parse(tmp_path):
-    for name in sorted(os.listdir(os.path.join(ROOT, "params"))):
+    names = [n for n in sorted(os.listdir(os.path.join(ROOT, "params"))) if n.endswith(".txt")]
+    assert len(names) >= 6
+    for name in names:
         args = params.parse([p(name), "--logdir", str(tmp_path)])
         assert len(args.nfilters) == len(args.pool_layers)
 
@@ -103,3 +105,13 @@ def test_flags_roundtrip_through_dict(tmp_path):
     assert vars(again) == vars(args)
     with pytest.raises(params.ParamsError, match="unknown flag 'bogus'"):
         params.parse({**params.to_dict(args), "bogus": 1})
+
+
+def test_params_link_is_the_installed_folder():
+    """params/ (README commands) and the package data are one copy of the files."""
+    assert os.path.samefile(os.path.join(ROOT, "params"), params.PARAMS_DIR)
+    assert params.bundled_names() == ["m40-64", "model-32", "model-64", "synthetic-32", "training",
+                                      "training-cpu"]
+    assert params.bundled_path("model-64.txt") == params.bundled_path("model-64")
+    with pytest.raises(FileNotFoundError, match="model-32"):
+        params.bundled_path("model-65")

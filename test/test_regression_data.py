@@ -242,14 +242,13 @@ def test_train_regression_script_on_release_data(tmp_path, capsys):
     root = tmp_path / "ModelNet10-SO3"
     write_tiny_release(root / "train_100V.Rawjpg.lmdb", views, q)
     write_tiny_release(root / "test_20V.Rawjpg.lmdb", views[:6], q[:6])
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import train_regression
+    from spherical_cnn.cli import train_regression
     out = tmp_path / "out"
-    results = train_regression.main([
+    results = train_regression.run(train_regression.parse_args([
         "--data", str(root), "--data_test_sampling", "1.0", "--head", "all", "--epochs", "1",
         "--image_size", "16", "--batch_size", "8", "--width", "4",
         "--logit_scale", "original_code", "--sign_layout", "quaternion_original",
-        "--out", str(out)])
+        "--out", str(out)]))
     assert [r["head"] for r in results] == ["sexp", "sflat", "direct"]
     for r in results:
         assert r["train_images"] == 16 and r["test_images"] == 6

@@ -1,7 +1,5 @@
-"""Rendering, the rotation dataset and a tiny end-to-end run of scripts/train_regression.py."""
+"""Rendering, the rotation dataset and a tiny end-to-end run of the train_regression command."""
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -11,8 +9,6 @@ import spherical_regression as sr
 from spherical_regression import losses
 from spherical_regression.tasks import rotation, rotation_data
 from spherical_regression.render import OrthoRenderer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_public_api_exports():
@@ -121,14 +117,13 @@ def test_train_step_grad_wrt_head_logits():
 
 
 def test_script_smoke(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import train_regression
+    from spherical_cnn.cli import train_regression
     out = tmp_path / "out"
-    results = train_regression.main([
+    results = train_regression.run(train_regression.parse_args([
         "--head", "all", "--epochs", "1", "--train_meshes_per_class", "1", "--train_views", "6",
         "--test_meshes_per_class", "1", "--test_views", "2", "--image_size", "16",
         "--batch_size", "16", "--width", "4", "--data_dir", str(tmp_path / "data"),
-        "--out", str(out)])
+        "--out", str(out)]))
     text = capsys.readouterr().out
     assert [r["head"] for r in results] == ["sexp", "sflat", "direct"]
     for r in results:

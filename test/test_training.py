@@ -185,4 +185,9 @@ def test_predict_script_on_records_and_meshes(dset_dir, tmp_path):
 
     missing = subprocess.run([sys.executable, script, "--logdir", str(tmp_path / "none"), "--meshes", mesh_path],
                              capture_output=True, text=True, env=env, timeout=300)
-    assert missing.returncode != 0 and "no exported model" in missing.stderr
+    assert missing.returncode == 2 and "none" in missing.stderr and "Traceback" not in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = subprocess.run([sys.executable, script, "--logdir", str(empty), "--meshes", mesh_path],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode == 2 and "no exported model" in missing.stderr

@@ -1,7 +1,7 @@
 """Verify a dataset folder of TFRecords and print a per-split summary.
 
-    python3 scripts/check_dataset.py data/synthetic-32
-    python3 scripts/check_dataset.py ~/data/m40-so3-64 @params/m40-64.txt
+    spherical-cnn-check-dataset data/synthetic-32          # or python3 scripts/check_dataset.py
+    spherical-cnn-check-dataset ~/data/m40-so3-64 @params/m40-64.txt
 
 Every record of every ``train*/val*/test*.tfrecord`` file is checked against
 the flags that will read it (record framing, byte sizes, label range, finite
@@ -18,12 +18,15 @@ import json
 import os
 import sys
 
+from . import common
+
 SPLITS = ("train", "val", "test")
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, fromfile_prefix_chars="@",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=common.HelpFormatter,
+                                epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("dset_dir", nargs="?", help="folder with train*/val*/test*.tfrecord "
                    "(default: --dset_dir of the flags files)")
     p.add_argument("--dset_dir", "-dd", dest="dset_dir_flag", default=None, help=argparse.SUPPRESS)
@@ -38,8 +41,7 @@ def build_parser():
     p.add_argument("--no_cache", action="store_true",
                    help="read every file even if it was verified before")
     p.add_argument("--json", default=None, help="also write the summary to this JSON file")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
+    return common.add_output_flags(p)
 
 
 def _spec(a, dset_dir):
@@ -61,7 +63,8 @@ def _spec(a, dset_dir):
 
 
 def main(argv=None):
-    a, _unknown = build_parser().parse_known_args(argv)
+    a, _unknown = build_parser().parse_known_args(argv)  # flags of training params files ignored
+    common.quiet_tensorflow(a.verbose)
     dset_dir = os.path.expanduser(a.dset_dir or a.dset_dir_flag or "")
     if not dset_dir:
         raise ValueError("give the dataset folder (DSET_DIR or --dset_dir)")

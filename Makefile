@@ -1,0 +1,24 @@
+# Two commands on a fresh machine (Python 3.11 and make):
+#   make demo   set up .venv (requirements.txt) if needed, train and test on the synthetic set
+#   make test   set up .venv (requirements-dev.txt, with JAX) if needed, run the whole test suite
+# Both are idempotent: the environment is reused while the requirements files are unchanged.
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv venv-dev
+
+demo: venv
+	$(VENV)/bin/python scripts/train.py @params/model-32.txt @params/synthetic-32.txt \
+	    @params/training-cpu.txt --logdir logs/synthetic
+
+# pytest's exit status 5 (no test collected) counts as a failure.
+test: venv-dev
+	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+venv:
+	@PYTHON=$(PYTHON) tools/ensure_venv.sh $(VENV) requirements.txt
+
+venv-dev:
+	@PYTHON=$(PYTHON) tools/ensure_venv.sh $(VENV) requirements-dev.txt

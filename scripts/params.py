@@ -1,0 +1,12 @@
+#!/usr/bin/env python3
+"""Print the path of one of the demo's params files; see spherical_cnn/cli/params.py."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from spherical_cnn.cli.params import main  # noqa: E402
+from spherical_cnn.errors import run_cli  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,76 @@
+"""Render meshes to spherical maps and write a TFRecord dataset for training.
+
+  spherical-cnn-make-dataset MESH_ROOT --out DIR --input_res 64 --rotations so3 --n_rotations 8
+  spherical-cnn-make-dataset --synthetic --out data/synthetic-32 --input_res 32
+  spherical-cnn-make-dataset --synthetic examples/meshes --out data/synthetic-32 --input_res 32
+
+MESH_ROOT is a ModelNet-style tree <class>/{train,test}/<mesh> (.off/.obj/.stl/.ply).
+With --synthetic the built-in procedural shapes are used instead; MESH_ROOT, if
+given, receives their .off files (meshes to try with spherical-cnn-predict).
+See spherical_cnn/data/builder.py for the output layout.
+"""
+import argparse
+import sys
+
+from . import common
+
+# Defaults of spherical_cnn.data (test_cli checks they agree), written out so
+# that --help does not import trimesh.
+ROTATION_MODES = ("so3", "z", "none")
+DEFAULT_R0 = 1.2
+DEFAULT_TRAIN_PER_CLASS = 60
+DEFAULT_TEST_PER_CLASS = 15
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
+                                fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p.add_argument("mesh_root", nargs="?",
+                   help="ModelNet-style mesh tree (with --synthetic: where to write the meshes, optional)")
+    p.add_argument("--out", required=True, help="output folder for the records")
+    p.add_argument("--synthetic", action="store_true", help="use the built-in synthetic shapes")
+    p.add_argument("--input_res", type=int, default=64, help="grid size n of the n x n maps (32, 64, 128)")
+    p.add_argument("--rotations", choices=ROTATION_MODES, default="so3", help="train (and val) rotations")
+    p.add_argument("--n_rotations", type=int, default=8, help="rotations per train mesh = number of train shards")
+    p.add_argument("--test_rotations", choices=ROTATION_MODES, default=None,
+                   help="test rotations (default: --rotations)")
+    p.add_argument("--n_test_rotations", type=int, default=4, help="rotations per val/test mesh")
+    p.add_argument("--val_fraction", type=float, default=0.1,
+                   help="fraction of train meshes held out for validation")
+    p.add_argument("--seed", type=int, default=0, help="random seed (rotations, split, synthetic shapes)")
+    p.add_argument("--r0", type=float, default=DEFAULT_R0, help="radius the rays start from (> 1)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace the dataset in a non-empty --out")
+    p.add_argument("--n_train_per_class", type=int, default=DEFAULT_TRAIN_PER_CLASS,
+                   help="train meshes per class (--synthetic)")
+    p.add_argument("--n_test_per_class", type=int, default=DEFAULT_TEST_PER_CLASS,
+                   help="test meshes per class (--synthetic)")
+    return common.add_output_flags(p)
+
+
+def parse_args(argv=None):
+    p = build_parser()
+    args = p.parse_args(argv)
+    if not args.synthetic and not args.mesh_root:
+        p.error("give MESH_ROOT, or --synthetic for the built-in shapes")
+    return args
+
+
+def main(argv=None):
+    """Build the dataset; errors (existing --out, bad meshes) reach run_cli as one line."""
+    args = parse_args(argv)
+    common.quiet_tensorflow(args.verbose)
+    from ..data import builder
+    common_kw = dict(input_res=args.input_res, rotations_mode=args.rotations, n_rotations=args.n_rotations,
+                     test_rotations=args.test_rotations, n_test_rotations=args.n_test_rotations,
+                     val_fraction=args.val_fraction, r0=args.r0, workers=args.workers,
+                     overwrite=args.overwrite, progress=True)
+    command = " ".join(sys.argv if argv is None else ["make_dataset"] + list(argv))
+    common_kw["extra_manifest"] = {"args": vars(args), "command": command}
+    if args.synthetic:
+        builder.build_synthetic(args.out, n_train_per_class=args.n_train_per_class,
+                                n_test_per_class=args.n_test_per_class, seed=args.seed,
+                                mesh_dir=args.mesh_root, **common_kw)
+    else:
+        builder.build_from_tree(args.mesh_root, args.out, seed=args.seed, **common_kw)
+    return 0

@@ -1,0 +1,197 @@
+"""Classify records or meshes with a model exported by spherical-cnn-train.
+
+    spherical-cnn-predict --logdir logs/synthetic --meshes examples/chair.off examples/mug.off --top_k 3
+    spherical-cnn-predict --logdir logs/synthetic --records data/synthetic-32/test_000.tfrecord
+    spherical-cnn-predict --logdir logs/synthetic --records data/synthetic-32/test_000.tfrecord \\
+        --aggregate vote
+
+Reads LOGDIR/model.keras and the flags saved with it (resolution, dtype,
+--mag_ang) and prints the top classes with their probabilities: one row per
+mesh, or per record ("FNAME rot IDROT" when the records name their mesh and
+rotation). With --aggregate, the rotations of one mesh (records with the same
+fname) are combined into one prediction: "vote" takes the class most of them
+predict (ties: the higher mean probability), "mean" averages their
+probabilities. For labelled records the accuracy is printed at the end, per
+record or, with --aggregate, per mesh.
+
+A mesh or record that cannot be read is reported as one line naming the file
+(and record) and skipped; the exit status is then 1.
+"""
+import argparse
+import os
+import sys
+
+from . import common
+from ..errors import DataError, UserError
+
+AGGREGATES = ("none", "vote", "mean")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
+                                fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p.add_argument("--logdir", required=True, help="log directory of a finished training run")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--records", nargs="+", metavar="FILE",
+                     help="TFRecord files in the training data's format")
+    src.add_argument("--meshes", nargs="+", metavar="FILE", help="mesh files (.off, .obj, .stl, .ply)")
+    p.add_argument("--top_k", type=int, default=1, help="how many classes to print per row")
+    p.add_argument("--batch", type=int, default=64,
+                   help="inputs per forward pass (lower it if memory is short; results do not change)")
+    p.add_argument("--aggregate", choices=AGGREGATES, default="none",
+                   help="combine the rotations of one mesh (records with the same fname): majority "
+                        "vote or mean of the probabilities")
+    return common.add_output_flags(p)
+
+
+def parse_args(argv=None):
+    p = build_parser()
+    a = p.parse_args(argv)
+    if a.top_k < 1:
+        p.error("--top_k must be >= 1, got {}".format(a.top_k))
+    if a.batch < 1:
+        p.error("--batch must be >= 1, got {}".format(a.batch))
+    return a
+
+
+# ---------------------------------------------------------------- model
+def load(logdir):
+    """(saved flags, model, class names) of the run in ``logdir``; UserError if there is none."""
+    import keras
+    from .. import training
+    path = os.path.join(logdir, training.EXPORT_FILE)
+    if not os.path.isdir(logdir):
+        raise UserError("--logdir {} does not exist (train with spherical-cnn-train --logdir {} first)"
+                        .format(logdir, logdir))
+    if not os.path.exists(path):
+        raise UserError("no exported model at {} (train with spherical-cnn-train --logdir {} first)"
+                        .format(path, logdir))
+    args = training.load_flags(logdir, {"test_only": True, "from_scratch": False})
+    model = keras.models.load_model(path)
+    names_file = os.path.join(logdir, training.CLASSES_FILE)
+    if os.path.exists(names_file):
+        with open(names_file) as f:
+            names = [line.strip() for line in f if line.strip()]
+    else:
+        names = ["class {}".format(i) for i in range(args.n_classes)]
+    return args, model, names
+
+
+# ---------------------------------------------------------------- records
+def record_rows(paths, args, report):
+    """Rows ``{x, y, name, group}`` of every readable record; ``report(message)`` for the others."""
+    from ..data import verify
+    spec = verify.RecordSpec.from_args(args)
+    rows = []
+    for path in paths:
+        try:
+            for index, raw in verify.iter_raw_records(path):
+                try:
+                    d = spec.decode(raw, path, index)
+                except DataError as err:
+                    report(str(err))
+                    continue
+                group = d["fname"] or "{}#{}".format(os.path.basename(path), index)
+                name = group if d["idrot"] is None else "{} rot {}".format(group, d["idrot"])
+                rows.append({"x": d["x"], "y": d["y"], "name": name, "group": group})
+        except DataError as err:  # the rest of this file is unreadable
+            report(str(err))
+    return rows
+
+
+# ---------------------------------------------------------------- meshes
+def mesh_rows(paths, args, report):
+    """Each mesh ray-cast on the training resolution's grid (no rotation)."""
+    from ..data import meshes, raycast
+    rows = []
+    for path in paths:
+        try:
+            mesh = meshes.load_mesh(path)
+            x = raycast.mesh_to_sphere(mesh, args.input_res, channels=True)
+        except (OSError, ValueError) as err:
+            text = " ".join(str(err).split()) or type(err).__name__
+            report(text if path in text else "{}: {}".format(path, text))
+            continue
+        rows.append({"x": x, "y": None, "name": path, "group": path})
+    return rows
+
+
+# ---------------------------------------------------------------- prediction
+def softmax(logits):
+    import numpy as np
+    prob = np.exp(logits - logits.max(1, keepdims=True))
+    return prob / prob.sum(1, keepdims=True)
+
+
+def aggregate(prob, groups, how):
+    """Combine rows with the same group: ``(group names, probabilities (G, C), row indices per group)``.
+
+    ``mean``: the mean of the rows' probabilities. ``vote``: each row votes for
+    its top class; the result is the vote share per class, ties broken by the
+    mean probability (so its argmax is the majority class).
+    """
+    import numpy as np
+    order = list(dict.fromkeys(groups))
+    members = {g: [] for g in order}
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    out = []
+    for g in order:
+        p = prob[members[g]]
+        mean = p.mean(0)
+        if how == "vote":
+            votes = np.bincount(p.argmax(1), minlength=p.shape[1]) / len(p)
+            out.append(votes + 1e-6 * mean)  # ties: higher mean probability
+        else:
+            out.append(mean)
+    return order, np.stack(out), [members[g] for g in order]
+
+
+def main(argv=None):
+    """Predict; exit status 1 if some input failed, 2 for a missing model or bad flags."""
+    a = parse_args(argv)
+    common.quiet_tensorflow(a.verbose)
+    import numpy as np
+    from ..datasets import to_model_input
+
+    failures = []
+
+    def report(message):
+        failures.append(message)
+        print("{}: error: {}".format(os.path.basename(sys.argv[0]) or "predict", message),
+              file=sys.stderr, flush=True)
+
+    args, model, names = load(a.logdir)
+    rows = record_rows(a.records, args, report) if a.records else mesh_rows(a.meshes, args, report)
+    if rows:
+        x = np.asarray(to_model_input(np.stack([r["x"] for r in rows]), args.mag_ang))
+        logits = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + a.batch])["logits"])
+                                 for i in range(0, len(x), a.batch)])
+        prob = softmax(logits)
+        labels = [r["y"] for r in rows]
+        row_names = [r["name"] for r in rows]
+        if a.aggregate != "none":
+            row_names, prob, members = aggregate(prob, [r["group"] for r in rows], a.aggregate)
+            labels = [_group_label(labels, idx, name) for idx, name in zip(members, row_names)]
+        top = np.argsort(-prob, axis=1)[:, :a.top_k]
+        unit = "meshes" if a.aggregate != "none" else "records"
+        for i, name in enumerate(row_names):
+            guesses = ", ".join("{} ({:.3f})".format(names[k], prob[i, k]) for k in top[i])
+            y = labels[i]
+            truth = "" if y is None else "  true: {}".format(names[y] if y < len(names) else y)
+            print("{}: {}{}".format(name, guesses, truth))
+        if all(y is not None for y in labels):
+            correct = np.mean(top[:, 0] == np.asarray(labels))
+            print("accuracy: {:.4f} over {} {}".format(float(correct), len(labels), unit))
+    if failures:
+        print("{} input(s) failed (see the errors above)".format(len(failures)), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _group_label(labels, indices, name):
+    """The label shared by the rows of one mesh (DataError if they disagree)."""
+    values = {labels[i] for i in indices}
+    if len(values) > 1:
+        raise DataError("records of {} carry different labels {}".format(name, sorted(values)))
+    return values.pop()
