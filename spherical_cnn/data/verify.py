@@ -329,7 +329,7 @@ def verify_file(path, spec, progress=None):
         except tf.errors.DataLossError as err:
             # the batch that failed starts at `start`; find the first unreadable record
             n_ok = sum(1 for _ in _readable_prefix(path))
-            raise _error(path, n_ok, "cannot be read: corrupted record ({})".format(_tf_message(err)))
+            raise _error(path, n_ok, "cannot be read: truncated or corrupted record ({})".format(_tf_message(err)))
         except tf.errors.InvalidArgumentError as err:
             raise _error(path, _unparsable_record(path, start), "not a valid tf.train.Example ({})"
                          .format(_tf_message(err)))
