@@ -3,6 +3,15 @@
 
   python3 scripts/make_dataset.py MESH_ROOT --out DIR --input_res 64 --rotations so3 --n_rotations 8
   python3 scripts/make_dataset.py --synthetic --out data/synthetic-32 --input_res 32
+  python3 scripts/make_dataset.py MESH_ROOT --out DIR --augment original     # 48 augmented instances/mesh
+
+Augmentation (train and val only; test meshes are only rotated): --aniso_scale
+LO,HI scales each instance by per-axis factors drawn from [LO, HI] in the
+mesh's frame, then rescales it into the unit ball again; --center_shift MAX
+moves the centre of the ray sphere by a random vector of norm <= MAX (rays aim
+at that centre). Order: scale, rotate, shift. Records store `scale`, `rotation`
+and `center`, manifest.json the ranges (spherical_cnn/data/augment.py). Both are
+off by default, so datasets built without them are unchanged.
 
 MESH_ROOT is a ModelNet-style tree ``<class>/{train,test}/<mesh>`` (.off/.obj/.stl/.ply).
 With --synthetic the built-in procedural shapes are used instead (MESH_ROOT, if
@@ -16,7 +25,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from spherical_cnn.data import builder, raycast, rotations, synthetic  # noqa: E402
+from spherical_cnn.data import augment, builder, raycast, rotations, synthetic  # noqa: E402
+
+DEFAULT_N_ROTATIONS = 8
 
 
 def parse_args(argv=None):
@@ -25,8 +36,10 @@ def parse_args(argv=None):
     p.add_argument('--out', required=True, help='output folder for the records')
     p.add_argument('--synthetic', action='store_true', help='use the built-in synthetic shapes')
     p.add_argument('--input_res', type=int, default=64, help='grid size n of the n x n maps (32, 64, 128)')
-    p.add_argument('--rotations', choices=rotations.MODES, default='so3', help='train (and val) rotations')
-    p.add_argument('--n_rotations', type=int, default=8, help='rotations per train mesh = number of train shards')
+    p.add_argument('--rotations', choices=rotations.MODES, default=None,
+                   help='train (and val) rotations (default so3)')
+    p.add_argument('--n_rotations', type=int, default=None,
+                   help=f'instances per train mesh = number of train shards (default {DEFAULT_N_ROTATIONS})')
     p.add_argument('--test_rotations', choices=rotations.MODES, default=None, help='test rotations (default: --rotations)')
     p.add_argument('--n_test_rotations', type=int, default=4, help='rotations per val/test mesh')
     p.add_argument('--val_fraction', type=float, default=0.1, help='fraction of train meshes held out for validation')
@@ -34,11 +47,34 @@ def parse_args(argv=None):
     p.add_argument('--r0', type=float, default=raycast.DEFAULT_R0, help='radius the rays start from (> 1)')
     p.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
     p.add_argument('--overwrite', action='store_true', help='replace the dataset in a non-empty --out')
+    p.add_argument('--aniso_scale', default=None, metavar='LO,HI',
+                   help='anisotropic scaling of train/val instances: per-axis factors uniform in [LO, HI] '
+                        'applied in the mesh frame before the rotation, then the mesh is rescaled into the '
+                        'unit ball again (default: off)')
+    p.add_argument('--center_shift', type=float, default=None, metavar='MAX',
+                   help='shifted sphere centre for train/val instances: the rays start around, and aim at, '
+                        'a centre drawn uniformly in the ball of radius MAX < r0 - 1 (default: 0 = off)')
+    p.add_argument('--augment', choices=sorted(augment.PRESETS), default='none',
+                   help='preset; "original" = the authors\' kind of training set: --rotations so3 '
+                        '--n_rotations 48 --aniso_scale 0.8,1.2 --center_shift 0.1 (the two ranges are our '
+                        'estimate: the authors never published theirs); flags given explicitly win')
     p.add_argument('--n_train_per_class', type=int, default=synthetic.DEFAULT_TRAIN_PER_CLASS, help='(--synthetic)')
     p.add_argument('--n_test_per_class', type=int, default=synthetic.DEFAULT_TEST_PER_CLASS, help='(--synthetic)')
     args = p.parse_args(argv)
     if not args.synthetic and not args.mesh_root:
         p.error('give MESH_ROOT, or --synthetic for the built-in shapes')
+    preset = augment.PRESETS[args.augment]
+    defaults = {'rotations': 'so3', 'n_rotations': DEFAULT_N_ROTATIONS, 'aniso_scale': None, 'center_shift': 0.0}
+    for name, default in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, preset.get(name, default))
+    if isinstance(args.aniso_scale, str):
+        try:
+            args.aniso_scale = augment.parse_range(args.aniso_scale, '--aniso_scale')
+        except ValueError as e:
+            p.error(str(e))
+    if args.aniso_scale is not None:
+        args.aniso_scale = list(args.aniso_scale)
     return args
 
 
@@ -47,7 +83,8 @@ def main(argv=None):
     common = dict(input_res=args.input_res, rotations_mode=args.rotations, n_rotations=args.n_rotations,
                   test_rotations=args.test_rotations, n_test_rotations=args.n_test_rotations,
                   val_fraction=args.val_fraction, r0=args.r0, workers=args.workers,
-                  overwrite=args.overwrite, progress=True)
+                  overwrite=args.overwrite, progress=True, aniso_scale=args.aniso_scale,
+                  center_shift=args.center_shift, augment_preset=args.augment)
     common['extra_manifest'] = {'args': vars(args), 'command': ' '.join(sys.argv)}
     try:
         if args.synthetic:
