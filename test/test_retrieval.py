@@ -64,3 +64,23 @@ def test_perfect_descriptors_give_one():
             for m in retrieval.METRICS:
                 assert math.isclose(res[avg][m], 1.0), (cutoff, avg, m)
     np.testing.assert_allclose(res['pr_curve']['precision'], 1.0)
+
+
+def test_command_end_to_end_on_a_tiny_triplet_run(tmp_path, capsys):
+    import json
+    import os
+    from test_training import TINY_MODEL, write_records
+    from spherical_cnn import training
+    dset = write_records(str(tmp_path / "records"))
+    logdir = str(tmp_path / "run")
+    training.run(TINY_MODEL + ["--dset_dir", dset, "--logdir", logdir, "--n_epochs", "1",
+                               "--triplet_loss", "--round_batches", "--tensorboard_histograms", "0"])
+    out = str(tmp_path / "ret")
+    assert retrieval.main(["--logdir", logdir, "--out", out]) == 0
+    res = json.load(open(os.path.join(out, "retrieval.json")))
+    assert res["n_queries"] == 24 and res["split"] == "test"  # records without fname: all kept
+    for avg in ("micro", "macro"):
+        assert all(0 <= res[avg][m] <= 1 for m in retrieval.METRICS)
+    with open(os.path.join(out, "precision_recall.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "|micro |" in capsys.readouterr().out
