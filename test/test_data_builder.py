@@ -178,3 +178,5 @@ def test_command_defaults_match_the_library():
     assert make_dataset.DEFAULT_R0 == raycast.DEFAULT_R0
     assert make_dataset.DEFAULT_TRAIN_PER_CLASS == synthetic.DEFAULT_TRAIN_PER_CLASS
     assert make_dataset.DEFAULT_TEST_PER_CLASS == synthetic.DEFAULT_TEST_PER_CLASS
+    from spherical_cnn.data import augment
+    assert sorted(make_dataset.AUGMENT_PRESETS) == sorted(augment.PRESETS)

@@ -33,6 +33,11 @@ def check_dataset():
     return _run("check_dataset")
 
 
+def retrieval():
+    """``spherical-cnn-retrieval``: SHREC'17-style retrieval metrics of a trained descriptor."""
+    return _run("retrieval")
+
+
 def rotation_study():
     """``spherical-cnn-rotation-study``: z/z, SO(3)/SO(3), z/SO(3) and equivariance error."""
     return _run("rotation_study")

@@ -20,6 +20,11 @@ so the output does not depend on the number of workers.
 Rotations of a mesh are drawn from a generator seeded with (seed, CRC32 of the
 mesh's relative path), hence reproducible and independent of processing order.
 A mesh that cannot be read or is empty is reported and skipped.
+
+Augmentation (off by default): ``aniso_scale``/``center_shift`` scale each train
+and val instance anisotropically and shift the ray sphere's centre, on top of the
+rotation (order and sampling in ``augment.py``); such records also carry ``scale``
+and ``center``, and ``manifest.json`` records the ranges under ``augmentation``.
 """
 import json
 import multiprocessing
@@ -33,7 +38,7 @@ import zlib
 
 import numpy as np
 
-from . import meshes, raycast, rotations, synthetic
+from . import augment, meshes, raycast, rotations, synthetic
 from ..runlock import pid_alive
 
 SPLIT_ORDER = ('train', 'val', 'test')
@@ -44,7 +49,12 @@ def _mesh_rng(seed, relpath, purpose):
 
 
 def _render(job):
-    """Worker: load/generate one mesh and cast all its rotations (NumPy + trimesh only)."""
+    """Worker: load/generate one mesh and cast all its instances (NumPy + trimesh only).
+
+    Returns (index, maps, quaternions float32, augmentation or None, error or None);
+    augmentation is ``(scales, centers)``, float32 ``(n, 3)`` each, for jobs with
+    scaling or a centre shift (see ``augment.py``), else None.
+    """
     try:
         if job['source'] == 'file':
             mesh = meshes.load_mesh(job['path'])
@@ -52,13 +62,25 @@ def _render(job):
             mesh = synthetic.make_mesh(job['class_name'], np.random.default_rng(job['mesh_seed']))
         quats = rotations.sample_quaternions(job['rot_mode'], job['n_rot'],
                                              _mesh_rng(job['seed'], job['relpath'], 1))
-        maps = raycast.cast_rotated(mesh, job['res'], quats, r0=job['r0'], channels=True)
+        aug = None
+        if augment.enabled(job['aniso_scale'], job['center_shift']):
+            factors, centers = augment.sample(_mesh_rng(job['seed'], job['relpath'], 2), job['n_rot'],
+                                              job['aniso_scale'], job['center_shift'])
+            scales = augment.renormalised_scales(mesh.vertices, factors)
+            # render from the float32 values the record stores, so they reproduce the map exactly
+            quats, scales, centers = (a.astype(np.float32) for a in (quats, scales, centers))
+            maps = raycast.cast_augmented(mesh, job['res'], quats.astype(np.float64),
+                                          scales.astype(np.float64), centers.astype(np.float64),
+                                          r0=job['r0'], channels=True)
+            aug = (scales, centers)
+        else:
+            maps = raycast.cast_rotated(mesh, job['res'], quats, r0=job['r0'], channels=True)
         if not np.any(maps != 0):
             raise meshes.MeshError(f'{job["relpath"]}: no ray hit the mesh')
-        return job['index'], maps, quats.astype(np.float32), None
+        return job['index'], maps, quats.astype(np.float32), aug, None
     except Exception as e:  # report and skip, never fatal
         msg = str(e) if isinstance(e, meshes.MeshError) else f'{type(e).__name__}: {e}'
-        return job['index'], None, None, msg
+        return job['index'], None, None, None, msg
 
 
 def _split_val(train_items, val_fraction, seed):
@@ -174,6 +196,10 @@ def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, *
     error or interruption leaves ``out_dir`` as it was. A class without meshes in
     the train or test split, or whose meshes all fail to render, is an error.
 
+    ``aniso_scale`` ((lo, hi) or None) and ``center_shift`` (max norm, 0 = off) add the
+    authors' augmentation to the train and val instances (see ``augment.py``); the
+    defaults (off) give exactly the records of a build without them.
+
     Args:
       jobs_items: list of dicts with 'relpath', 'class_name', 'split' ('train'/'test') and
         either 'path' (a mesh file) or 'mesh_seed' (a synthetic mesh).
@@ -198,7 +224,8 @@ def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, *
 
 def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode='so3', n_rotations=8,
           test_rotations=None, n_test_rotations=4, val_fraction=0.1, seed=0, r0=raycast.DEFAULT_R0,
-          workers=None, progress=True, extra_manifest=None):
+          workers=None, progress=True, extra_manifest=None, aniso_scale=None, center_shift=0.0,
+          augment_preset=None):
     """Render meshes into the empty folder ``out_dir``; return the manifest (see :func:`build`)."""
     from . import records  # TensorFlow is only needed in the main process
 
@@ -215,6 +242,9 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
         raise ValueError(f'--input_res must be an even integer >= 2, got {input_res}')
     if not r0 > 1:
         raise ValueError(f'R0 must be > 1 (meshes fill the unit ball), got {r0}')
+    aniso_scale, center_shift = augment.check(aniso_scale, center_shift, r0)
+    extra_manifest = dict(extra_manifest or {},
+                          augmentation=augment.manifest_entry(augment_preset, aniso_scale, center_shift))
     t0 = time.time()
 
     label = {c: i for i, c in enumerate(class_names)}
@@ -225,8 +255,10 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
         split = 'val' if j['relpath'] in val_set else j['split']
         mode, n = {'train': (rotations_mode, n_rotations), 'val': (rotations_mode, n_test_rotations),
                    'test': (test_rotations, n_test_rotations)}[split]
+        aug = split in augment.AUGMENTED_SPLITS
         jobs.append(dict(j, index=len(jobs), split=split, rot_mode=mode, n_rot=n, seed=seed,
-                         res=input_res, r0=r0, source='file' if 'path' in j else 'synthetic'))
+                         res=input_res, r0=r0, source='file' if 'path' in j else 'synthetic',
+                         aniso_scale=aniso_scale if aug else None, center_shift=center_shift if aug else 0.0))
 
     names = {'val': ['val_000.tfrecord'], 'test': ['test_000.tfrecord'],
              'train': [f'train_{i:03d}.tfrecord' for i in range(n_rotations)]}
@@ -248,7 +280,7 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
     try:
         from tqdm import tqdm
         bar = tqdm(total=len(jobs), unit='mesh', disable=not progress, file=sys.stdout, dynamic_ncols=True)
-        for index, maps, quats, err in results:
+        for index, maps, quats, aug, err in results:
             job = jobs[index]
             bar.update(1)
             if err is not None:
@@ -261,8 +293,10 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
             per_class[job['class_name'], split] = per_class.get((job['class_name'], split), 0) + 1
             for r in range(len(maps)):
                 shard = r if split == 'train' else 0
+                scale, center = (None, None) if aug is None else (aug[0][r], aug[1][r])
                 writers[split][shard].write(records.encode_example(
-                    maps[r], label[job['class_name']], fname=job['relpath'], idrot=r, rotation=quats[r]))
+                    maps[r], label[job['class_name']], fname=job['relpath'], idrot=r, rotation=quats[r],
+                    scale=scale, center=center))
                 keys[split][shard].append((job['relpath'], r))
                 counts[split]['records'] += 1
         bar.close()

@@ -8,6 +8,10 @@ One record per sample, features:
   ``fname``    bytes, optional: mesh path relative to the mesh root.
   ``idrot``    int64, optional: index of the rotation applied to the mesh.
   ``rotation`` float list, optional (ours): that rotation as a quaternion (w, x, y, z).
+  ``scale``    float list, optional (ours): 3 per-axis factors applied in the mesh
+               frame before the rotation (anisotropic scaling, ``augment.py``).
+  ``center``   float list, optional (ours): 3 coordinates of the ray sphere's
+               centre in the rotated frame (shifted sphere centre, ``augment.py``).
   ``a``        bytes, optional (read only): one extra channel appended after ``x``'s.
 
 Only ``x`` and ``y`` are required by the reader.
@@ -16,7 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 
-def encode_example(x, y, fname=None, idrot=None, rotation=None):
+def _floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in np.ravel(values)]))
+
+
+def encode_example(x, y, fname=None, idrot=None, rotation=None, scale=None, center=None):
     """Serialize one sample to ``tf.train.Example`` bytes (``x`` written as-is, C order)."""
     x = np.ascontiguousarray(x)
     feature = {
@@ -30,8 +38,11 @@ def encode_example(x, y, fname=None, idrot=None, rotation=None):
     if idrot is not None:
         feature['idrot'] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(idrot)]))
     if rotation is not None:
-        feature['rotation'] = tf.train.Feature(
-            float_list=tf.train.FloatList(value=[float(v) for v in np.ravel(rotation)]))
+        feature['rotation'] = _floats(rotation)
+    if scale is not None:
+        feature['scale'] = _floats(scale)
+    if center is not None:
+        feature['center'] = _floats(center)
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
@@ -53,8 +64,9 @@ def decode_example(serialized, shape=None, dtype='complex64'):
         out['fname'] = f['fname'].bytes_list.value[0].decode('utf-8', 'replace')
     if 'idrot' in f:
         out['idrot'] = int(f['idrot'].int64_list.value[0])
-    if 'rotation' in f:
-        out['rotation'] = np.array(f['rotation'].float_list.value, dtype=np.float32)
+    for name in ('rotation', 'scale', 'center'):
+        if name in f:
+            out[name] = np.array(f[name].float_list.value, dtype=np.float32)
     return out
 
 
