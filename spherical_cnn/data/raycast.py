@@ -113,6 +113,16 @@ def mesh_to_sphere(mesh, n, r0=DEFAULT_R0, channels=False):
     return out[..., None] if channels else out
 
 
+def _as_matrices(rotations):
+    """Rotation matrices ``(m, 3, 3)`` float64 from matrices or quaternions ``(m, 4)`` (w, x, y, z)."""
+    rot = np.asarray(rotations, dtype=np.float64)
+    if rot.ndim == 2 and rot.shape[-1] == 4:
+        rot = _rot.quaternion_to_matrix(rot)
+    if rot.ndim != 3 or rot.shape[1:] != (3, 3):
+        raise ValueError(f'rotations must be (m, 3, 3) or (m, 4), got {np.shape(rotations)}')
+    return rot
+
+
 def cast_rotated(mesh, n, rotations, r0=DEFAULT_R0, channels=False):
     """Maps of ``R @ mesh`` for each rotation, without rotating the mesh.
 
@@ -120,11 +130,7 @@ def cast_rotated(mesh, n, rotations, r0=DEFAULT_R0, channels=False):
       rotations: matrices ``(m, 3, 3)`` or quaternions ``(m, 4)`` (w, x, y, z).
     Returns complex64 ``(m, n, n)`` or ``(m, n, n, 1)`` (azimuth, polar[, channel]).
     """
-    rot = np.asarray(rotations, dtype=np.float64)
-    if rot.ndim == 2 and rot.shape[-1] == 4:
-        rot = _rot.quaternion_to_matrix(rot)
-    if rot.ndim != 3 or rot.shape[1:] != (3, 3):
-        raise ValueError(f'rotations must be (m, 3, 3) or (m, 4), got {np.shape(rotations)}')
+    rot = _as_matrices(rotations)
     d = grid_directions(n)
     # rotated ray directions R^T d, for all rotations: (m, n, n, 3)
     dirs = np.einsum('mji,abj->mabi', rot, d)
@@ -158,11 +164,7 @@ def cast_augmented(mesh, n, rotations, scales=None, centers=None, r0=DEFAULT_R0,
     """
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise ValueError('cast_augmented needs a non-empty trimesh.Trimesh')
-    rot = np.asarray(rotations, dtype=np.float64)
-    if rot.ndim == 2 and rot.shape[-1] == 4:
-        rot = _rot.quaternion_to_matrix(rot)
-    if rot.ndim != 3 or rot.shape[1:] != (3, 3):
-        raise ValueError(f'rotations must be (m, 3, 3) or (m, 4), got {np.shape(rotations)}')
+    rot = _as_matrices(rotations)
     m = len(rot)
     s = np.ones((m, 3)) if scales is None else np.asarray(scales, dtype=np.float64)
     c = np.zeros((m, 3)) if centers is None else np.asarray(centers, dtype=np.float64)
