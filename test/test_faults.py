@@ -320,8 +320,8 @@ def test_kill_during_checkpoint_save_loses_nothing(good_dir, tmp_path, phase):
     rerun = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py")] + argv,
                            capture_output=True, text=True, env=ENV, timeout=300)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
-    resumed = "at epoch 1" if phase == "after_write_tmp" else "at epoch 1"
-    assert "Continuing from checkpoint" in rerun.stdout and resumed in rerun.stdout
+    # either way epoch 1's `latest` is the complete one (restored from latest.old in the second case)
+    assert "Continuing from checkpoint" in rerun.stdout and "at epoch 1" in rerun.stdout
     assert "taking over the lock" in rerun.stdout  # the killed trainer's lock was stale
     left = sorted(os.listdir(logdir))
     assert not [f for f in left if f.endswith((".tmp", ".old"))], left
