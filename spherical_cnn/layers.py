@@ -119,16 +119,23 @@ class SphConv(keras.layers.Layer):
         self._degree_matrix = interp
         self.built = True
 
+    def _degree_kernel(self, dtype):
+        """The filter per degree, ``(L, in_ch, filters)``."""
+        return ops.matmul(ops.convert_to_tensor(self._degree_matrix.T.astype(dtype)),
+                          ops.reshape(ops.transpose(ops.cast(self.kernel, dtype), (1, 0, 2)),
+                                      (self.n_weights, -1)))
+
     def call(self, inputs):
         dtype = _compute_dtype(self)
+        if self.method == "sep" and not self.spectral_input:
+            return self._call_order_major(inputs, dtype)
         L = self.n // 2
         fwd = sht.get_transform(self.n, self.method, self.real_inputs, dtype)
         if self.spectral_input:
             coeffs = ops.cast(inputs, dtype)
         else:
             coeffs = fwd.forward_packed(inputs)  # (b, 2, S, L, L, c)
-        kernel = ops.einsum("cwf,wl->lcf", ops.cast(self.kernel, dtype),
-                            ops.convert_to_tensor(self._degree_matrix.astype(dtype)))
+        kernel = ops.reshape(self._degree_kernel(dtype), (L, self.in_channels, self.filters))
         Lp = L // 2 ** self.spectral_pool
         if self.spectral_pool:
             coeffs = coeffs[:, :, :, :Lp, :Lp]
@@ -137,6 +144,33 @@ class SphConv(keras.layers.Layer):
         out = ops.einsum("brslmc,lcf->brslmf", coeffs, kernel)
         inv = sht.get_transform(self.n // 2 ** self.spectral_pool, self.method, self.real_inputs, dtype)
         x = inv.inverse_packed(out)
+        if self.use_bias:
+            x = x + ops.cast(self.bias, dtype)
+        return x
+
+    def _call_order_major(self, inputs, dtype):
+        """The 'sep' path for maps: analysis -> filter per degree -> synthesis.
+
+        Works in the transform's order-major layout ``((kf, mh, r), l, batch,
+        channels)`` and applies the filter as one matmul batched over degrees,
+        so no packed ``(batch, 2, S, L, L, ch)`` tensor is formed. Inputs are real
+        maps, whose negative orders follow from the others, so the result is the
+        same for ``real_inputs`` True and False (the full layout would filter
+        c_{l,-m} exactly as c_{l,m}).
+        """
+        fwd = sht.get_transform(self.n, "sep", True, dtype)
+        inv = sht.get_transform(self.n // 2 ** self.spectral_pool, "sep", True, dtype)
+        c, f = self.in_channels, self.filters
+        z = fwd.analysis(inputs)  # (4 * L2, L, b, c)
+        Lp, L2p = inv.L, inv._L2
+        if self.spectral_pool:
+            # keep degrees < Lp and orders m = 2 mh + kf with mh < L2p (an order Lp, present
+            # when Lp is odd, meets a zero row of the smaller synthesis table)
+            z = ops.reshape(z, (2, fwd._L2, 2, fwd.L, -1, c))[:, :L2p, :, :Lp]
+        z = ops.reshape(ops.transpose(ops.reshape(z, (4 * L2p, Lp, -1, c)), (1, 0, 2, 3)), (Lp, -1, c))
+        kernel = ops.reshape(self._degree_kernel(dtype), (-1, c, f))[:Lp]
+        out = ops.reshape(ops.matmul(z, kernel), (Lp, 4 * L2p, -1, f))  # (l, (kf, mh, r) * b, f)
+        x = inv.synthesis(ops.transpose(out, (1, 0, 2, 3)))
         if self.use_bias:
             x = x + ops.cast(self.bias, dtype)
         return x
@@ -314,6 +348,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or self.renorm or mask is not None:
             return super().call(inputs, training=training, mask=mask)
+        if self._can_use_tf_kernel(inputs):
+            return self._tf_fused_call(inputs)
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         mean, variance = self._moments(x, None)
         channels = x.shape[self.axis]
@@ -329,6 +365,32 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         out = ops.batch_normalization(x, mean=mean, variance=variance, axis=self.axis,
                                       offset=beta, scale=gamma, epsilon=self.epsilon)
         return ops.cast(out, self.compute_dtype)
+
+    def _can_use_tf_kernel(self, inputs):
+        """TensorFlow's own fused kernel applies: TF backend, 4-D float32 maps, channels last."""
+        return (keras.backend.backend() == "tensorflow" and len(inputs.shape) == 4
+                and self.axis in (-1, 3) and inputs.dtype == "float32" and self.epsilon >= 1.001e-5)
+
+    def _tf_fused_call(self, x):
+        """Training step through ``FusedBatchNormV3``, the kernel TF1's fused batch norm ran.
+
+        One pass computes the batch moments, normalises, and returns the moving
+        statistics updated as described above (``exponential_avg_factor`` =
+        1 - momentum); its gradient is one fused kernel as well. Numerically the
+        same as the ``keras.ops`` path below it (checked in test_fidelity.py).
+        """
+        import tensorflow as tf
+
+        channels = x.shape[-1]
+        gamma = self.gamma if self.scale else tf.ones((channels,), x.dtype)
+        beta = self.beta if self.center else tf.zeros((channels,), x.dtype)
+        out, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(
+            x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
+            epsilon=self.epsilon, data_format="NHWC", is_training=True,
+            exponential_avg_factor=1.0 - self.momentum)
+        self.moving_mean.assign(moving_mean)
+        self.moving_variance.assign(moving_variance)
+        return out
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -11,8 +11,9 @@ computes the full layout (S = 2) and the inverse returns the real part.
 Methods: 'naive' multiplies by the dense harmonics (one (n*n, 2*S*L*L) matrix);
 'sep' separates variables: a DFT along azimuth written as matmuls with cos/sin
 tables (after one radix-2 butterfly that splits even and odd orders into two
-half-length DFTs), then one batched matmul over the orders with the associated
-Legendre table.  'sep' computes the real layout and derives the full one from
+half-length DFTs), then one batched matmul over the orders (and real/imaginary
+parts) with the associated Legendre table; ``analysis`` / ``synthesis`` expose
+that order-major intermediate layout to layers that work per degree.  'sep' computes the real layout and derives the full one from
 it (real maps: c_{-m} = (-1)^m conj(c_m)); its inverse folds the negative
 orders into m >= 0 first.  Layouts are chosen so that every contraction is a
 plain (batched) matmul with the table on the left and batch*channels folded
@@ -126,24 +127,57 @@ class SphericalHarmonicTransform:
         return self._forward_sep(x)
 
     def _forward_sep(self, x):
-        n, L, L2, h = self.n, self.L, self._L2, self.n // 2
-        c = x.shape[3]
-        # (b, k, j, c) -> (k, j*b*c); radix-2 butterfly over k = (kh, k'): kf = m parity
-        xt = ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (2, -1))
-        z = ops.matmul(_backend_constant(self._fold), xt)  # (kf, k'*j*b*c)
-        # half-length DFTs: (kf, (mh, r), k') @ (kf, k', j*b*c)
-        y = ops.matmul(_backend_constant(self._dft), ops.reshape(z, (2, h, -1)))
-        y = ops.transpose(ops.reshape(y, (2, L2, 2, n, -1)), (0, 1, 3, 2, 4))  # (kf, mh, j, r, b*c)
-        # Legendre per order: (q, l, j) @ (q, j, r*b*c)
-        y = ops.matmul(_backend_constant(self._leg_fwd), ops.reshape(y, (2 * L2, n, -1)))
-        y = ops.reshape(y, (2, L2, L, 2, -1, c))  # (kf, mh, l, r, b, c)
-        y = ops.reshape(ops.transpose(y, (4, 3, 2, 1, 0, 5)), (-1, 2, 1, L, 2 * L2, c))  # m = 2 mh + kf
+        L, L2, c = self.L, self._L2, x.shape[3]
+        y = ops.reshape(self.analysis(x), (2, L2, 2, L, -1, c))  # (kf, mh, r, l, b, c)
+        y = ops.reshape(ops.transpose(y, (4, 2, 3, 1, 0, 5)), (-1, 2, 1, L, 2 * L2, c))  # m = 2 mh + kf
         if 2 * L2 != L:
             y = y[:, :, :, :, :L]
         if self.real:
             return y
         # real maps: c_{l,-m} = (-1)^m conj(c_lm); order 0 is stored at s = 0 only
         return ops.concatenate([y, y * _backend_constant(self._neg_sign)], axis=2)
+
+    def analysis(self, x):
+        """Forward transform ('sep') of real maps into the order-major layout.
+
+        x: ``(batch, n, n, channels)`` (batch, azimuth, polar, channels).
+        Returns ``(4 * L2, L, batch, channels)``: axis 0 is ``(kf, mh, r)`` flattened,
+        order m = 2 mh + kf (L2 = ceil(L / 2); orders m >= L, present only when L
+        is odd, are zero), r = 0 real part, 1 imaginary part; axis 1 the degree l.
+        The same coefficients as ``forward_packed`` (real layout) without its final
+        transpose; ``synthesis`` is its inverse.  Layers that work per degree
+        (``SphConv``) use this pair to skip the packed layout.
+        """
+        self._check_map(x)
+        if self.method != "sep":
+            raise ValueError(f"{self!r}: analysis/synthesis need method='sep'")
+        x = ops.cast(x, self.dtype)
+        n, L, L2, h = self.n, self.L, self._L2, self.n // 2
+        c = x.shape[3]  # static; the batch may be unknown (-1 below)
+        # (b, k, j, c) -> (k, j*b*c); radix-2 butterfly over k = (kh, k'): kf = m parity
+        xt = ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (2, -1))
+        z = ops.matmul(_backend_constant(self._fold), xt)  # (kf, k'*j*b*c)
+        # half-length DFTs: (kf, (mh, r), k') @ (kf, k', j*b*c)
+        y = ops.matmul(_backend_constant(self._dft), ops.reshape(z, (2, h, -1)))
+        # Legendre per (order, part): ((kf, mh, r), l, j) @ ((kf, mh, r), j, b*c)
+        y = ops.matmul(_backend_constant(self._leg_fwd), ops.reshape(y, (4 * L2, n, -1)))
+        return ops.reshape(y, (4 * L2, L, -1, c))
+
+    def synthesis(self, z):
+        """Inverse of ``analysis``: ``(4 * L2, L, batch, channels)`` -> real ``(batch, n, n, channels)``."""
+        shape = tuple(z.shape)
+        if (len(shape) != 4 or shape[0] != 4 * self._L2 or shape[1] != self.L
+                or shape[3] is None or self.method != "sep"):
+            raise ValueError(f"{self!r}: order-major coefficients must be ({4 * self._L2}, {self.L}, "
+                             f"batch, channels) with method='sep', got shape {shape}")
+        z = ops.cast(z, self.dtype)
+        n, L2, h, ch = self.n, self._L2, self.n // 2, shape[3]
+        y = ops.matmul(_backend_constant(self._leg_inv), ops.reshape(z, (4 * L2, self.L, -1)))
+        # half-length inverse DFTs: (kf, k', (mh, r)) @ (kf, (mh, r), j*b*ch)
+        y = ops.matmul(_backend_constant(self._idft), ops.reshape(y, (2, 2 * L2, -1)))  # (kf, k'*j*b*ch)
+        y = ops.matmul(_backend_constant(self._fold), ops.reshape(y, (2, -1)))  # (kh, k'*j*b*ch)
+        y = ops.reshape(y, (n, n, -1, ch))
+        return ops.transpose(y, (2, 0, 1, 3))
 
     def forward(self, x):
         """Forward transform of real maps (batch, n, n, channels) -> (re, im), each (batch, S, L, L, channels)."""
@@ -168,7 +202,7 @@ class SphericalHarmonicTransform:
         return self._inverse_sep(c)
 
     def _inverse_sep(self, c):
-        n, L, L2, h = self.n, self.L, self._L2, self.n // 2
+        L, L2 = self.L, self._L2
         ch = c.shape[5]
         if not self.real:
             # fold the negative orders into m >= 0 (the real part of the sum is unchanged):
@@ -176,15 +210,9 @@ class SphericalHarmonicTransform:
             c = ops.sum(c * _backend_constant(self._combine), axis=2, keepdims=True)
         if 2 * L2 != L:
             c = ops.pad(c, [(0, 0)] * 4 + [(0, 2 * L2 - L), (0, 0)])
-        # (b, r, 1, l, m = 2 mh + kf, ch) -> (q = (kf, mh), l, r*b*ch)
-        ct = ops.transpose(ops.reshape(c, (-1, 2, L, L2, 2, ch)), (4, 3, 2, 1, 0, 5))
-        y = ops.matmul(_backend_constant(self._leg_inv), ops.reshape(ct, (2 * L2, L, -1)))  # (q, j, r*b*ch)
-        y = ops.transpose(ops.reshape(y, (2, L2, n, 2, -1)), (0, 1, 3, 2, 4))  # (kf, mh, r, j, b*ch)
-        # half-length inverse DFTs: (kf, k', (mh, r)) @ (kf, (mh, r), j*b*ch)
-        y = ops.matmul(_backend_constant(self._idft), ops.reshape(y, (2, 2 * L2, -1)))  # (kf, k'*j*b*ch)
-        y = ops.matmul(_backend_constant(self._fold), ops.reshape(y, (2, -1)))  # (kh, k'*j*b*ch)
-        y = ops.reshape(y, (n, n, -1, ch))
-        return ops.transpose(y, (2, 0, 1, 3))
+        # (b, r, 1, l, m = 2 mh + kf, ch) -> ((kf, mh, r), l, b, ch)
+        z = ops.transpose(ops.reshape(c, (-1, 2, L, L2, 2, ch)), (4, 3, 1, 2, 0, 5))
+        return self.synthesis(ops.reshape(z, (4 * L2, L, -1, ch)))
 
     def inverse(self, re, im):
         """Inverse transform: (re, im), each (batch, S, L, L, channels) -> real (batch, n, n, channels)."""

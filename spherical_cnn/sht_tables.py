@@ -171,8 +171,10 @@ def sep_tables(n, real=True, dtype="float32"):
         and inverse).
       * ``dft`` (2, 2*L2, n/2): ``[kf, (mh, r), k']``: ``cos(m az_k')`` for r = 0,
         ``-sin(m az_k')`` for r = 1 (real, imaginary part of ``exp(-i m az_k')``).
-      * ``leg_fwd`` (2*L2, L, n): ``[q, l, j] = forward_scale * a_j * P_l^m(polar_j)``.
-      * ``leg_inv`` (2*L2, n, L): ``[q, j, l] = w_m P_l^m(polar_j)``, w = 2 for
+      * ``leg_fwd`` (4*L2, L, n): ``[(q, r), l, j] = forward_scale * a_j * P_l^m(polar_j)``,
+        the same for both parts r (real, imaginary), so that the Legendre step is one
+        matmul batched over ``(kf, mh, r)`` (the order in which the DFT leaves them).
+      * ``leg_inv`` (4*L2, n, L): ``[(q, r), j, l] = w_m P_l^m(polar_j)``, w = 2 for
         m > 0 (the real layout: c_{-m} Y_{-m} + c_m Y_m = 2 Re(c_m Y_m)), else 1.
       * ``idft`` (2, n/2, 2*L2): ``[kf, k', (mh, r)]``: ``cos(m az_k')`` for r = 0,
         ``-sin(m az_k')`` for r = 1, so that it maps (Re G, Im G) to ``Re(G exp(i m az_k'))``.
@@ -197,6 +199,9 @@ def sep_tables(n, real=True, dtype="float32"):
     P = P[order]
     leg_fwd = forward_scale(n) * P * dh_weights(n)[None, None, :]
     leg_inv = np.transpose(P * _order_weights(2 * L2, True)[order][:, None, None], (0, 2, 1))
+    # one copy per part (r = re, im) so that the Legendre matmuls batch over (kf, mh, r)
+    leg_fwd = np.repeat(leg_fwd, 2, axis=0)
+    leg_inv = np.repeat(leg_inv, 2, axis=0)
     fold = np.array([[1.0, 1.0], [1.0, -1.0]])
     out = {"fold": fold, "dft": dft, "leg_fwd": leg_fwd, "leg_inv": leg_inv, "idft": idft}
     return {k: _readonly(np.ascontiguousarray(v, dtype=dtype)) for k, v in out.items()}

@@ -53,6 +53,20 @@ def test_sphconv_equals_numpy(x16, method, real_inputs, spectral_pool, nfp):
     assert rel_err(out, ref) < 1e-5
 
 
+@pytest.mark.parametrize("n, spectral_pool", [(10, 0), (12, 1), (20, 1), (24, 2)])
+def test_sphconv_sep_odd_half_bandwidths_equal_numpy(n, spectral_pool):
+    """The order-major 'sep' path pads odd L (n = 10) and keeps order L' when the pooled
+    L' is odd (n = 12, 20: L' = 3, 5; n = 24 pooled twice: L' = 3); check against NumPy."""
+    x = np.random.default_rng(n).standard_normal((2, n, n, 3)).astype("float32")
+    layer = layers.SphConv(4, n_filter_params=3, spectral_pool=spectral_pool, method="sep")
+    out = np.asarray(layer(x))
+    m = n // 2 ** spectral_pool
+    ref = spherical.sph_conv_batch(x.astype(np.float64), zonal_filters(layer), tables.harmonics(n, True),
+                                   "naive", spectral_pool, tables.harmonics(m, True))
+    assert out.shape == (2, m, m, 4)
+    assert rel_err(out, ref) < 1e-5
+
+
 @pytest.mark.parametrize("real_inputs", [True, False])
 def test_sphconv_spectral_input_equals_spatial(x16, real_inputs):
     spatial = layers.SphConv(4, real_inputs=real_inputs, spectral_pool=1)
