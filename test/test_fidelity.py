@@ -210,6 +210,31 @@ def test_fused_batch_norm_moving_variance_is_bessel_corrected():
     np.testing.assert_allclose(single.moving_variance.numpy(), 0.5)
 
 
+def test_fused_batch_norm_tf_kernel_matches_the_keras_ops_path(monkeypatch):
+    """On TensorFlow the training step runs TF's FusedBatchNormV3; it must give the
+    same output, moving statistics and gradients as the backend-neutral path."""
+    rng = np.random.default_rng(4)
+    x = tf.constant((rng.standard_normal((4, 8, 8, 5)) * 3 + 1).astype(np.float32))
+    beta = rng.standard_normal(5).astype(np.float32)
+
+    def run(use_kernel):
+        monkeypatch.setattr(layers.FusedBatchNormalization, "_can_use_tf_kernel",
+                            lambda self, inputs: use_kernel)
+        bn = layers.FusedBatchNormalization(scale=False, momentum=0.8)
+        bn.build(x.shape)
+        bn.beta.assign(beta)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = bn(x, training=True)
+            loss = tf.reduce_sum(out * tf.sin(x))
+        gx, gb = tape.gradient(loss, [x, bn.beta])
+        return [v.numpy() for v in (out, bn.moving_mean, bn.moving_variance, gx, gb)]
+
+    assert layers.FusedBatchNormalization()._can_use_tf_kernel(x)
+    for a, b in zip(run(True), run(False)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_fused_batch_norm_renorm_and_serialisation():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 4, 4, 3)).astype(np.float32) * 2
