@@ -8,7 +8,7 @@ commands work unchanged. Differences from the original:
   bare ``yaml.load``) and validated to be a mapping ``{epoch: value}``.
 - Bad combinations raise :class:`ParamsError` with a message naming the flags
   instead of a bare ``assert``.
-- New flags: ``--seed``, ``--no_shuffle``, ``--distribute``, ``--export``,
+- New flags: ``--seed``, ``--no_shuffle``, ``--distribute``, ``--xla``, ``--export``,
   ``--progress``, ``--tensorboard_histograms``; and the dataset loader ``synthetic`` (the
   built-in dataset, generated on first use).
 """
@@ -154,6 +154,8 @@ def build_parser():
                    help="tf.distribute strategy: several GPUs (mirrored) or machines (multi_worker, TF_CONFIG)")
     p.add_argument("--no_export", dest="export", action="store_false", default=True,
                    help="do not export the final model as logdir/model.keras")
+    p.add_argument("--xla", action="store_true", default=False,
+                   help="compile the training and evaluation steps with XLA (jit_compile)")
     p.add_argument("--progress", choices=["auto", "bar", "none"], default="auto",
                    help="per-epoch progress bar (auto: only on a terminal)")
     p.add_argument("--tensorboard_histograms", type=int, default=1,

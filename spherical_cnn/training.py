@@ -215,6 +215,11 @@ class Trainer:
             return tf.math.confusion_matrix(tf.cast(y, tf.int64), pred, num_classes=args.n_classes,
                                             dtype=tf.int64)
 
+        if args.xla:
+            # XLA compiles each replica's step (model, loss, gradients, update) into one program.
+            replica_train = tf.function(replica_train, jit_compile=True)
+            replica_eval = tf.function(replica_eval, jit_compile=True)
+
         @tf.function
         def train_step(x, y):
             per_replica = strategy.run(replica_train, args=(x, y))
