@@ -2,11 +2,16 @@
 """Data pipeline throughput: ray casting and building the default synthetic dataset.
 
   python3 benchmarks/data.py [--res 64] [--n_rotations 8] [--n_meshes 120] [--workers K] [--skip_build]
+                             [--ss_res 32,64] [--ss_factors 1,2,4] [--ss_meshes 24] [--ss_repeat 3]
 
 Measures, in one run:
   * meshes per second rendered at --res with --n_rotations rotations each, in one
     process (generation of the synthetic mesh excluded, then included; and
     casting by rotating the rays vs rebuilding the mesh per rotation);
+  * meshes per second with supersampling (``raycast.cast_rotated(..., supersample=s)``,
+    s x s rays per grid cell) for each --ss_factors s at each --ss_res, side by side,
+    on the first --ss_meshes meshes, --n_rotations rotations each, one process, best
+    of --ss_repeat passes;
   * wall time of builder.build_synthetic at res 32 (the default dataset) with --workers.
 Prints a table and writes benchmarks/results/data.json.
 """
@@ -34,7 +39,13 @@ def main():
     p.add_argument('--n_meshes', type=int, default=120)
     p.add_argument('--workers', type=int, default=None)
     p.add_argument('--skip_build', action='store_true')
+    p.add_argument('--ss_res', default='32,64', help='grid sizes of the supersampling table')
+    p.add_argument('--ss_factors', default='1,2,4', help='supersample factors s of the table')
+    p.add_argument('--ss_meshes', type=int, default=24, help='meshes cast for each cell of the table')
+    p.add_argument('--ss_repeat', type=int, default=3, help='passes per cell of the table (best is kept)')
     args = p.parse_args()
+    ss_res = [int(v) for v in args.ss_res.split(',') if v]
+    ss_factors = [int(v) for v in args.ss_factors.split(',') if v]
 
     rng = np.random.default_rng(0)
     classes = [synthetic.CLASS_NAMES[i % len(synthetic.CLASS_NAMES)] for i in range(args.n_meshes)]
@@ -75,6 +86,32 @@ def main():
     print(f'|{"-" * 44}|{"-" * 11}|{"-" * 11}|')
     for name, v in rows:
         print(f'| {name:42s} | {v:9.1f} | {v * args.n_rotations:9.1f} |')
+
+    ss_meshes = meshes[:max(1, min(args.ss_meshes, len(meshes)))]
+    table = {}
+    for res in ss_res:
+        for s in ss_factors:
+            raycast.cast_rotated(ss_meshes[0], res, quats, supersample=s)  # warm up
+            best = np.inf
+            for _ in range(max(1, args.ss_repeat)):
+                t = time.perf_counter()
+                for m in ss_meshes:
+                    raycast.cast_rotated(m.copy(), res, quats, supersample=s)
+                best = min(best, time.perf_counter() - t)
+            table.setdefault(res, {})[s] = len(ss_meshes) / best
+    result['supersample'] = {
+        'n_meshes': len(ss_meshes), 'n_rotations': args.n_rotations, 'repeat': max(1, args.ss_repeat),
+        'meshes_per_s': {str(r): {str(s): round(v, 2) for s, v in row.items()} for r, row in table.items()},
+        'rays_per_mesh': {str(r): {str(s): args.n_rotations * r * r * s * s for s in row}
+                          for r, row in table.items()}}
+    print(f'\nsupersampling (cast_rotated, s x s rays per cell), meshes/s, {args.n_rotations} rotations per mesh, '
+          f'one process, {len(ss_meshes)} meshes, best of {max(1, args.ss_repeat)} '
+          f'(cost relative to s = {ss_factors[0]} in brackets):')
+    print('| res | ' + ' | '.join(f's = {s}' for s in ss_factors) + ' |')
+    print('|---|' + '---|' * len(ss_factors))
+    for res, row in table.items():
+        base = row[ss_factors[0]]
+        print(f'| {res} | ' + ' | '.join(f'{row[s]:.1f} ({base / row[s]:.1f}x)' for s in ss_factors) + ' |')
 
     if not args.skip_build:
         with tempfile.TemporaryDirectory() as d:

@@ -17,6 +17,11 @@ moves the centre of the ray sphere by a random vector of norm <= MAX (rays aim
 at that centre). Order: scale, rotate, shift. Records store `scale`, `rotation`
 and `center`, manifest.json the ranges (spherical_cnn/data/augment.py). Both are
 off by default, so datasets built without them are unchanged.
+
+Anti-aliasing: --supersample S casts S x S rays spread over each grid cell and
+stores their average (distance averaged over the cell with misses as 0, angle
+averaged over the rays that hit; spherical_cnn/data/raycast.py); rendering costs
+about S^2 times as much. Default 1: one ray per grid point, as before.
 """
 import argparse
 import sys
@@ -53,6 +58,9 @@ def build_parser():
                    help="fraction of train meshes held out for validation")
     p.add_argument("--seed", type=int, default=0, help="random seed (rotations, split, synthetic shapes)")
     p.add_argument("--r0", type=float, default=DEFAULT_R0, help="radius the rays start from (> 1)")
+    p.add_argument("--supersample", type=int, default=1, metavar="S",
+                   help="anti-aliasing: S x S rays per grid cell, averaged (distance over the whole cell, misses "
+                        "counting as 0; angle over the rays that hit); costs about S^2 times one ray")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace the dataset in a non-empty --out")
     p.add_argument("--n_train_per_class", type=int, default=DEFAULT_TRAIN_PER_CLASS,
@@ -104,7 +112,8 @@ def main(argv=None):
                      test_rotations=args.test_rotations, n_test_rotations=args.n_test_rotations,
                      val_fraction=args.val_fraction, r0=args.r0, workers=args.workers,
                      overwrite=args.overwrite, progress=True, aniso_scale=args.aniso_scale,
-                     center_shift=args.center_shift, augment_preset=args.augment)
+                     center_shift=args.center_shift, augment_preset=args.augment,
+                     supersample=args.supersample)
     command = " ".join(sys.argv if argv is None else ["make_dataset"] + list(argv))
     common_kw["extra_manifest"] = {"args": vars(args), "command": command}
     if args.synthetic:

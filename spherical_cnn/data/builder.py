@@ -13,9 +13,12 @@ Output folder layout (read by ``spherical_cnn.datasets``):
   ``manifest.json``       how the folder was made (arguments, counts, R0, versions, ...).
 
 Records: see ``records.py``; ``x`` is complex64 ``(res, res, 1)`` (azimuth,
-polar, channel) from ``raycast.cast_rotated``. Val/test records are ordered by
-(mesh path, rotation index); train shards are shuffled with a seeded permutation,
-so the output does not depend on the number of workers.
+polar, channel) from ``raycast.cast_rotated``; with ``supersample`` s > 1 each
+value is the average of s x s sub-rays over its grid cell (``raycast`` module
+docstring; 1 = one ray per grid point, the default), recorded in
+``manifest.json``. Val/test records are ordered by (mesh path, rotation index);
+train shards are shuffled with a seeded permutation, so the output does not
+depend on the number of workers.
 
 Rotations of a mesh are drawn from a generator seeded with (seed, CRC32 of the
 mesh's relative path), hence reproducible and independent of processing order.
@@ -71,10 +74,11 @@ def _render(job):
             quats, scales, centers = (a.astype(np.float32) for a in (quats, scales, centers))
             maps = raycast.cast_augmented(mesh, job['res'], quats.astype(np.float64),
                                           scales.astype(np.float64), centers.astype(np.float64),
-                                          r0=job['r0'], channels=True)
+                                          r0=job['r0'], channels=True, supersample=job['supersample'])
             aug = (scales, centers)
         else:
-            maps = raycast.cast_rotated(mesh, job['res'], quats, r0=job['r0'], channels=True)
+            maps = raycast.cast_rotated(mesh, job['res'], quats, r0=job['r0'], channels=True,
+                                        supersample=job['supersample'])
         if not np.any(maps != 0):
             raise meshes.MeshError(f'{job["relpath"]}: no ray hit the mesh')
         return job['index'], maps, quats.astype(np.float32), aug, None
@@ -198,7 +202,9 @@ def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, *
 
     ``aniso_scale`` ((lo, hi) or None) and ``center_shift`` (max norm, 0 = off) add the
     authors' augmentation to the train and val instances (see ``augment.py``); the
-    defaults (off) give exactly the records of a build without them.
+    defaults (off) give exactly the records of a build without them. ``supersample`` (an
+    integer s >= 1) casts s x s sub-rays per grid cell and stores their cell average
+    (``raycast`` module docstring); 1, the default, is one ray per grid point as before.
 
     Args:
       jobs_items: list of dicts with 'relpath', 'class_name', 'split' ('train'/'test') and
@@ -225,7 +231,7 @@ def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, *
 def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode='so3', n_rotations=8,
           test_rotations=None, n_test_rotations=4, val_fraction=0.1, seed=0, r0=raycast.DEFAULT_R0,
           workers=None, progress=True, extra_manifest=None, aniso_scale=None, center_shift=0.0,
-          augment_preset=None):
+          augment_preset=None, supersample=1):
     """Render meshes into the empty folder ``out_dir``; return the manifest (see :func:`build`)."""
     from . import records  # TensorFlow is only needed in the main process
 
@@ -242,6 +248,10 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
         raise ValueError(f'--input_res must be an even integer >= 2, got {input_res}')
     if not r0 > 1:
         raise ValueError(f'R0 must be > 1 (meshes fill the unit ball), got {r0}')
+    try:
+        supersample = raycast.check_supersample(supersample)
+    except ValueError:
+        raise ValueError(f'--supersample must be an integer >= 1, got {supersample!r}') from None
     aniso_scale, center_shift = augment.check(aniso_scale, center_shift, r0)
     extra_manifest = dict(extra_manifest or {},
                           augmentation=augment.manifest_entry(augment_preset, aniso_scale, center_shift))
@@ -257,7 +267,8 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
                    'test': (test_rotations, n_test_rotations)}[split]
         aug = split in augment.AUGMENTED_SPLITS
         jobs.append(dict(j, index=len(jobs), split=split, rot_mode=mode, n_rot=n, seed=seed,
-                         res=input_res, r0=r0, source='file' if 'path' in j else 'synthetic',
+                         res=input_res, r0=r0, supersample=supersample,
+                         source='file' if 'path' in j else 'synthetic',
                          aniso_scale=aniso_scale if aug else None, center_shift=center_shift if aug else 0.0))
 
     names = {'val': ['val_000.tfrecord'], 'test': ['test_000.tfrecord'],
@@ -338,7 +349,7 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
         'input_res': input_res, 'nchannels': 1, 'dtype': 'complex64',
         'layout': 'x: complex64 (res, res, 1) = (azimuth, polar, channel); '
                   'value = distance * exp(1j * angle); miss = 0',
-        'r0': r0, 'rotations': rotations_mode, 'n_rotations': n_rotations,
+        'r0': r0, 'supersample': supersample, 'rotations': rotations_mode, 'n_rotations': n_rotations,
         'test_rotations': test_rotations, 'n_test_rotations': n_test_rotations,
         'val_fraction': val_fraction, 'seed': seed, 'workers': workers,
         'classes': list(class_names), 'counts': counts, 'files': files,
@@ -352,8 +363,10 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
 
 def print_summary(manifest, out_dir):
     c = manifest['counts']
+    ss = manifest.get('supersample', 1)
     print(f'dataset written to {out_dir} in {manifest["seconds"]:.1f} s '
-          f'(res {manifest["input_res"]}, {len(manifest["classes"])} classes, R0 {manifest["r0"]})')
+          f'(res {manifest["input_res"]}, {len(manifest["classes"])} classes, R0 {manifest["r0"]}'
+          f'{f", supersample {ss}" if ss > 1 else ""})')
     print(f'{"split":6s} {"meshes":>7s} {"records":>8s} {"files":>6s}')
     for s in SPLIT_ORDER:
         print(f'{s:6s} {c[s]["meshes"]:7d} {c[s]["records"]:8d} {len(manifest["files"][s]):6d}')

@@ -32,6 +32,31 @@ sphere centre ``c``); the distance is measured from the ray's start. The rays
 are mapped into the mesh frame (``diag(1/s) R^T``) and cast against the one
 acceleration structure of the untransformed mesh; the distance and the angle
 are then computed in float64 for the transformed triangle.
+
+Supersampling (``supersample=s``, an integer >= 1, in ``mesh_to_sphere``,
+``cast_rotated`` and ``cast_augmented``): with s = 1 every cell gets the one ray
+above (bit for bit the same values). With s > 1 the cell of grid point (k, j)
+is the polar x azimuth box of one grid step around it, and it gets s x s
+sub-rays at the offsets ``o_u = (u + 0.5) / s - 0.5`` (u = 0..s-1) grid steps:
+polar ``pi * (j + o_u) / n``, azimuth ``2 * pi * (k + o_v) / n``. The sub-rays of
+a cell are flattened as ``u * s + v`` (polar offset major); they are rotated,
+scaled and shifted exactly like the cell's ray. Each sub-ray carries the weight
+``w = |sin(polar)|`` (its share of the solid angle of the cell), and the cell
+value is ``D * exp(1j * A)`` with
+  D = sum(w * distance * hit) / sum(w)       (a miss counts as distance 0),
+  A = sum(w * angle * hit) / sum(w * hit)    (mean angle of the hits);
+a cell whose sub-rays all miss (or whose only hits have weight 0) is MISS_VALUE
+exactly. So |value| is the box-filtered (cell-averaged) distance map: at a
+silhouette it fades continuously towards the miss value 0 with the covered
+fraction of the cell, instead of jumping, while the phase stays the surface
+angle of the covered part (averaging the complex values instead would also
+shrink |value| wherever the angle varies inside a cell). The polar row j = 0
+straddles the north pole: its sub-rays with negative polar offsets are the
+directions at polar ``|p|`` and azimuth + pi, so that cell is the two opposite
+wedges of the polar cap around azimuth ``2*pi*k/n`` and stays centred on the
+pole (for odd s the sub-rays exactly at the pole have weight 0). All sub-rays
+of all instances are cast in one call against one acceleration structure; the
+cost grows about like s^2.
 """
 import numpy as np
 import trimesh
@@ -69,20 +94,77 @@ def _intersector(mesh):
     return ray
 
 
-def cast_directions(mesh, directions, r0=DEFAULT_R0):
-    """Cast one ray per unit direction ``(..., 3)`` from ``r0 * d`` towards the centre.
+def check_supersample(supersample):
+    """``supersample`` as an int; ValueError unless it is an integer >= 1."""
+    if isinstance(supersample, (bool, np.bool_)) or not isinstance(supersample, (int, np.integer)) \
+            or supersample < 1:
+        raise ValueError(f'supersample must be an integer >= 1, got {supersample!r}')
+    return int(supersample)
 
-    Returns complex64 ``(...)``: distance * exp(1j * angle), MISS_VALUE for misses.
+
+def subcell_offsets(supersample):
+    """Sub-ray offsets inside a cell, in grid steps: ``(u + 0.5) / s - 0.5``, u = 0..s-1."""
+    s = check_supersample(supersample)
+    return (np.arange(s) + 0.5) / s - 0.5
+
+
+def subray_grid(n, supersample=1):
+    """Sub-ray directions and weights of the n x n grid (see the module docstring).
+
+    Returns ``(directions, weights)``: float64 ``(n, n, S, 3)`` unit vectors and
+    ``(n, n, S)`` solid-angle weights ``|sin(polar)|``, S = s * s, in (azimuth,
+    polar, sub-ray) layout with sub-ray index ``u * s + v`` (u: polar offset, v:
+    azimuth offset). For s = 1 the directions are ``grid_directions(n)`` and the
+    weights are ones.
     """
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise ValueError('cast_directions needs a non-empty trimesh.Trimesh')
-    directions = np.asarray(directions, dtype=np.float64)
-    shape = directions.shape[:-1]
-    d = directions.reshape(-1, 3)
+    s = check_supersample(supersample)
+    if s == 1:
+        return grid_directions(n)[:, :, None, :], np.ones((n, n, 1))
+    polar, azimuth = grid_angles(n)
+    off = subcell_offsets(s)
+    p = polar[:, :, None, None] + (np.pi / n) * off[None, None, :, None]        # (n, n, s, 1)
+    a = azimuth[:, :, None, None] + (2 * np.pi / n) * off[None, None, None, :]  # (n, n, 1, s)
+    p, a = np.broadcast_arrays(p, a)
+    d = np.stack([np.sin(p) * np.cos(a), np.sin(p) * np.sin(a), np.cos(p)], axis=-1)
+    return d.reshape(n, n, s * s, 3), np.abs(np.sin(p)).reshape(n, n, s * s)
+
+
+def _cell_values(t, angle, hit, weights):
+    """Complex64 cell values from their sub-rays' results (see the module docstring).
+
+    Args:
+      t, angle: float64 ``(..., S)`` distance and folded angle of each sub-ray (ignored where it missed).
+      hit: bool ``(..., S)``.
+      weights: ``(..., S)`` or broadcastable to it; unused for S = 1.
+    Returns complex64 ``(...)``.
+    """
+    out = np.full(hit.shape[:-1], MISS_VALUE, dtype=np.complex64)
+    if hit.shape[-1] == 1:
+        # one ray per cell: the same operations as casting without supersampling
+        h = hit[..., 0]
+        out[h] = (t[..., 0][h] * np.exp(1j * angle[..., 0][h])).astype(np.complex64)
+        return out
+    w = np.broadcast_to(weights, hit.shape)
+    w_hit = np.where(hit, w, 0.0)
+    w_hit_sum = w_hit.sum(-1)
+    cells = w_hit_sum > 0
+    dist = (w_hit * np.where(hit, t, 0.0)).sum(-1)[cells] / w.sum(-1)[cells]
+    mean_angle = (w_hit * np.where(hit, angle, 0.0)).sum(-1)[cells] / w_hit_sum[cells]
+    out[cells] = (dist * np.exp(1j * mean_angle)).astype(np.complex64)
+    return out
+
+
+def _cast_rays(mesh, directions, r0):
+    """First hits of rays from ``r0 * d`` along ``-d`` for unit directions ``(N, 3)``.
+
+    Returns float64 ``t`` (N,) distance, float64 ``angle`` (N,) folded to [0, pi/2]
+    (both 0 where the ray missed) and bool ``hit`` (N,).
+    """
+    d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
     origins = r0 * d
     tri = _intersector(mesh).intersects_first(origins, -d)
-    out = np.full(len(d), MISS_VALUE, dtype=np.complex64)
+    t_all, angle_all = np.zeros(len(d)), np.zeros(len(d))
     hit = tri >= 0
     if hit.any():
         normals = mesh.face_normals[tri[hit]]
@@ -99,17 +181,38 @@ def cast_directions(mesh, directions, r0=DEFAULT_R0):
         if bad.any():
             cen = mesh.triangles_center[tri[hit][bad]]
             t[bad] = r0 - np.einsum('ij,ij->i', cen, d[hit][bad])
-        angle = np.arccos(np.clip(np.abs(cos), 0.0, 1.0))
-        out[hit] = (t * np.exp(1j * angle)).astype(np.complex64)
-    return out.reshape(shape)
+        t_all[hit] = t
+        angle_all[hit] = np.arccos(np.clip(np.abs(cos), 0.0, 1.0))
+    return t_all, angle_all, hit
 
 
-def mesh_to_sphere(mesh, n, r0=DEFAULT_R0, channels=False):
+def _check_mesh(mesh, caller):
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise ValueError(f'{caller} needs a non-empty trimesh.Trimesh')
+
+
+def cast_directions(mesh, directions, r0=DEFAULT_R0):
+    """Cast one ray per unit direction ``(..., 3)`` from ``r0 * d`` towards the centre.
+
+    Returns complex64 ``(...)``: distance * exp(1j * angle), MISS_VALUE for misses.
+    """
+    _check_mesh(mesh, 'cast_directions')
+    shape = np.shape(directions)[:-1]
+    t, angle, hit = _cast_rays(mesh, directions, r0)
+    return _cell_values(t[:, None], angle[:, None], hit[:, None], None).reshape(shape)
+
+
+def mesh_to_sphere(mesh, n, r0=DEFAULT_R0, channels=False, supersample=1):
     """Spherical map of ``mesh`` on the n x n DH grid.
 
+    ``supersample`` = s: s x s sub-rays per cell, averaged (module docstring); 1 = one ray.
     Returns complex64 ``(n, n)`` (azimuth, polar), or ``(n, n, 1)`` if ``channels``.
     """
-    out = cast_directions(mesh, grid_directions(n), r0=r0)
+    _check_mesh(mesh, 'mesh_to_sphere')
+    d, w = subray_grid(n, supersample)
+    t, angle, hit = _cast_rays(mesh, d, r0)
+    shape = d.shape[:-1]
+    out = _cell_values(t.reshape(shape), angle.reshape(shape), hit.reshape(shape), w)
     return out[..., None] if channels else out
 
 
@@ -123,18 +226,24 @@ def _as_matrices(rotations):
     return rot
 
 
-def cast_rotated(mesh, n, rotations, r0=DEFAULT_R0, channels=False):
+def cast_rotated(mesh, n, rotations, r0=DEFAULT_R0, channels=False, supersample=1):
     """Maps of ``R @ mesh`` for each rotation, without rotating the mesh.
 
     Args:
       rotations: matrices ``(m, 3, 3)`` or quaternions ``(m, 4)`` (w, x, y, z).
+      supersample: s x s sub-rays per cell, averaged (module docstring); 1 = one ray.
     Returns complex64 ``(m, n, n)`` or ``(m, n, n, 1)`` (azimuth, polar[, channel]).
     """
+    _check_mesh(mesh, 'cast_rotated')
     rot = _as_matrices(rotations)
-    d = grid_directions(n)
-    # rotated ray directions R^T d, for all rotations: (m, n, n, 3)
-    dirs = np.einsum('mji,abj->mabi', rot, d)
-    out = cast_directions(mesh, dirs, r0=r0)
+    d, w = subray_grid(n, supersample)
+    S = d.shape[2]
+    # rotated ray directions R^T d, for all rotations: (m, n, n * S, 3) (for S = 1 exactly
+    # the array shapes of one ray per cell, hence the same rounding)
+    dirs = np.einsum('mji,abj->mabi', rot, d.reshape(n, n * S, 3))
+    t, angle, hit = _cast_rays(mesh, dirs, r0)
+    shape = (len(rot), n, n, S)
+    out = _cell_values(t.reshape(shape), angle.reshape(shape), hit.reshape(shape), w)
     return out[..., None] if channels else out
 
 
@@ -144,7 +253,8 @@ def _dot3(a, b):
     return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
 
 
-def cast_augmented(mesh, n, rotations, scales=None, centers=None, r0=DEFAULT_R0, channels=False):
+def cast_augmented(mesh, n, rotations, scales=None, centers=None, r0=DEFAULT_R0, channels=False,
+                   supersample=1):
     """Maps of scaled, rotated copies of ``mesh`` seen from shifted sphere centres.
 
     Instance k places mesh point ``v`` at ``R_k diag(scales[k]) v`` and casts, for
@@ -158,13 +268,15 @@ def cast_augmented(mesh, n, rotations, scales=None, centers=None, r0=DEFAULT_R0,
       rotations: matrices ``(m, 3, 3)`` or quaternions ``(m, 4)`` (w, x, y, z).
       scales: per-axis factors ``(m, 3)`` (> 0) applied in the mesh frame; None = ones.
       centers: sphere centres ``(m, 3)`` in the rotated frame; None = zeros.
+      supersample: s x s sub-rays per cell (grid directions d of the sub-rays, each
+        from ``centers[k] + r0 * d``), averaged (module docstring); 1 = one ray.
     Returns complex64 ``(m, n, n)`` or ``(m, n, n, 1)`` (azimuth, polar[, channel]).
     Raises ValueError if a transformed mesh reaches the sphere the rays start
     from (``|R diag(s) v - c| >= r0`` for some vertex).
     """
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise ValueError('cast_augmented needs a non-empty trimesh.Trimesh')
+    _check_mesh(mesh, 'cast_augmented')
     rot = _as_matrices(rotations)
+    grid, w = subray_grid(n, supersample)
     m = len(rot)
     s = np.ones((m, 3)) if scales is None else np.asarray(scales, dtype=np.float64)
     c = np.zeros((m, 3)) if centers is None else np.asarray(centers, dtype=np.float64)
@@ -182,7 +294,8 @@ def cast_augmented(mesh, n, rotations, scales=None, centers=None, r0=DEFAULT_R0,
         raise ValueError(f'instance {k}: the transformed mesh reaches {reach[k]:.4f} from the sphere centre, '
                          f'not inside the ray start radius r0 = {r0}')
 
-    d = grid_directions(n).reshape(-1, 3)                                   # (N, 3)
+    d = grid.reshape(-1, 3)                                                 # (N, 3), N = n * n * S
+    N = len(d)
     rtd = np.stack([_dot3(rot[:, None, :, i], d[None]) for i in range(3)], -1)  # R^T d: (m, N, 3)
     rtc = np.stack([_dot3(rot[:, :, i], c) for i in range(3)], -1)            # R^T c: (m, 3)
     # mesh-frame rays: origin diag(1/s) R^T (c + r0 d), direction u = diag(1/s) R^T (-d) (not unit:
@@ -192,10 +305,10 @@ def cast_augmented(mesh, n, rotations, scales=None, centers=None, r0=DEFAULT_R0,
     u = -rtd * inv
     flat_o, flat_u = origins.reshape(-1, 3), u.reshape(-1, 3)
     tri = _intersector(mesh).intersects_first(flat_o, flat_u)
-    out = np.full(len(flat_o), MISS_VALUE, dtype=np.complex64)
+    t_all, angle_all = np.zeros(len(flat_o)), np.zeros(len(flat_o))
     hit = tri >= 0
     if hit.any():
-        inst = np.nonzero(hit)[0] // (n * n)
+        inst = np.nonzero(hit)[0] // N
         normals = mesh.face_normals[tri[hit]]
         p0 = mesh.triangles[tri[hit], 0]
         uh, oh = flat_u[hit], flat_o[hit]
@@ -211,9 +324,10 @@ def cast_augmented(mesh, n, rotations, scales=None, centers=None, r0=DEFAULT_R0,
             # projection of the transformed centroid on the ray: t = (c + r0 d - R diag(s) cen) . d
             cen = mesh.triangles_center[tri[hit][bad]]
             rtd_hit = rtd.reshape(-1, 3)[hit][bad]
-            cd = _dot3(c[inst[bad]], d[np.nonzero(hit)[0][bad] % (n * n)])
+            cd = _dot3(c[inst[bad]], d[np.nonzero(hit)[0][bad] % N])
             t[bad] = r0 + cd - _dot3(cen * s[inst[bad]], rtd_hit)
-        angle = np.arccos(np.clip(np.abs(cos), 0.0, 1.0))
-        out[hit] = (t * np.exp(1j * angle)).astype(np.complex64)
-    out = out.reshape(m, n, n)
+        t_all[hit] = t
+        angle_all[hit] = np.arccos(np.clip(np.abs(cos), 0.0, 1.0))
+    shape = (m, n, n, grid.shape[2])
+    out = _cell_values(t_all.reshape(shape), angle_all.reshape(shape), hit.reshape(shape), w)
     return out[..., None] if channels else out
