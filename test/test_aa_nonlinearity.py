@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from spherical_cnn import equivariance as eq
 from spherical_cnn import layers, models, params
+from spherical_cnn import rotation_study as rs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -182,3 +183,9 @@ def test_block_argument_without_the_flag():
     assert isinstance(act, layers.SphericalActivation) and act.upsample == 2
     assert act.nonlinearity == "relu" and act.method == "naive"
     assert model.output_shape == (None, 16, 16, 4)
+
+
+def test_rotation_study_planar_baseline_drops_the_flag():
+    cfg = rs.StudyConfig(extra_flags=("--nonlinearity_upsample", "2"))
+    assert rs.spherical_args(cfg, "unused", "unused").nonlinearity_upsample == 2
+    assert rs.planar_args(cfg, "unused", "unused").nonlinearity_upsample == 1
