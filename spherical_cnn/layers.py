@@ -1,4 +1,4 @@
-"""Keras layers of the Spherical CNN: spherical convolution and sphere-aware pooling.
+"""Keras layers of the Spherical CNN: spherical convolution, sphere-aware pooling, anti-aliased nonlinearity.
 
 Maps are ``(batch, azimuth, polar, channels)`` on the Driscoll-Healy grid of
 size n (polar pi*j/n, azimuth 2*pi*k/n); L = n // 2 degrees.  All math is in
