@@ -1,4 +1,4 @@
-"""Keras layers of the Spherical CNN: spherical convolution and sphere-aware pooling.
+"""Keras layers of the Spherical CNN: spherical convolution, sphere-aware pooling, anti-aliased nonlinearity.
 
 Maps are ``(batch, azimuth, polar, channels)`` on the Driscoll-Healy grid of
 size n (polar pi*j/n, azimuth 2*pi*k/n); L = n // 2 degrees.  All math is in
@@ -431,4 +431,101 @@ class DegreePowerPooling(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"method": self.method, "real_inputs": self.real_inputs})
+        return config
+
+
+def pointwise_nonlinearity(name, rank, layer_name=None, **kwargs):
+    """The layer for ``--nonlin name`` applied to tensors of rank ``rank`` (batch included).
+
+    ``prelu`` has one learned slope per channel (shared over the other axes),
+    initialised to 0.1 as in the original; ``identity`` (also ``linear``,
+    ``none``) is a no-op; anything else is a Keras activation name.
+    ``kwargs`` go to the layer's constructor (e.g. ``dtype``).
+    """
+    if name == "prelu":
+        shared = list(range(1, rank - 1)) or None
+        return keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.1),
+                                  shared_axes=shared, name=layer_name, **kwargs)
+    if name in ("identity", "linear", "none"):
+        return keras.layers.Identity(name=layer_name, **kwargs)
+    try:
+        keras.activations.get(name)
+    except ValueError:
+        raise ValueError("--nonlin {!r} is neither prelu, identity nor a Keras activation"
+                         .format(name)) from None
+    return keras.layers.Activation(name, name=layer_name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SphericalActivation(keras.layers.Layer):
+    """Pointwise nonlinearity applied on a finer grid, band-limited back (anti-aliased).
+
+    For a map ``x`` ``(batch, n, n, channels)`` on the DH grid of size n
+    (``(batch, azimuth, polar, channels)``, L = n // 2 degrees), with u = ``upsample``:
+
+    1. forward transform at n: coefficients of degrees < L;
+    2. zero-pad them to the degrees < u*L of grid u*n and inverse transform at
+       u*n (the samples of the same band-limited function on the finer grid);
+    3. the pointwise nonlinearity there;
+    4. forward transform at u*n, keep degrees < L, inverse transform at n.
+
+    The output is band-limited to degrees < L. The DH quadrature on grid u*n
+    aliases into those degrees only the content of the activated map at
+    degrees >= u*n - L (n/2 for the nonlinearity applied on grid n itself),
+    which is why equivariance improves with u. ``upsample=1`` skips the transforms: the
+    nonlinearity is applied to the grid values, as a plain layer would do.
+    Coefficients do not depend on the grid size (they are the integrals of the
+    map against orthonormal harmonics), so zero-padding and truncation need no
+    rescaling.
+
+    Args:
+        nonlinearity: as ``--nonlin``: 'prelu' (one slope per channel, initial
+            0.1), 'identity', or a Keras activation name
+            (see :func:`pointwise_nonlinearity`).
+        upsample: integer u >= 1.
+        method: transform, 'naive' or 'sep' (real layout: maps are real).
+
+    Input and output: ``(batch, n, n, channels)``, n even.
+    Weights: those of the nonlinearity (PReLU: ``alpha`` ``(1, 1, channels)``),
+    held by the sublayer ``pointwise``.
+    """
+
+    def __init__(self, nonlinearity="prelu", upsample=2, method="naive", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(upsample, bool) or int(upsample) != upsample or upsample < 1:
+            raise ValueError(f"SphericalActivation: upsample must be an integer >= 1, got {upsample!r}")
+        self.nonlinearity = str(nonlinearity)
+        self.upsample = int(upsample)
+        self.method = tables.check_method(method)
+        self.pointwise = pointwise_nonlinearity(self.nonlinearity, 4, f"{self.name}_pointwise",
+                                                dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        n = _check_grid(input_shape, f"SphericalActivation({self.name})")
+        u = self.upsample
+        self.pointwise.build((input_shape[0], u * n, u * n, input_shape[3]))
+        self.built = True
+
+    def call(self, inputs):
+        if self.upsample == 1:
+            return self.pointwise(inputs)
+        n = _check_grid(inputs.shape, f"SphericalActivation({self.name})")
+        dtype = _compute_dtype(self)
+        coarse = sht.get_transform(n, self.method, True, dtype)
+        fine = sht.get_transform(self.upsample * n, self.method, True, dtype)
+        L, pad = coarse.L, fine.L - coarse.L
+        coeffs = coarse.forward_packed(inputs)  # (b, 2, 1, L, L, c)
+        coeffs = ops.pad(coeffs, [(0, 0), (0, 0), (0, 0), (0, pad), (0, pad), (0, 0)])
+        y = self.pointwise(fine.inverse_packed(coeffs))
+        coeffs = fine.forward_packed(y)[:, :, :, :L, :L]
+        return coarse.inverse_packed(coeffs)
+
+    def compute_output_shape(self, input_shape):
+        _check_grid(input_shape, f"SphericalActivation({self.name})")
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"nonlinearity": self.nonlinearity, "upsample": self.upsample,
+                       "method": self.method})
         return config

@@ -61,23 +61,14 @@ def nonlinearity(name, rank, layer_name):
     """The layer for ``--nonlin name`` applied to tensors of rank ``rank`` (batch included).
 
     ``prelu`` has one learned slope per channel, initialised to 0.1 as in the
-    original; ``identity`` is no-op; anything else is a Keras activation name.
+    original; ``identity`` is no-op; anything else is a Keras activation name
+    (see :func:`spherical_cnn.layers.pointwise_nonlinearity`).
     """
-    if name == "prelu":
-        shared = list(range(1, rank - 1)) or None
-        return kl.PReLU(alpha_initializer=keras.initializers.Constant(0.1),
-                        shared_axes=shared, name=layer_name)
-    if name in ("identity", "linear", "none"):
-        return kl.Identity(name=layer_name)
-    try:
-        keras.activations.get(name)
-    except ValueError:
-        raise ValueError("--nonlin {!r} is neither prelu, identity nor a Keras activation"
-                         .format(name))
-    return kl.Activation(name, name=layer_name)
+    return sl.pointwise_nonlinearity(name, rank, layer_name)
 
 
-def conv_block(x, args, filters, name, spectral_pool=0, regularizer=None, spectral_input=False):
+def conv_block(x, args, filters, name, spectral_pool=0, regularizer=None, spectral_input=False,
+               nonlinearity_upsample=None):
     """Spherical convolution -> batch norm (centre only) -> nonlinearity.
 
     The batch norm is :class:`~spherical_cnn.layers.FusedBatchNormalization`
@@ -85,7 +76,15 @@ def conv_block(x, args, filters, name, spectral_pool=0, regularizer=None, spectr
 
     ``x``: ``(batch, azimuth, polar, channels)``. The convolution has a bias
     only when there is no batch norm (the norm's centre replaces it).
+
+    ``nonlinearity_upsample`` (default ``args.nonlinearity_upsample``, 1 when
+    absent): with u > 1 the nonlinearity is a
+    :class:`~spherical_cnn.layers.SphericalActivation` applied on the grid u*n
+    and band-limited back to n (same name ``<name>_act``, same weights). The
+    batch norm is a per-channel affine map, so it commutes with that resampling.
     """
+    if nonlinearity_upsample is None:
+        nonlinearity_upsample = getattr(args, "nonlinearity_upsample", 1)
     x = sl.SphConv(filters,
                    n_filter_params=args.n_filter_params,
                    use_bias=not args.batch_norm,
@@ -98,7 +97,10 @@ def conv_block(x, args, filters, name, spectral_pool=0, regularizer=None, spectr
     if args.batch_norm:
         # A learned scale is redundant before (P)ReLU. Moving variance as TF1's fused batch norm.
         x = sl.FusedBatchNormalization(scale=False, renorm=args.batch_renorm, name=name + "_bn")(x)
-    return nonlinearity(args.nonlin, 4, name + "_act")(x)
+    if nonlinearity_upsample == 1:
+        return nonlinearity(args.nonlin, 4, name + "_act")(x)
+    return sl.SphericalActivation(args.nonlin, upsample=nonlinearity_upsample,
+                                  method=args.transform_method, name=name + "_act")(x)
 
 
 def grid_pool(x, kind, levels, name):

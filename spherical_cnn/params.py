@@ -9,8 +9,8 @@ commands work unchanged. Differences from the original:
 - Bad combinations raise :class:`ParamsError` with a message naming the flags
   instead of a bare ``assert``.
 - New flags: ``--seed``, ``--no_shuffle``, ``--distribute``, ``--xla``, ``--export``,
-  ``--progress``, ``--tensorboard_histograms``; and the dataset loader ``synthetic`` (the
-  built-in dataset, generated on first use).
+  ``--progress``, ``--tensorboard_histograms``, ``--nonlinearity_upsample``; and the
+  dataset loader ``synthetic`` (the built-in dataset, generated on first use).
 """
 import argparse
 import os
@@ -148,6 +148,9 @@ def build_parser():
 
     # ours
     p.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling)")
+    p.add_argument("--nonlinearity_upsample", type=int, default=1,
+                   help="apply the convolution blocks' nonlinearity on a grid this many times finer "
+                        "and band-limit back (anti-aliased, more equivariant, slower); 1: on the grid")
     p.add_argument("--no_shuffle", action="store_true", default=False,
                    help="train on each shard in file order, as the original (default: shuffled)")
     p.add_argument("--distribute", choices=["none", "mirrored", "multi_worker"], default="none",
@@ -223,6 +226,14 @@ def check(args):
     if args.spectral_pool and args.pool != "wap":
         raise ParamsError("--pool {} has no effect with --spectral_pool; leave --pool at wap"
                           .format(args.pool))
+    if args.nonlinearity_upsample < 1:
+        raise ParamsError("--nonlinearity_upsample must be >= 1, got {}".format(args.nonlinearity_upsample))
+    if args.nonlinearity_upsample > 1 and args.nonlin in ("identity", "linear", "none"):
+        raise ParamsError("--nonlinearity_upsample has no effect with --nonlin {}; leave it at 1"
+                          .format(args.nonlin))
+    if args.nonlinearity_upsample > 1 and args.model == "planar":
+        raise ParamsError("--nonlinearity_upsample needs a spherical model; --model planar has no "
+                          "spherical grid")
     if args.batch_renorm and not args.batch_norm:
         raise ParamsError("--batch_renorm needs --batch_norm")
     if args.train_bsize <= 0:

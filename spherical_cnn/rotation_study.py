@@ -241,8 +241,8 @@ def spherical_args(cfg, dset_dir, logdir, more=()):
 def planar_args(cfg, dset_dir, logdir, target_params=None, input_shape=None):
     """Flags of the planar baseline: the spherical flags with ``--model planar``.
 
-    The two-branch options are dropped (``--extra_loss``, ``--concat_branches``)
-    and, when ``target_params`` is given, the widths ``--nfilters`` are scaled
+    The two-branch and spherical options are dropped (``--extra_loss``,
+    ``--concat_branches``, ``--nonlinearity_upsample``) and, when ``target_params`` is given, the widths ``--nfilters`` are scaled
     by one common factor so that the parameter count is the closest to it.
     """
     from . import params
@@ -252,6 +252,7 @@ def planar_args(cfg, dset_dir, logdir, target_params=None, input_shape=None):
     args.extra_loss = False
     args.weighted_sph_avg = False
     args.spectral_pool = False
+    args.nonlinearity_upsample = 1
     if target_params and input_shape is not None:
         args.nfilters = match_widths(args, input_shape[-1], target_params)
     params.check(args)

@@ -43,6 +43,19 @@ SCRIPT = textwrap.dedent("""
                     layers.SphConv(2, method=method, real_inputs=real, kernel_initializer="ones")(inp)))
                 model.compile(keras.optimizers.SGD(1e-3), "mse")
                 out["loss_" + key] = np.array(model.train_on_batch(x, np.zeros((2, 8 * 2), "float32")))
+        # anti-aliased PReLU on the grid 2n, eagerly and inside a compiled training step
+        rng = np.random.default_rng(8)
+        for method in ["naive", "sep"]:
+            act = layers.SphericalActivation("prelu", upsample=2, method=method)
+            act.build(x.shape)
+            act.set_weights([rng.uniform(-1, 1, w.shape).astype("float32") for w in act.get_weights()])
+            out["aa_" + method] = np.asarray(act(x))
+            inp = keras.Input((16, 16, 3))
+            model = keras.Model(inp, layers.DegreePowerPooling(method)(
+                layers.SphericalActivation("prelu", upsample=2, method=method)(
+                    layers.SphConv(2, method=method, kernel_initializer="ones")(inp))))
+            model.compile(keras.optimizers.SGD(1e-3), "mse")
+            out["aa_loss_" + method] = np.array(model.train_on_batch(x, np.zeros((2, 8 * 2), "float32")))
         # TF1's moving-variance update, eagerly and inside a compiled training step
         bn = layers.FusedBatchNormalization(scale=False, momentum=0.9)
         out["bn_batch"] = np.asarray(bn(x, training=True))
@@ -78,7 +91,7 @@ def _run(backend, tmp_path):
 def test_layers_match_between_jax_and_tensorflow(tmp_path):
     jax_out = _run("jax", tmp_path)
     tf_out = _run("tensorflow", tmp_path)
-    assert set(jax_out) == set(tf_out) and len(tf_out) == 23
+    assert set(jax_out) == set(tf_out) and len(tf_out) == 27
     # the compiled step updated the moving variance with the Bessel-corrected batch variance
     x = np.random.default_rng(7).standard_normal((2, 16, 16, 3))  # the script's input
     n = 2 * 16 * 16

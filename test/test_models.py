@@ -52,6 +52,8 @@ OPTIONS = {
     "sep": ["--transform_method", "sep", "--real_inputs"],
     "complex-sep": ["--transform_method", "sep"],
     "momentum-reg": ["--optimizer", "momentum", "--regularization_weight", "0.1"],
+    "nonlinearity-upsample": ["--batch_norm", "--nonlinearity_upsample", "2", "--transform_method", "sep",
+                              "--real_inputs"],
 }
 
 
