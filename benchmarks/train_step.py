@@ -1,54 +1,78 @@
 #!/usr/bin/env python3
-"""Training-step throughput of the demo model: ``naive`` vs ``sep`` transforms.
+"""Training step of the demo model: this tree against a baseline revision, side by side.
 
-Each method runs in its own subprocess (so that peak memory is its own):
-the model of ``params/model-64.txt`` (+ ``params/m40-64.txt``) is built with
-``--transform_method`` set to that method, random ``(batch, 64, 64, 2)``
-inputs are fed, and after warm-up the mean time of a full training step
-(forward, losses, backward, Adam update) is measured. Printed: samples/s,
-ms/step, the sep/naive speed ratio, the peak resident memory of the process,
-and the projected time of the original schedule (48 epochs of the ~468k
-augmented ModelNet40 training samples at that rate).
+Every measurement runs in its own subprocess (so that peak memory is its own)
+and the variants alternate for ``--rounds`` rounds, so that load from other
+processes falls on all of them alike; a variant's figure is the best of its
+rounds' median step times. A variant is ``TREE:METHOD[:xla]``:
 
-    python3 benchmarks/train_step.py                      # TF backend, CPU/GPU as available
-    KERAS_BACKEND=jax python3 benchmarks/train_step.py    # JAX backend (e.g. on a GPU machine)
+- TREE ``current`` is this checkout; ``baseline`` is ``--baseline REV`` checked out
+  with ``git worktree add`` in a temporary folder (removed afterwards);
+- METHOD is the ``--transform_method`` (``sep`` or ``naive``);
+- ``xla`` adds ``--xla`` (the steps compiled with XLA; current tree only).
 
-Results are also written to benchmarks/results/train_step.json.
+The model is ``params/model-64.txt`` + ``params/m40-64.txt`` with random
+``(batch, 64, 64, 2)`` inputs; a step is forward, losses, backward and the
+optimizer update (the trainer's own compiled step).
+
+Also measured in the same run:
+
+- the float32 matmul speed of this machine (a 1024 x 1024 x 1024 product, best
+  of 10, in each round) and the floating-point work of the step's spherical
+  convolutions (transforms and per-degree filters, forward and backward,
+  counted from the model's layers): their ratio is the time the step would
+  take if it ran only those matmuls at that speed ("FLOP limit");
+- the input pipeline: records read, parsed and converted (``--mag_ang``) per
+  second by the trainer's own tf.data pipeline from a temporary set of
+  res-64 complex64 records, against the samples per second trained.
+
+    python3 benchmarks/train_step.py --baseline c43df2f        # before/after table
+    python3 benchmarks/train_step.py --variants current:sep,current:naive
+    KERAS_BACKEND=jax python3 benchmarks/train_step.py --variants current:sep   # JAX path
+
+Prints a table and writes benchmarks/results/train_step.json.
 """
 import argparse
 import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
 ORIGINAL_SAMPLES = 468_000   # ~48 augmented copies of the 9,843 ModelNet40 training meshes
-ORIGINAL_EPOCHS = 48         # params/training.txt; one epoch = one of 48 shards ~ 9.8k samples
-SAMPLES_PER_EPOCH = ORIGINAL_SAMPLES / ORIGINAL_EPOCHS
 
 
-def worker(method, batch, steps, warmup, res):
-    """Measure one method in this process; print a JSON line."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# ----------------------------------------------------------------------------- workers
+
+def _flags(root, method, batch, res, xla, logdir):
+    argv = ["@" + os.path.join(root, "params", "model-64.txt"),
+            "@" + os.path.join(root, "params", "m40-64.txt"),
+            "--transform_method", method, "--input_res", str(res), "--train_bsize", str(batch),
+            "--logdir", logdir]
+    return argv + (["--xla"] if xla else [])
+
+
+def step_worker(root, method, xla, batch, res, steps, warmup):
+    """Time the training step of the tree at ``root``; print one JSON line."""
+    sys.path.insert(0, root)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
     import keras
-    from spherical_cnn import params, models
+    from spherical_cnn import models, params
 
-    argv = ["@" + os.path.join(ROOT, "params", "model-64.txt"),
-            "@" + os.path.join(ROOT, "params", "m40-64.txt"),
-            "--transform_method", method, "--input_res", str(res), "--train_bsize", str(batch),
-            "--logdir", os.path.join(ROOT, "benchmarks", "results", "scratch")]
-    args = params.parse(argv)
+    logdir = tempfile.mkdtemp(prefix="train_step_")
+    args = params.parse(_flags(root, method, batch, res, xla, logdir))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, res, res, 2)).astype("float32")
     y = rng.integers(0, args.n_classes, size=batch).astype("int64")
     backend = keras.backend.backend()
-
     t_build = time.perf_counter()
     if backend == "tensorflow":
         from spherical_cnn import training
@@ -59,7 +83,9 @@ def worker(method, batch, steps, warmup, res):
 
         trainer = training.Trainer(args, dataset=OneBatch())
         trainer._build_steps()
-        step = lambda: trainer._train_step(x, y).numpy()  # noqa: E731
+
+        def step():
+            return trainer._train_step(x, y).numpy()
         n_params = trainer.model.count_params()
     else:
         model = models.build_model(args, (res, res, 2))
@@ -67,7 +93,9 @@ def worker(method, batch, steps, warmup, res):
                       loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                             "extra_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)})
         targets = {"logits": y, "extra_logits": y}
-        step = lambda: model.train_on_batch(x, targets)  # noqa: E731
+
+        def step():
+            return model.train_on_batch(x, targets)
         n_params = model.count_params()
     for _ in range(warmup):
         step()
@@ -77,54 +105,236 @@ def worker(method, batch, steps, warmup, res):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    times = np.array(times)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"method": method, "backend": backend, "batch": batch, "res": res,
-                      "n_params": int(n_params), "step_ms": float(times.mean() * 1e3),
-                      "step_ms_min": float(times.min() * 1e3),
-                      "samples_per_s": float(batch / times.mean()),
-                      "peak_rss_mb": peak_mb, "build_and_warmup_s": build_s}))
+    shutil.rmtree(logdir, ignore_errors=True)
+    print(json.dumps({"backend": backend, "n_params": int(n_params), "times_s": times,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                      "build_and_warmup_s": build_s}))
+
+
+def conv_flops(model, batch):
+    """Floating-point operations of the ``SphConv`` layers of ``model`` for one training step.
+
+    Counts the matmuls of the 'sep' transforms as implemented (radix-2 butterfly,
+    two half-length DFTs, Legendre per order and part; see ``sht.analysis``) and
+    of the per-degree filter, forward and backward: the backward pass of a
+    linear map costs what its forward pass costs for the input gradient, and the
+    filter also needs its kernel gradient; the first layer needs no input
+    gradient. Returns ``{"transforms": flops, "filters": flops}``.
+    """
+    from spherical_cnn import layers
+
+    def per_map(n):  # analysis or synthesis of one map on the n x n grid
+        L, h = n // 2, n // 2
+        L2 = (L + 1) // 2
+        return 4 * n * n + 8 * L2 * h * n + 8 * L2 * L * n
+
+    total = {"transforms": 0.0, "filters": 0.0}
+    convs = [l for l in model.layers if isinstance(l, layers.SphConv)]
+    for layer in convs:
+        n, p = layer.n, layer.spectral_pool
+        n_out = n // 2 ** p
+        L2p = (n_out // 2 + 1) // 2
+        first = not _has_weights_upstream(layer.input)
+        analysis = batch * layer.in_channels * per_map(n)
+        synthesis = batch * layer.filters * per_map(n_out)
+        filt = 2 * (n_out // 2) * 4 * L2p * batch * layer.in_channels * layer.filters
+        total["transforms"] += (analysis + synthesis) * 2 - (analysis if first else 0)
+        total["filters"] += filt * (2 if first else 3)
+    return total
+
+
+def _has_weights_upstream(tensor):
+    """Whether a layer with weights lies between the model's input and ``tensor``."""
+    op = tensor._keras_history.operation
+    if op.weights:
+        return True
+    inputs = op._inbound_nodes[0].input_tensors if op._inbound_nodes else []
+    return any(_has_weights_upstream(t) for t in inputs)
+
+
+def info_worker(root, batch, res):
+    """Matmul speed of this machine and the step's convolution FLOPs; one JSON line."""
+    sys.path.insert(0, root)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+    import tensorflow as tf
+    from spherical_cnn import models, params
+
+    a = tf.constant(np.random.default_rng(0).standard_normal((1024, 1024)).astype("float32"))
+    mm = tf.function(lambda: tf.matmul(a, a))
+    mm().numpy()
+    best = min(_timed(lambda: mm().numpy()) for _ in range(10))
+    args = params.parse(_flags(root, "sep", batch, res, False, tempfile.gettempdir()))
+    model = models.build_model(args, (res, res, 2))
+    print(json.dumps({"matmul_gflops": 2 * 1024 ** 3 / best / 1e9, **conv_flops(model, batch)}))
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def pipeline_worker(root, batch, res, records):
+    """Samples/s of the trainer's input pipeline (read, parse, --mag_ang) alone; one JSON line."""
+    sys.path.insert(0, root)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+    from spherical_cnn import datasets, params
+    from spherical_cnn.data import records as rec
+
+    d = tempfile.mkdtemp(prefix="train_step_data_")
+    try:
+        rng = np.random.default_rng(0)
+        x = (rng.random((records, res, res, 1)) * np.exp(1j * rng.random((records, res, res, 1)))
+             ).astype(np.complex64)
+        for split in ("train", "test"):
+            rec.write_records(os.path.join(d, split + "_000.tfrecord"),
+                              (rec.encode_example(x[i], i % 40, fname="m/{}.off".format(i))
+                               for i in range(records)))
+        args = params.parse(_flags(root, "sep", batch, res, False, d) + ["--dset_dir", d])
+        ds = datasets.load(args)
+        for _ in ds.train(0):  # warm-up: file cache, tf.data start
+            pass
+        t0 = time.perf_counter()
+        n = 0
+        for epoch in range(3):
+            for xb, _ in ds.train(epoch):
+                n += int(xb.shape[0])
+        print(json.dumps({"pipeline_samples_per_s": n / (time.perf_counter() - t0)}))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- driver
+
+def run_worker(argv, env=None):
+    out = subprocess.run([sys.executable, os.path.abspath(__file__)] + argv, capture_output=True,
+                         text=True, env=env)
+    if out.returncode != 0:
+        sys.exit("benchmark worker {} failed:\n{}".format(" ".join(argv), out.stderr[-3000:]))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def make_baseline(rev):
+    """A temporary worktree of ``rev``; returns its path."""
+    path = tempfile.mkdtemp(prefix="train_step_baseline_")
+    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", "-f", path, rev], check=True,
+                   capture_output=True)
+    return path
+
+
+def drop_baseline(path):
+    subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", path], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def parse_variant(text, have_baseline):
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in ("current", "baseline") or \
+            parts[1] not in ("sep", "naive") or parts[2:] not in ([], ["xla"]):
+        sys.exit("--variants: expected TREE:METHOD[:xla] with TREE current|baseline and METHOD "
+                 "sep|naive, got {!r}".format(text))
+    if parts[0] == "baseline" and not have_baseline:
+        sys.exit("--variants {}: needs --baseline REV".format(text))
+    return {"name": text, "tree": parts[0], "method": parts[1], "xla": len(parts) == 3}
+
+
+def median(v):
+    v = sorted(v)
+    return 0.5 * (v[(len(v) - 1) // 2] + v[len(v) // 2])
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", default="naive,sep")
+    p.add_argument("--baseline", help="git revision to compare against (checked out in a temporary worktree)")
+    p.add_argument("--variants", help="comma-separated TREE:METHOD[:xla] (default: baseline:sep if "
+                                      "--baseline, current:sep, current:sep:xla)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--res", type=int, default=64)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, default=8, help="timed steps per round")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--pipeline_records", type=int, default=512)
+    p.add_argument("--out", default=os.path.join(HERE, "results", "train_step.json"))
+    p.add_argument("--worker", choices=["step", "info", "pipeline"], help=argparse.SUPPRESS)
+    p.add_argument("--root", default=ROOT, help=argparse.SUPPRESS)
+    p.add_argument("--method", default="sep", help=argparse.SUPPRESS)
+    p.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
-    if a.worker:
-        worker(a.worker, a.batch, a.steps, a.warmup, a.res)
-        return
+    if a.worker == "step":
+        return step_worker(a.root, a.method, a.xla, a.batch, a.res, a.steps, a.warmup)
+    if a.worker == "info":
+        return info_worker(a.root, a.batch, a.res)
+    if a.worker == "pipeline":
+        return pipeline_worker(a.root, a.batch, a.res, a.pipeline_records)
 
-    rows = []
-    for method in a.methods.split(","):
-        print("measuring {} ...".format(method), file=sys.stderr, flush=True)
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", method, "--batch", str(a.batch),
-               "--res", str(a.res), "--steps", str(a.steps), "--warmup", str(a.warmup)]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.exit("worker {} failed:\n{}".format(method, out.stderr[-3000:]))
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    default = (["baseline:sep"] if a.baseline else []) + ["current:sep", "current:sep:xla"]
+    variants = [parse_variant(v, bool(a.baseline)) for v in (a.variants.split(",") if a.variants else default)]
+    base_dir = make_baseline(a.baseline) if a.baseline else None
+    try:
+        common = ["--batch", str(a.batch), "--res", str(a.res)]
+        for v in variants:
+            v["medians_ms"], v["peak_rss_mb"] = [], 0.0
+        speeds = []
+        for r in range(a.rounds):
+            for v in variants:
+                print("round {}/{}: {} ...".format(r + 1, a.rounds, v["name"]), file=sys.stderr, flush=True)
+                root = base_dir if v["tree"] == "baseline" else ROOT
+                res = run_worker(["--worker", "step", "--root", root, "--method", v["method"],
+                                  "--steps", str(a.steps), "--warmup", str(a.warmup)]
+                                 + (["--xla"] if v["xla"] else []) + common)
+                v["medians_ms"].append(1e3 * median(res["times_s"]))
+                v["peak_rss_mb"] = max(v["peak_rss_mb"], res["peak_rss_mb"])
+                v["backend"], v["n_params"] = res["backend"], res["n_params"]
+            info = run_worker(["--worker", "info"] + common)
+            speeds.append(info["matmul_gflops"])
+        pipe = run_worker(["--worker", "pipeline", "--pipeline_records", str(a.pipeline_records)] + common)
+    finally:
+        if base_dir:
+            drop_baseline(base_dir)
 
-    base = next((r for r in rows if r["method"] == "naive"), rows[0])
-    print("\nTraining step, model-64 configuration, batch {}, res {}, backend {} ({})".format(
-        a.batch, a.res, rows[0]["backend"], platform.processor() or platform.machine()))
-    print("| method | ms/step | samples/s | vs naive | peak RSS (MB) | 48-epoch ModelNet40 (h) |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        r["speedup_vs_naive"] = base["step_ms"] / r["step_ms"]
-        r["projected_48_epochs_h"] = ORIGINAL_EPOCHS * SAMPLES_PER_EPOCH / r["samples_per_s"] / 3600
-        print("| {} | {:.0f} | {:.1f} | {:.2f}x | {:.0f} | {:.1f} |".format(
-            r["method"], r["step_ms"], r["samples_per_s"], r["speedup_vs_naive"], r["peak_rss_mb"],
-            r["projected_48_epochs_h"]))
-    os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
-    path = os.path.join(ROOT, "benchmarks", "results", "train_step.json")
-    with open(path, "w") as f:
-        json.dump({"rows": rows, "nproc": os.cpu_count(), "argv": sys.argv[1:]}, f, indent=2)
-    print("\nwrote", os.path.relpath(path, ROOT))
+    gflops = max(speeds)
+    conv = info["transforms"] + info["filters"]
+    limit_ms = conv / (gflops * 1e9) * 1e3
+    ref = next((v for v in variants if v["tree"] == "baseline"), variants[0])
+    for v in variants:
+        v["step_ms"] = min(v["medians_ms"])
+        v["samples_per_s"] = a.batch / v["step_ms"] * 1e3
+        v["x_vs_ref"] = ref["step_ms"] / v["step_ms"]
+        v["x_flop_limit"] = v["step_ms"] / limit_ms
+        v["original_schedule_h"] = ORIGINAL_SAMPLES / v["samples_per_s"] / 3600
+
+    print("\nTraining step, model-64 configuration, batch {}, res {}, backend {}; {} CPUs ({}); "
+          "best of {} rounds x median of {} steps".format(
+              a.batch, a.res, variants[0]["backend"], os.cpu_count(),
+              platform.processor() or platform.machine(), a.rounds, a.steps))
+    if a.baseline:
+        print("baseline = {}".format(a.baseline))
+    print("| variant | ms/step | samples/s | x {} | x FLOP limit | peak RSS (MB) | 48-epoch ModelNet40 (h) |"
+          .format(ref["name"]))
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for v in variants:
+        print("| {} | {:.0f} | {:.1f} | {:.2f} | {:.1f} | {:.0f} | {:.1f} |".format(
+            v["name"], v["step_ms"], v["samples_per_s"], v["x_vs_ref"], v["x_flop_limit"],
+            v["peak_rss_mb"], v["original_schedule_h"]))
+    print("\nSpherical convolutions: {:.2f} GFLOP per step (transforms {:.2f}, filters {:.2f}); "
+          "float32 matmul speed {:.0f} GFLOP/s (best of the rounds: {}) -> FLOP limit {:.0f} ms/step"
+          .format(conv / 1e9, info["transforms"] / 1e9, info["filters"] / 1e9, gflops,
+                  ", ".join("{:.0f}".format(s) for s in speeds), limit_ms))
+    best = max(variants, key=lambda v: v["samples_per_s"])
+    print("Input pipeline (read + parse + --mag_ang, res {}): {:.0f} samples/s = {:.1f}x the fastest "
+          "variant's {:.0f} samples/s trained".format(a.res, pipe["pipeline_samples_per_s"],
+                                                      pipe["pipeline_samples_per_s"] / best["samples_per_s"],
+                                                      best["samples_per_s"]))
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump({"variants": variants, "baseline": a.baseline, "matmul_gflops": speeds,
+                   "conv_flops": {"transforms": info["transforms"], "filters": info["filters"]},
+                   "flop_limit_ms": limit_ms, "pipeline_samples_per_s": pipe["pipeline_samples_per_s"],
+                   "batch": a.batch, "res": a.res, "cpus": os.cpu_count(),
+                   "machine": platform.processor() or platform.machine(), "argv": sys.argv[1:]}, f, indent=2)
+    print("wrote", os.path.relpath(a.out, ROOT))
 
 
 if __name__ == "__main__":
