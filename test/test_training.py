@@ -213,3 +213,31 @@ def test_xla_step_matches_the_plain_step(dset_dir, tmp_path):
     flat = lambda ws: np.concatenate([w.ravel() for w in ws])  # noqa: E731
     update = flat(plain_w) - flat(init)
     assert np.linalg.norm(flat(xla_w) - flat(plain_w)) < 1e-3 * np.linalg.norm(update)
+
+
+def test_steps_have_device_kernels_for_every_op(tmp_path):
+    """GPU-ready by construction: every op of the compiled training and evaluation
+    steps (nested functions included) has a GPU or device-agnostic kernel in this
+    TensorFlow build, and none calls back into Python (py_function / numpy_function)."""
+    from tensorflow.python.framework import kernels
+
+    args = params.parse(TINY_MODEL + ["--logdir", str(tmp_path), "--transform_method", "sep",
+                                      "--dset_dir", str(tmp_path)])
+
+    class OneBatch:
+        input_shape = (RES, RES, 2)
+        class_names = None
+
+    trainer = training.Trainer(args, dataset=OneBatch())
+    trainer._build_steps()
+    x, y = tf.zeros((8, RES, RES, 2)), tf.zeros((8,), tf.int64)
+    types = set()
+    for step in (trainer._train_step, trainer._eval_step):
+        graph = step.get_concrete_function(x, y).graph.as_graph_def()
+        types |= {node.op for node in graph.node}
+        types |= {node.op for f in graph.library.function for node in f.node_def}
+    assert {"BatchMatMulV2", "FusedBatchNormV3"} <= types  # the transforms and the fused batch norm
+    assert not types & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+    host_only = sorted(t for t in types if not {"GPU", "DEFAULT"} & {
+        k.device_type for k in kernels.get_registered_kernels_for_op(t).kernel})
+    assert host_only == [], host_only
