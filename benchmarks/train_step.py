@@ -192,7 +192,7 @@ def pipeline_worker(root, batch, res, records):
             rec.write_records(os.path.join(d, split + "_000.tfrecord"),
                               (rec.encode_example(x[i], i % 40, fname="m/{}.off".format(i))
                                for i in range(records)))
-        args = params.parse(_flags(root, "sep", batch, res, False, d) + ["--dset_dir", d])
+        args = params.parse(_flags(root, "sep", batch, res, False, d) + ["--dset_dir", d, "--skip_val"])
         ds = datasets.load(args)
         for _ in ds.train(0):  # warm-up: file cache, tf.data start
             pass
