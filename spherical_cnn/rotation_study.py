@@ -723,7 +723,7 @@ def _seeds_text(results):
 
 def format_table(results):
     """Markdown: accuracy, consistency and spread tables (train/test columns), each under a title."""
-    regimes = REGIME_LABELS
+    regimes = list(REGIME_LABELS)
     n_rot = _n_test_rotations(results)
     parts = [
         ["Test accuracy (%), {}:".format(_seeds_text(results)), ""] + _markdown(
@@ -819,7 +819,7 @@ def write_outputs(results, out_dir):
 
 def _bars(ax, results, metric, ylabel):
     """Grouped bars of ``metric`` (percent): groups = regimes, bars = models, error bars = std over seeds."""
-    regimes = REGIME_LABELS
+    regimes = list(REGIME_LABELS)
     names = list(results["models"])
     width = 0.8 / max(1, len(names))
     xs = np.arange(len(regimes))
