@@ -1,7 +1,7 @@
 """Rotation study (z/z, SO(3)/SO(3), z/SO(3), SO(3)/z) and per-layer equivariance error.
 
-  spherical-cnn-rotation-study                        # full study: 3 seeds
-  spherical-cnn-rotation-study --quick --out /tmp/rs  # smoke test (~40 s)
+  spherical-cnn-rotation-study                        # full study, 3 seeds (~1 h on 2 CPU cores)
+  spherical-cnn-rotation-study --quick --out /tmp/rs  # smoke test (~80 s)
   spherical-cnn-rotation-study --models spherical-cwap,planar --seeds 0
   spherical-cnn-rotation-study --mesh_root ~/data/ModelNet10 --input_res 64 \\
       --params params/model-64.txt params/m40-64.txt params/training.txt --flags --n_classes 10
