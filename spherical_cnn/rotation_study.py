@@ -1,8 +1,9 @@
 """The paper's rotation study: z/z, SO(3)/SO(3), z/SO(3) and SO(3)/z, spherical CNNs vs a planar CNN.
 
 Datasets. One mesh tree (the built-in synthetic shapes by default) is rendered
-twice per dataset variant, with the same meshes, the same train/val/test split
-and the same rotations (the builder draws them from the seed and the mesh path):
+twice per dataset variant, with the same meshes and the same train/val/test
+split; datasets of the same rotation kind share their rotations across variants
+(the builder draws them from the seed and the mesh path):
 
   ``<out>/data/<variant>/z``    train, val and test meshes rotated about the z axis only;
   ``<out>/data/<variant>/so3``  the same meshes under uniformly random rotations.
