@@ -248,18 +248,44 @@ class SphericalDataset:
         Partial last batch kept (also with ``--round_batches``); 'val' keeps the
         first ``--first_n`` batches, 'test' the first ``--test_n`` (0: all).
         """
+        return self._eval_batches(split, self._parser).prefetch(tf.data.AUTOTUNE)
+
+    def record_keys(self, split):
+        """``(fname, idrot)`` of every record that :meth:`eval` yields for ``split``, in that order.
+
+        ``fname`` (str, the mesh) is '' and ``idrot`` (the rotation index) -1 where a
+        record does not carry them. Returns two lists.
+        """
+        spec = {'fname': tf.io.FixedLenFeature([], tf.string, default_value=''),
+                'idrot': tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
+
+        def keys_parser(path):
+            def parse(index, serialized):
+                ex = tf.io.parse_single_example(serialized, spec)
+                return ex['fname'], ex['idrot']
+            return parse
+
+        fnames, idrots = [], []
+        for f, r in self._eval_batches(split, keys_parser):
+            fnames += [v.decode('utf-8', 'replace') for v in f.numpy()]
+            idrots += [int(v) for v in r.numpy()]
+        return fnames, idrots
+
+    def _eval_batches(self, split, parser):
+        """Batches of ``parser(path)`` applied to the records of ``split``, in file order,
+        cut to ``--test_n`` / ``--first_n`` batches (see :meth:`eval`)."""
         if split not in ('val', 'test'):
             raise ValueError(f'eval() takes split "val" or "test", got {split!r}')
         ds = None
         for path in self._split_files(split):
-            d = self._file_dataset(path).map(self._parser(path), num_parallel_calls=tf.data.AUTOTUNE)
+            d = self._file_dataset(path).map(parser(path), num_parallel_calls=tf.data.AUTOTUNE)
             ds = d if ds is None else ds.concatenate(d)
         ds = ds.batch(self.batch_size)
         if split == 'test' and self.test_n > 0:
             ds = ds.take(self.test_n)
         if split == 'val' and self.first_n:
             ds = ds.take(int(self.first_n))
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return ds
 
     def __repr__(self):
         counts = {s: len(p) for s, p in self.files.items()}

@@ -1,38 +1,50 @@
-"""The paper's rotation study: z/z, SO(3)/SO(3) and z/SO(3), spherical CNN vs a planar CNN.
+"""The paper's rotation study: z/z, SO(3)/SO(3), z/SO(3) and SO(3)/z, spherical CNNs vs a planar CNN.
 
-One mesh tree (the built-in synthetic shapes by default) is rendered twice, with
-the same meshes and the same train/val/test split (the builder's split depends
-on the seed only):
+Datasets. One mesh tree (the built-in synthetic shapes by default) is rendered
+twice per dataset variant, with the same meshes and the same train/val/test
+split; datasets of the same rotation kind share their rotations across variants
+(the builder draws them from the seed and the mesh path):
 
-  ``<out>/data/z``    train, val and test meshes rotated about the z axis only;
-  ``<out>/data/so3``  the same meshes under uniformly random rotations.
+  ``<out>/data/<variant>/z``    train, val and test meshes rotated about the z axis only;
+  ``<out>/data/<variant>/so3``  the same meshes under uniformly random rotations.
 
-Each model is trained on the train split of each dataset and tested on the test
-split of both, which gives the regimes ``train/test``: z/z, SO(3)/SO(3), z/SO(3)
-(the paper's table) and SO(3)/z (free, kept in the JSON/CSV).
+Dataset variants (:data:`DATA_VARIANTS`) are builder options: ``plain`` (none)
+and ``ss4`` (``supersample=4``). Every test mesh is rendered under
+``n_test_rotations`` rotations (records ``fname`` = mesh path, ``idrot`` = 0 ..
+R-1), which the invariance measures need (:mod:`spherical_cnn.rotation_metrics`).
 
-Models (trained by the same :class:`spherical_cnn.training.Trainer`, same
-optimizer, schedule, epochs, batches):
+Regimes ``train/test``: each model is trained on the train split of the z and
+of the SO(3) dataset and tested on the test split of both: z/z, SO(3)/SO(3),
+z/SO(3) (the paper's table) and SO(3)/z.
 
-- ``spherical-wap``, ``spherical-cwap`` and ``spherical-spectral``: the demo's two-branch
-  spherical CNN from the params files (default ``params/model-32.txt
-  params/synthetic-32.txt params/training-cpu.txt``), pooling on the grid
-  (area-weighted as the original, ``--pool wap``; grid-centred, ``--pool cwap``) or in
-  the spectral domain (``--spectral_pool``);
-- ``planar``: an ordinary Keras 2D CNN (:func:`planar_cnn`, registered as
-  ``--model planar``) that reads the same 2-channel (azimuth, polar) maps as
-  images: 3x3 convolutions with zero padding, batch norm, the same
-  nonlinearity, max pooling where the spherical model pools, global average
-  pooling and a dense classifier; its widths are scaled so that its parameter
-  count is close to the spherical model's.
+Models (:data:`MODEL_TABLE`, one :class:`ModelVariant` per line: name, label,
+flag values, dataset variant, builder) are trained by the same
+:class:`spherical_cnn.training.Trainer` with the same optimizer, schedule,
+epochs and batches (params files, default ``params/model-32.txt
+params/synthetic-32.txt params/training-cpu.txt``). A variant whose flag or
+builder option this version lacks is left out of the default list (and named
+in ``skipped_models``); asking for it is a one-line error. ``planar`` is an
+ordinary Keras 2D CNN (:func:`planar_cnn`, ``--model planar``) reading the
+same 2-channel (azimuth, polar) maps as images, its widths scaled so that its
+parameter count is close to the spherical model's.
 
-Outputs in ``<out>``: ``results.json``, ``results.csv``, ``table.md`` (the
-markdown table) and ``rotation_study.png`` (bar chart), plus one training
-folder per (model, train rotations) under ``<out>/runs``.
+Seeds: every (model, train rotations) is trained once per seed of
+``cfg.seeds`` (the trainer's ``--seed``: weights and shuffling; the datasets
+stay the same). Run folders ``<out>/runs/<model>/seed<k>/<z|so3>``; each holds
+``study_run.json`` = ``{"key": what the run was made from (flags, datasets),
+"result": its figures and per-record predictions, or null while training}``.
+A run whose key matches and that has a result is reused without training; one
+without a result resumes from its ``latest`` checkpoint; any other is trained
+from scratch.
+
+Outputs in ``<out>`` (see :func:`write_outputs`): ``results.json``,
+``results.csv`` (mean and std over seeds), ``results_per_seed.csv``,
+``table.md`` and ``rotation_study.png``.
 """
 import argparse
 import csv
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -40,30 +52,82 @@ import time
 
 import numpy as np
 
+from . import rotation_metrics as rm
+from .errors import UserError
 from .params import PARAMS_DIR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# (train rotations, test rotations) -> column label
-REGIMES = (("z", "z"), ("so3", "so3"), ("z", "so3"))
-EXTRA_REGIMES = (("so3", "z"),)
+ROTATIONS = ("z", "so3")
+# (train rotations, test rotations), in table order
+REGIMES = (("z", "z"), ("so3", "so3"), ("z", "so3"), ("so3", "z"))
 LABELS = {"z": "z", "so3": "SO(3)", "none": "none"}
-# model -> (flag overrides, label in the table)
-MODELS = {
-    "spherical-wap": ({"spectral_pool": False, "pool": "wap"}, "spherical CNN, wap pooling"),
-    "spherical-cwap": ({"spectral_pool": False, "pool": "cwap"}, "spherical CNN, cwap pooling"),
-    "spherical-spectral": ({"spectral_pool": True, "pool": "wap"}, "spherical CNN, spectral pooling"),
-    "planar": ({}, "planar CNN"),
+# measures per (model, regime, seed), averaged over seeds; fractions in [0, 1]
+METRICS = ("accuracy", "consistency", "spread_std", "spread_range")
+RUN_FILE = "study_run.json"
+
+# dataset variant -> builder options (spherical_cnn.data.builder keyword arguments)
+DATA_VARIANTS = {
+    "plain": {},
+    "ss4": {"supersample": 4},
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelVariant:
+    """One model of the study.
+
+    Attributes:
+        name: key in the results and on the command line (``--models``).
+        label: its row name in the tables.
+        flags: training flag values set over the params files (``{dest: value}``,
+            e.g. ``{'pool': 'cwap'}`` for ``--pool cwap``).
+        data: dataset variant (key of :data:`DATA_VARIANTS`).
+        kind: ``'spherical'`` (the params files' model) or ``'planar'`` (:func:`planar_cnn`).
+    """
+    name: str
+    label: str
+    flags: dict
+    data: str = "plain"
+    kind: str = "spherical"
+
+
+_CWAP = {"spectral_pool": False, "pool": "cwap"}
+_SPECTRAL = {"spectral_pool": True, "pool": "wap"}
+_AA = {"nonlinearity_upsample": 2}
+MODEL_TABLE = (
+    ModelVariant("spherical-wap", "spherical CNN, wap pooling", {"spectral_pool": False, "pool": "wap"}),
+    ModelVariant("spherical-cwap", "spherical CNN, cwap pooling", _CWAP),
+    ModelVariant("spherical-spectral", "spherical CNN, spectral pooling", _SPECTRAL),
+    ModelVariant("planar", "planar CNN", {}, kind="planar"),
+    ModelVariant("spherical-cwap-aa", "spherical CNN, cwap, anti-aliased nonlinearity", {**_CWAP, **_AA}),
+    ModelVariant("spherical-spectral-aa", "spherical CNN, spectral, anti-aliased nonlinearity",
+                 {**_SPECTRAL, **_AA}),
+    ModelVariant("spherical-cwap-ss", "spherical CNN, cwap, supersampled data", _CWAP, data="ss4"),
+    ModelVariant("spherical-cwap-ss-aa", "spherical CNN, cwap, supersampled data, anti-aliased",
+                 {**_CWAP, **_AA}, data="ss4"),
+)
+MODELS = {v.name: v for v in MODEL_TABLE}
 MODEL_NAMES = tuple(MODELS)
+# equivariance.py's weight sources -> the study's model trained on z
+EQUIVARIANCE_SOURCES = {"wap": "spherical-wap", "cwap": "spherical-cwap", "spectral": "spherical-spectral"}
 
 DEFAULT_PARAMS = tuple(os.path.join(PARAMS_DIR, name) for name in (
     "model-32.txt", "synthetic-32.txt", "training-cpu.txt"))
+DEFAULT_SEEDS = (0, 1, 2)
 
 
 def regime_label(train, test):
     """``('z', 'so3')`` -> ``'z/SO(3)'``."""
     return "{}/{}".format(LABELS[train], LABELS[test])
+
+
+REGIME_LABELS = tuple(regime_label(*r) for r in REGIMES)
+
+
+def canonical_name(name):
+    """Model name as in :data:`MODEL_TABLE`: ``spherical_cwap_aa`` -> ``spherical-cwap-aa``."""
+    return name.replace("_", "-")
 
 
 @dataclasses.dataclass
@@ -76,11 +140,13 @@ class StudyConfig:
             the built-in synthetic shapes.
         params_files: flag files of the spherical model (read relative to the repository root
             when not found as given).
-        extra_flags: tokens appended to the flags of both models (e.g. ``['--n_epochs', '4']``).
+        extra_flags: tokens appended to the flags of all models (e.g. ``['--n_epochs', '4']``).
         planar_extra_flags: tokens appended to the planar model's flags only.
-        input_res, n_rotations, n_test_rotations, seed, workers: dataset builder arguments.
+        input_res, n_rotations, n_test_rotations, seed, workers: dataset builder arguments
+            (``seed``: meshes, rotations and split).
         n_train_per_class, n_test_per_class: synthetic dataset size (ignored with mesh_root).
-        models: which of ``MODEL_NAMES`` to run.
+        seeds: training seeds; each (model, train rotations) is trained once per seed.
+        models: names from :data:`MODEL_TABLE`; None for every variant this version supports.
         rebuild: rebuild the datasets even when a matching one exists.
     """
     out_dir: str = "logs/rotation_study"
@@ -90,32 +156,109 @@ class StudyConfig:
     planar_extra_flags: tuple = ()
     input_res: int = 32
     n_rotations: int = 8
-    n_test_rotations: int = 4
+    n_test_rotations: int = 8
     n_train_per_class: int = None
     n_test_per_class: int = None
     seed: int = 0
     workers: int = None
-    models: tuple = MODEL_NAMES
+    seeds: tuple = DEFAULT_SEEDS
+    models: tuple = None
     rebuild: bool = False
     quiet: bool = False
 
 
 def quick_config(out_dir):
-    """The --quick size: a few meshes per class at 16 x 16, a tiny model, 2 epochs (CI smoke test)."""
+    """The --quick size: a few meshes per class at 16 x 16, 2 test rotations, a tiny model,
+    2 epochs, one seed (CI smoke test)."""
     return StudyConfig(
-        out_dir=out_dir, input_res=16, n_rotations=2, n_test_rotations=1,
-        n_train_per_class=3, n_test_per_class=2, workers=1,
+        out_dir=out_dir, input_res=16, n_rotations=2, n_test_rotations=2,
+        n_train_per_class=3, n_test_per_class=2, workers=1, seeds=(0,),
         extra_flags=("--nfilters", "4,6,8", "--pool_layers", "0,1,0", "--concat_branches", "0,1,0",
                      "--n_filter_params", "4", "--n_epochs", "2", "--learning_rate", "{0: 0.001}",
                      "--train_bsize", "16"))
 
 
+# --------------------------------------------------------------------------- variants
+
+def known_training_flags():
+    """Names (argparse ``dest``) of the flags of ``spherical_cnn.params``."""
+    from . import params
+    return {a.dest for a in params.build_parser()._actions}
+
+
+def builder_options():
+    """Keyword arguments that ``spherical_cnn.data.builder`` takes (its build functions)."""
+    from .data import builder
+    names = set()
+    for fn in (builder.build, builder._build_in, builder.build_synthetic, builder.build_from_tree):
+        names.update(p.name for p in inspect.signature(fn).parameters.values()
+                     if p.kind is not inspect.Parameter.VAR_KEYWORD)
+    return names
+
+
+def missing_requirements(variant, flags=None, options=None):
+    """What ``variant`` needs and this version lacks: a list of texts (empty: runnable).
+
+    ``flags`` and ``options`` default to :func:`known_training_flags` and :func:`builder_options`.
+    """
+    flags = known_training_flags() if flags is None else flags
+    missing = ["training flag --{}".format(k) for k in variant.flags if k not in flags]
+    if variant.data not in DATA_VARIANTS:
+        return missing + ["dataset variant {!r}".format(variant.data)]
+    options = builder_options() if options is None and DATA_VARIANTS[variant.data] else options
+    missing += ["dataset builder option {}".format(k) for k in DATA_VARIANTS[variant.data]
+                if k not in options]
+    return missing
+
+
+def select_models(requested, flags=None, options=None):
+    """The variants to run and the ones left out.
+
+    Args:
+        requested: model names (``_`` or ``-``), or None for every variant of
+            :data:`MODEL_TABLE` that this version supports.
+
+    Returns:
+        ``(variants, skipped)``: list of :class:`ModelVariant`, ``{name: reason}``.
+
+    Raises:
+        ValueError: an unknown name. UserError: a requested variant this version cannot run.
+    """
+    if requested is None:
+        variants, skipped = [], {}
+        for v in MODEL_TABLE:
+            missing = missing_requirements(v, flags, options)
+            if missing:
+                skipped[v.name] = "needs " + ", ".join(missing) + ", which this version lacks"
+            else:
+                variants.append(v)
+        return variants, skipped
+    names = [canonical_name(n) for n in requested]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise ValueError("unknown model(s) {}; expected some of {}".format(
+            ", ".join(unknown), ", ".join(MODEL_NAMES)))
+    if not names:
+        raise ValueError("no model to run")
+    for n in names:
+        missing = missing_requirements(MODELS[n], flags, options)
+        if missing:
+            raise UserError("model {} needs {}, which this version lacks".format(n, ", ".join(missing)))
+    return [MODELS[n] for n in dict.fromkeys(names)], {}
+
+
 # --------------------------------------------------------------------------- datasets
 
-def _dataset_spec(cfg, mode):
+def dataset_dirs(cfg, data):
+    """``{'z': dir, 'so3': dir}`` of dataset variant ``data``."""
+    return {mode: os.path.join(cfg.out_dir, "data", data, mode) for mode in ROTATIONS}
+
+
+def _dataset_spec(cfg, mode, data):
     from .data import synthetic
     spec = {"input_res": cfg.input_res, "rotations": mode, "test_rotations": mode,
-            "n_rotations": cfg.n_rotations, "n_test_rotations": cfg.n_test_rotations, "seed": cfg.seed}
+            "n_rotations": cfg.n_rotations, "n_test_rotations": cfg.n_test_rotations, "seed": cfg.seed,
+            "options": dict(DATA_VARIANTS[data])}
     if cfg.mesh_root:
         spec["mesh_root"] = os.path.abspath(cfg.mesh_root)
     else:
@@ -124,62 +267,75 @@ def _dataset_spec(cfg, mode):
     return spec
 
 
-def _matches(dset_dir, spec):
+def _read_manifest(dset_dir):
     path = os.path.join(dset_dir, "manifest.json")
     if not os.path.exists(path):
-        return False
+        return None
     with open(path) as f:
-        made = json.load(f)
-    return made.get("rotation_study") == spec
+        return json.load(f)
 
 
-def build_datasets(cfg, log=print):
-    """Render the z and SO(3) datasets (same meshes, same splits); returns ``{'z': dir, 'so3': dir}``.
+def _matches(dset_dir, spec):
+    made = _read_manifest(dset_dir)
+    return made is not None and made.get("rotation_study") == spec
 
-    A folder whose manifest records the same settings is reused (unless ``cfg.rebuild``).
+
+def dataset_identity(dset_dir):
+    """What identifies a built dataset: its study settings and creation time (from the manifest)."""
+    made = _read_manifest(dset_dir) or {}
+    return {"spec": made.get("rotation_study"), "created": made.get("created")}
+
+
+def build_datasets(cfg, data_variants=("plain",), log=print):
+    """Render the z and SO(3) datasets of each dataset variant (same meshes, splits, rotations).
+
+    Returns ``{variant: {'z': dir, 'so3': dir}}``. A folder whose manifest records the
+    same settings is reused (unless ``cfg.rebuild``).
     """
     from .data import builder
-    dirs = {}
-    for mode in ("z", "so3"):
-        d = os.path.join(cfg.out_dir, "data", mode)
-        spec = _dataset_spec(cfg, mode)
-        dirs[mode] = d
-        if not cfg.rebuild and _matches(d, spec):
-            log("reusing dataset {} ({} rotations)".format(d, mode))
-            continue
-        log("building dataset {} ({} rotations, res {}) ...".format(d, mode, cfg.input_res))
-        common = dict(input_res=cfg.input_res, rotations_mode=mode, test_rotations=mode,
-                      n_rotations=cfg.n_rotations, n_test_rotations=cfg.n_test_rotations,
-                      workers=cfg.workers, overwrite=True, progress=False,
-                      extra_manifest={"rotation_study": spec})
-        if cfg.mesh_root:
-            builder.build_from_tree(cfg.mesh_root, d, seed=cfg.seed, **common)
-        else:
-            builder.build_synthetic(d, n_train_per_class=spec["n_train_per_class"],
-                                    n_test_per_class=spec["n_test_per_class"], seed=cfg.seed, **common)
-    _check_same_split(dirs)
-    return dirs
+    out = {}
+    for data in data_variants:
+        out[data] = dataset_dirs(cfg, data)
+        for mode, d in out[data].items():
+            spec = _dataset_spec(cfg, mode, data)
+            if not cfg.rebuild and _matches(d, spec):
+                log("reusing dataset {} ({} rotations)".format(d, mode))
+                continue
+            log("building dataset {} ({} rotations, res {}) ...".format(d, mode, cfg.input_res))
+            common = dict(input_res=cfg.input_res, rotations_mode=mode, test_rotations=mode,
+                          n_rotations=cfg.n_rotations, n_test_rotations=cfg.n_test_rotations,
+                          workers=cfg.workers, overwrite=True, progress=False,
+                          extra_manifest={"rotation_study": spec}, **DATA_VARIANTS[data])
+            if cfg.mesh_root:
+                builder.build_from_tree(cfg.mesh_root, d, seed=cfg.seed, **common)
+            else:
+                builder.build_synthetic(d, n_train_per_class=spec["n_train_per_class"],
+                                        n_test_per_class=spec["n_test_per_class"], seed=cfg.seed, **common)
+    _check_same_split([d for dirs in out.values() for d in dirs.values()])
+    return out
 
 
-def _check_same_split(dirs):
-    """The two datasets must hold the same meshes in each split (else the comparison is void)."""
+def _split_meshes(dset_dir, split):
+    """Set of ``fname`` of the records of ``split`` in ``dset_dir``."""
     from .data import records
     import tensorflow as tf
+    names = set()
+    for fn in sorted(os.listdir(dset_dir)):
+        if fn.startswith(split) and fn.endswith(".tfrecord"):
+            for rec in records.iter_records(os.path.join(dset_dir, fn)):
+                ex = tf.train.Example.FromString(rec)
+                names.add(ex.features.feature["fname"].bytes_list.value[0])
+    return names
 
-    def meshes(d, split):
-        names = set()
-        for fn in sorted(os.listdir(d)):
-            if fn.startswith(split) and fn.endswith(".tfrecord"):
-                for rec in records.iter_records(os.path.join(d, fn)):
-                    ex = tf.train.Example.FromString(rec)
-                    names.add(ex.features.feature["fname"].bytes_list.value[0])
-        return names
 
+def _check_same_split(dset_dirs):
+    """All datasets must hold the same meshes in each split (else the comparison is void)."""
     for split in ("train", "test"):
-        a, b = meshes(dirs["z"], split), meshes(dirs["so3"], split)
-        if a != b:
-            raise RuntimeError("the z and SO(3) datasets in {} and {} hold different {} meshes; "
-                               "rebuild them with --rebuild".format(dirs["z"], dirs["so3"], split))
+        first = _split_meshes(dset_dirs[0], split)
+        for d in dset_dirs[1:]:
+            if _split_meshes(d, split) != first:
+                raise RuntimeError("the datasets in {} and {} hold different {} meshes; "
+                                   "rebuild them with --rebuild".format(dset_dirs[0], d, split))
 
 
 # --------------------------------------------------------------------------- models
@@ -227,18 +383,19 @@ def _resolve(path):
     return candidate if os.path.exists(candidate) else path
 
 
-def spherical_args(cfg, dset_dir, logdir, more=()):
-    """Parsed flags of the spherical model on ``dset_dir`` (``more``: tokens appended last)."""
+def spherical_args(cfg, dset_dir, logdir, seed=0, more=()):
+    """Parsed flags of the spherical model on ``dset_dir``, training seed ``seed``
+    (``more``: tokens appended last)."""
     from . import params
     tokens = ["@" + _resolve(p) for p in cfg.params_files]
     tokens += ["--dset", "from_cached_tfrecords", "--dset_dir", dset_dir, "--logdir", logdir,
-               "--input_res", str(cfg.input_res), "--seed", str(cfg.seed), "--skip_val",
+               "--input_res", str(cfg.input_res), "--seed", str(seed), "--skip_val",
                "--from_scratch", "--no_export", "--progress", "none", "--tensorboard_histograms", "0"]
     tokens += list(cfg.extra_flags) + list(more)
     return params.parse(tokens)
 
 
-def planar_args(cfg, dset_dir, logdir, target_params=None, input_shape=None):
+def planar_args(cfg, dset_dir, logdir, seed=0, target_params=None, input_shape=None):
     """Flags of the planar baseline: the spherical flags with ``--model planar``.
 
     The two-branch and spherical options are dropped (``--extra_loss``,
@@ -247,7 +404,7 @@ def planar_args(cfg, dset_dir, logdir, target_params=None, input_shape=None):
     """
     from . import params
     _register_planar()
-    args = spherical_args(cfg, dset_dir, logdir, more=cfg.planar_extra_flags)
+    args = spherical_args(cfg, dset_dir, logdir, seed, more=cfg.planar_extra_flags)
     args.model = "planar"
     args.extra_loss = False
     args.weighted_sph_avg = False
@@ -296,83 +453,181 @@ def match_widths(args, in_channels, target, scales=None):
 
 # --------------------------------------------------------------------------- running
 
+def run_dir(cfg, name, seed, train_mode):
+    """Training folder of model ``name``, training seed ``seed``, trained on ``train_mode`` rotations."""
+    return os.path.join(cfg.out_dir, "runs", name, "seed{}".format(seed), train_mode)
+
+
+def model_args(cfg, variant, train_dir, logdir, seed, target_params=None, input_shape=None):
+    """Parsed and checked flags of ``variant`` trained on ``train_dir`` with seed ``seed``."""
+    from . import params
+    if variant.kind == "planar":
+        args = planar_args(cfg, train_dir, logdir, seed, target_params, input_shape)
+    else:
+        args = spherical_args(cfg, train_dir, logdir, seed)
+    for k, v in variant.flags.items():
+        setattr(args, k, v)
+    params.check(args)
+    return args
+
+
+# flags that say where or how verbosely a run goes, not what it computes
+_VOLATILE_FLAGS = ("from_scratch", "logdir", "run_id", "dset_dir", "progress", "verbose", "debug",
+                   "test_only")
+
+
+def run_key(args, test_dirs):
+    """What a run is made from, as JSON values: its flags and the identity of its datasets."""
+    from . import params
+    flags = {k: v for k, v in params.to_dict(args).items() if k not in _VOLATILE_FLAGS}
+    key = {"flags": flags, "train_data": dataset_identity(args.dset_dir),
+           "test_data": {mode: dataset_identity(d) for mode, d in sorted(test_dirs.items())}}
+    return json.loads(json.dumps(key))  # as read back from JSON (tuples -> lists, int keys -> str)
+
+
+def load_run(logdir):
+    """``study_run.json`` of ``logdir`` (dict), or None if absent or unreadable."""
+    try:
+        with open(os.path.join(logdir, RUN_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def save_run(logdir, record):
+    """Write ``study_run.json`` atomically."""
+    from .training import write_atomic
+    os.makedirs(logdir, exist_ok=True)
+    write_atomic(os.path.join(logdir, RUN_FILE), json.dumps(record, indent=1))
+
+
+def run_state(logdir, key):
+    """``'done'`` (same key, result saved), ``'partial'`` (same key, no result) or ``'new'``."""
+    rec = load_run(logdir)
+    if rec is None or rec.get("key") != key:
+        return "new"
+    return "done" if rec.get("result") else "partial"
+
+
+def predictions_on(trainer, args, dset_dir):
+    """Per-record ``{'fname', 'idrot', 'label', 'pred'}`` lists of the test split of ``dset_dir``,
+    read by the trainer's dataset and evaluation path."""
+    from . import datasets
+    trainer.dataset = datasets.SphericalDataset(args, dset_dir)
+    labels, preds = trainer.predict("test")
+    fnames, idrots = trainer.dataset.record_keys("test")
+    return {"fname": fnames, "idrot": idrots, "label": labels.tolist(), "pred": preds.tolist()}
+
+
 def train_and_test(args, test_dirs, quiet=False):
-    """Train one model with :class:`Trainer`, test it on the test split of each of ``test_dirs``.
+    """Train one model with :class:`Trainer` (resuming from ``latest`` unless
+    ``args.from_scratch``), then predict the test split of each of ``test_dirs``.
 
     Args:
         args: parsed flags (``args.dset_dir`` = the training dataset).
         test_dirs: ``{test rotations: dataset dir}``.
 
     Returns:
-        dict with ``n_params``, ``train_seconds`` (wall time of all epochs),
-        ``epoch_seconds`` (mean), ``train_acc`` and ``test`` ``{rotations: accuracy}``.
+        dict with ``n_params``, ``train_seconds`` (total of the training epochs, also over
+        resumptions), ``epoch_seconds`` (mean), ``train_acc``, ``nfilters``, ``test``
+        ``{rotations: invariance metrics}`` (:func:`rotation_metrics.invariance_metrics`)
+        and ``predictions`` ``{rotations: per-record lists}``.
     """
     import keras
-    from . import datasets
+    from .runlock import LogdirLock
     from .training import Trainer, get_logger
 
     _register_planar()
     logger = get_logger(args.logdir)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    trainer = Trainer(args, logger)
-    n_params = trainer.model.count_params()
-    t0 = time.time()
-    train_acc, _, epoch_seconds = trainer.train()
-    train_seconds = time.time() - t0
-    test = {}
-    for mode, d in test_dirs.items():
-        trainer.dataset = datasets.SphericalDataset(args, d)
-        test[mode], _ = trainer.evaluate("test")
+    with LogdirLock(args.logdir, warn=logger.warning):
+        trainer = Trainer(args, logger)
+        n_params = trainer.model.count_params()
+        train_acc, _, epoch_seconds = trainer.train()
+        train_seconds = float(trainer.figures["seconds"].numpy())
+        preds = {mode: predictions_on(trainer, args, d) for mode, d in test_dirs.items()}
     keras.backend.clear_session()
-    return {"n_params": int(n_params), "train_seconds": float(train_seconds),
-            "epoch_seconds": float(epoch_seconds), "train_acc": float(train_acc), "test": test}
+    test = {mode: rm.invariance_metrics(p["fname"], p["idrot"], p["label"], p["pred"])
+            for mode, p in preds.items()}
+    return {"n_params": int(n_params), "train_seconds": train_seconds,
+            "epoch_seconds": float(epoch_seconds), "train_acc": float(train_acc),
+            "nfilters": list(args.nfilters), "test": test, "predictions": preds}
+
+
+def run_once(args, test_dirs, quiet=False, log=print):
+    """One training run, reused when ``study_run.json`` says it is done (see module docstring).
+
+    Returns the run's result dict (:func:`train_and_test`).
+    """
+    key = run_key(args, test_dirs)
+    state = run_state(args.logdir, key)
+    if state == "done":
+        log("  reusing {}".format(args.logdir))
+        return load_run(args.logdir)["result"]
+    args.from_scratch = state == "new"
+    if state == "partial":
+        log("  resuming {}".format(args.logdir))
+    save_run(args.logdir, {"key": key, "result": None})
+    result = train_and_test(args, test_dirs, quiet=quiet)
+    save_run(args.logdir, {"key": key, "result": result})
+    return result
+
+
+def _probe(cfg, dset_dir):
+    """(input shape, parameter count of the params files' spherical model) on ``dset_dir``."""
+    from . import datasets
+    args = spherical_args(cfg, dset_dir, os.path.join(cfg.out_dir, "runs", "probe"))
+    input_shape = datasets.SphericalDataset(args, dset_dir).input_shape
+    return input_shape, count_params(args, input_shape)
 
 
 def run_study(cfg, log=print):
-    """Build the datasets, train every model on z and SO(3), test each on z and SO(3).
+    """Build the datasets; train every model on z and SO(3) once per seed; measure each on
+    the z and SO(3) test sets.
 
-    Returns the results dict (also written to ``<out>/results.json``, ``results.csv``,
-    ``table.md`` and ``rotation_study.png``).
+    Returns the results dict (also written to ``<out>``, see :func:`write_outputs`).
     """
     log = log or (lambda *a, **k: None)
-    unknown = [m for m in cfg.models if m not in MODEL_NAMES]
-    if unknown:
-        raise ValueError("unknown model(s) {}; expected some of {}".format(unknown, MODEL_NAMES))
+    variants, skipped = select_models(cfg.models)
+    seeds = check_seeds(cfg.seeds)
+    for name, why in skipped.items():
+        log("leaving out {}: {}".format(name, why))
     os.makedirs(cfg.out_dir, exist_ok=True)
     t_start = time.time()
-    dirs = build_datasets(cfg, log=log)
+    dirs = build_datasets(cfg, tuple(dict.fromkeys(v.data for v in variants)), log=log)
     data_seconds = time.time() - t_start
+    input_shape, sph_params = _probe(cfg, next(iter(dirs.values()))["z"])
 
-    first = spherical_args(cfg, dirs["z"], os.path.join(cfg.out_dir, "runs", "probe"))
-    from . import datasets
-    input_shape = datasets.SphericalDataset(first, dirs["z"]).input_shape
-    sph_params = count_params(first, input_shape)
-
-    results = {"config": _config_dict(cfg), "input_shape": list(input_shape),
-               "dataset_seconds": data_seconds, "models": {}}
-    for name in cfg.models:
-        per_train = {}
-        for train_mode in ("z", "so3"):
-            logdir = os.path.join(cfg.out_dir, "runs", "{}-{}".format(name, train_mode))
-            if name.startswith("spherical"):
-                args = spherical_args(cfg, dirs[train_mode], logdir)
-                for k, v in MODELS[name][0].items():
-                    setattr(args, k, v)
-            else:
-                args = planar_args(cfg, dirs[train_mode], logdir, sph_params, input_shape)
-            log("training {} on {} rotations ({} epochs) ...".format(name, LABELS[train_mode], args.n_epochs))
-            r = train_and_test(args, dirs, quiet=cfg.quiet)
-            r["nfilters"] = list(args.nfilters)
-            r["flags"] = {k: v for k, v in vars(args).items() if k in (
-                "model", "nfilters", "pool_layers", "pool", "spectral_pool", "transform_method",
-                "n_filter_params", "n_epochs", "train_bsize", "final_pool", "nonlin")}
-            per_train[train_mode] = r
-            log("  {} {}: test z {:.4f}, test SO(3) {:.4f}, {:.0f} s".format(
-                name, LABELS[train_mode], r["test"]["z"], r["test"]["so3"], r["train_seconds"]))
-        results["models"][name] = summarize(per_train)
+    results = {"config": _config_dict(cfg), "input_shape": list(input_shape), "seeds": list(seeds),
+               "regimes": list(REGIME_LABELS), "dataset_seconds": data_seconds,
+               "skipped_models": skipped, "models": {}}
+    for v in variants:
+        runs = {}
+        for seed in seeds:
+            for train_mode in ROTATIONS:
+                logdir = run_dir(cfg, v.name, seed, train_mode)
+                args = model_args(cfg, v, dirs[v.data][train_mode], logdir, seed, sph_params, input_shape)
+                log("{} seed {} on {} rotations ({} epochs) ...".format(
+                    v.name, seed, LABELS[train_mode], args.n_epochs))
+                r = run_once(args, dirs[v.data], quiet=cfg.quiet, log=log)
+                runs.setdefault(seed, {})[train_mode] = r
+                log("  test z {:.4f}, test SO(3) {:.4f}, {:.0f} s".format(
+                    r["test"]["z"]["accuracy"], r["test"]["so3"]["accuracy"], r["train_seconds"]))
+        results["models"][v.name] = summarize(v, runs)
     results["total_seconds"] = time.time() - t_start
     write_outputs(results, cfg.out_dir)
     return results
+
+
+def check_seeds(seeds):
+    """``seeds`` as a tuple of distinct non-negative ints; ValueError otherwise."""
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("--seeds is empty")
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError("--seeds must be distinct non-negative integers, got {}".format(
+            ",".join(map(str, seeds))))
+    return seeds
 
 
 def _config_dict(cfg):
@@ -380,95 +635,243 @@ def _config_dict(cfg):
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
-def summarize(per_train):
-    """``{train: run result}`` -> one model's row: accuracies per regime, params, train time."""
-    acc = {}
-    for train, test in REGIMES + EXTRA_REGIMES:
-        if train in per_train:
-            acc[regime_label(train, test)] = per_train[train]["test"][test]
-    any_run = next(iter(per_train.values()))
-    return {"accuracy": acc, "n_params": any_run["n_params"], "nfilters": any_run["nfilters"],
-            "train_seconds": {LABELS[k]: v["train_seconds"] for k, v in per_train.items()},
-            "runs": per_train}
+# --------------------------------------------------------------------------- summaries
+
+def seed_metrics(run_by_train):
+    """``{train rotations: run result}`` of one seed -> ``{regime label: metrics}``."""
+    out = {}
+    for train, test in REGIMES:
+        if train in run_by_train:
+            out[regime_label(train, test)] = dict(run_by_train[train]["test"][test])
+    return out
+
+
+def summarize(variant, runs):
+    """One model's entry of ``results['models']``.
+
+    Args:
+        runs: ``{seed: {train rotations: run result}}``.
+
+    Returns:
+        dict: ``label``, ``data``, ``flags``, ``n_params``, ``nfilters``; ``summary``
+        ``{regime: {metric: {'mean', 'std', 'values'}}}`` over seeds (metrics of
+        :data:`METRICS`); ``train_seconds`` ``{'z' | 'SO(3)': {'mean', 'std', 'values'}}``;
+        ``seeds`` ``{seed (str): {'regimes': {regime: metrics}, 'train_seconds': {...}}}``.
+    """
+    per_seed = {str(s): {"regimes": seed_metrics(r),
+                         "train_seconds": {LABELS[k]: v["train_seconds"] for k, v in r.items()}}
+                for s, r in runs.items()}
+    regimes = list(next(iter(per_seed.values()))["regimes"])
+    summary = {reg: rm.aggregate_seeds([p["regimes"][reg] for p in per_seed.values()], METRICS)
+               for reg in regimes}
+    secs = {LABELS[m]: rm.mean_std([r[m]["train_seconds"] for r in runs.values()])
+            for m in ROTATIONS if all(m in r for r in runs.values())}
+    any_run = next(iter(next(iter(runs.values())).values()))
+    return {"label": variant.label, "data": variant.data, "flags": dict(variant.flags),
+            "n_params": any_run["n_params"], "nfilters": any_run["nfilters"],
+            "summary": summary, "train_seconds": secs, "seeds": per_seed}
 
 
 # --------------------------------------------------------------------------- outputs
 
-def table_rows(results):
-    """Rows ``[model, acc z/z, acc SO(3)/SO(3), acc z/SO(3), params, train time]`` as strings."""
+def format_mean_std(stat, scale=100.0, digits=1):
+    """``{'mean', 'std'}`` -> ``'98.2 ± 0.3'`` (``'98.2'`` for one seed), values times ``scale``."""
+    text = "{:.{d}f}".format(scale * stat["mean"], d=digits)
+    if stat.get("std") is not None:
+        text += " ± {:.{d}f}".format(scale * stat["std"], d=digits)
+    return text
+
+
+def _cell(model, regime, metric, digits=1):
+    stat = model["summary"].get(regime, {}).get(metric)
+    return "-" if stat is None else format_mean_std(stat, digits=digits)
+
+
+def accuracy_rows(results):
+    """Rows ``[model, accuracy per regime (%), params, train time]`` as strings."""
     rows = []
-    for name, m in results["models"].items():
-        cells = [MODELS[name][1] if name in MODELS else name]
-        for train, test in REGIMES:
-            v = m["accuracy"].get(regime_label(train, test))
-            cells.append("-" if v is None else "{:.1f}".format(100 * v))
+    for m in results["models"].values():
+        cells = [m["label"]] + [_cell(m, r, "accuracy") for r in REGIME_LABELS]
         cells.append("{:,}".format(m["n_params"]))
         secs = m["train_seconds"]
-        cells.append(" / ".join("{:.0f} s".format(secs[k]) for k in ("z", "SO(3)") if k in secs))
+        cells.append(" / ".join("{:.0f} s".format(secs[k]["mean"]) for k in ("z", "SO(3)") if k in secs))
         rows.append(cells)
     return rows
 
 
-TABLE_HEADER = (["model"] + ["{} (%)".format(regime_label(*r)) for r in REGIMES]
-                + ["params", "train time (z / SO(3))"])
+def consistency_rows(results):
+    """Rows ``[model, consistency per regime (%)]`` as strings."""
+    return [[m["label"]] + [_cell(m, r, "consistency") for r in REGIME_LABELS]
+            for m in results["models"].values()]
+
+
+def spread_rows(results):
+    """Rows ``[model, 'std / max-min' of the per-rotation accuracy per regime (points)]``."""
+    return [[m["label"]] + ["{} / {}".format(_cell(m, r, "spread_std"), _cell(m, r, "spread_range"))
+                            for r in REGIME_LABELS]
+            for m in results["models"].values()]
+
+
+def _markdown(header, rows):
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _seeds_text(results):
+    n = len(results["seeds"])
+    return "one seed" if n == 1 else "mean ± std over {} seeds".format(n)
 
 
 def format_table(results):
-    """The markdown table (test accuracy in %, train/test rotations)."""
-    lines = ["| " + " | ".join(TABLE_HEADER) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(TABLE_HEADER) - 1)) + "|"]
-    for row in table_rows(results):
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    """Markdown: accuracy, consistency and spread tables (train/test columns), each under a title."""
+    regimes = list(REGIME_LABELS)
+    n_rot = _n_test_rotations(results)
+    parts = [
+        ["Test accuracy (%), {}:".format(_seeds_text(results)), ""] + _markdown(
+            ["model"] + ["{} (%)".format(r) for r in regimes] + ["params", "train time (z / SO(3))"],
+            accuracy_rows(results)),
+        ["Consistency over rotations: test meshes (%) classified the same under all {} of their "
+         "test rotations, {}:".format(n_rot, _seeds_text(results)), ""] + _markdown(
+            ["model"] + regimes, consistency_rows(results)),
+        ["Spread of accuracy across test rotations (percentage points): std / max - min over the "
+         "rotation index r of the accuracy on the r-th rotation of every test mesh, {}:".format(
+             _seeds_text(results)), ""] + _markdown(["model"] + regimes, spread_rows(results)),
+    ]
+    return "\n\n".join("\n".join(p) for p in parts)
+
+
+def _n_test_rotations(results):
+    for m in results["models"].values():
+        for p in m["seeds"].values():
+            for metrics in p["regimes"].values():
+                return metrics["n_rotations"]
+    return None
+
+
+SUMMARY_COLUMNS = (["model", "regime", "train", "test", "n_seeds"]
+                   + ["{}_{}".format(k, s) for k in METRICS for s in ("mean", "std")]
+                   + ["n_params", "train_seconds_mean"])
+PER_SEED_COLUMNS = ["model", "seed", "regime", "accuracy", "consistency", "spread_std", "spread_min",
+                    "spread_max", "spread_range", "per_rotation_accuracy", "train_seconds"]
+
+
+def _num(v, fmt="{:.4f}"):
+    return "" if v is None else fmt.format(v)
+
+
+def summary_csv_rows(results):
+    """Rows of ``results.csv`` (columns :data:`SUMMARY_COLUMNS`): one per (model, regime)."""
+    rows = []
+    for name, m in results["models"].items():
+        for train, test in REGIMES:
+            reg = regime_label(train, test)
+            if reg not in m["summary"]:
+                continue
+            stats = m["summary"][reg]
+            row = [name, reg, train, test, len(stats["accuracy"]["values"])]
+            for k in METRICS:
+                row += [_num(stats[k]["mean"]), _num(stats[k]["std"])]
+            secs = m["train_seconds"].get(LABELS[train])
+            rows.append(row + [m["n_params"], _num(secs and secs["mean"], "{:.1f}")])
+    return rows
+
+
+def per_seed_csv_rows(results):
+    """Rows of ``results_per_seed.csv`` (columns :data:`PER_SEED_COLUMNS`): one per (model, seed, regime)."""
+    rows = []
+    for name, m in results["models"].items():
+        for seed, p in m["seeds"].items():
+            for reg, v in p["regimes"].items():
+                train = LABELS[next(t for t, s in REGIMES if regime_label(t, s) == reg)]
+                rows.append([name, seed, reg] + [_num(v[k]) for k in PER_SEED_COLUMNS[3:9]]
+                            + [" ".join("{:.4f}".format(a) for a in v["per_rotation_accuracy"]),
+                               _num(p["train_seconds"].get(train), "{:.1f}")])
+    return rows
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
 
 
 def write_outputs(results, out_dir):
-    """Write ``results.json``, ``results.csv``, ``table.md`` and ``rotation_study.png`` into ``out_dir``."""
+    """Write into ``out_dir``:
+
+    - ``results.json``: the results dict (:func:`run_study`; per-seed values under
+      ``models.<name>.seeds``, per-record predictions stay in the runs' ``study_run.json``);
+    - ``results.csv``: one row per (model, regime), mean and std over seeds (:data:`SUMMARY_COLUMNS`);
+    - ``results_per_seed.csv``: one row per (model, seed, regime) (:data:`PER_SEED_COLUMNS`;
+      ``per_rotation_accuracy`` space-separated);
+    - ``table.md``: :func:`format_table`; ``rotation_study.png``: :func:`plot`.
+
+    Fractions in the JSON and CSV files are in [0, 1]; the table prints percent.
+    """
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=float)
-    regimes = [regime_label(*r) for r in REGIMES + EXTRA_REGIMES]
-    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model"] + regimes + ["n_params", "train_seconds_z", "train_seconds_so3"])
-        for name, m in results["models"].items():
-            w.writerow([name] + ["" if m["accuracy"].get(r) is None else "{:.4f}".format(m["accuracy"][r])
-                                 for r in regimes]
-                       + [m["n_params"]] + ["{:.1f}".format(m["train_seconds"].get(k, float("nan")))
-                                            for k in ("z", "SO(3)")])
+    _write_csv(os.path.join(out_dir, "results.csv"), SUMMARY_COLUMNS, summary_csv_rows(results))
+    _write_csv(os.path.join(out_dir, "results_per_seed.csv"), PER_SEED_COLUMNS, per_seed_csv_rows(results))
     with open(os.path.join(out_dir, "table.md"), "w") as f:
         f.write(format_table(results) + "\n")
     plot(results, os.path.join(out_dir, "rotation_study.png"))
 
 
+def _bars(ax, results, metric, ylabel):
+    """Grouped bars of ``metric`` (percent): groups = regimes, bars = models, error bars = std over seeds."""
+    regimes = list(REGIME_LABELS)
+    names = list(results["models"])
+    width = 0.8 / max(1, len(names))
+    xs = np.arange(len(regimes))
+    for i, name in enumerate(names):
+        m = results["models"][name]
+        stats = [m["summary"].get(r, {}).get(metric) for r in regimes]
+        mean = [100 * s["mean"] if s else np.nan for s in stats]
+        err = [100 * s["std"] if s and s["std"] is not None else 0.0 for s in stats]
+        bars = ax.bar(xs + (i - (len(names) - 1) / 2) * width, mean, width,
+                      yerr=err if any(err) else None, capsize=2,
+                      label="{} ({:,} params)".format(m["label"], m["n_params"]))
+        for b, v, e in zip(bars, mean, err):
+            if np.isfinite(v) and len(names) <= 5:
+                ax.text(b.get_x() + b.get_width() / 2, v + e + 1, "{:.0f}".format(v), ha="center",
+                        va="bottom", fontsize=7)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(["{}\n(train/test)".format(r) if j == 0 else r for j, r in enumerate(regimes)])
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 110)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def plot(results, path):
-    """Grouped bar chart: test accuracy per regime (groups) and model (bars)."""
+    """Two panels of grouped bars per regime and model: test accuracy and consistency over
+    rotations (mean over seeds, error bars: std)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    regimes = [regime_label(*r) for r in REGIMES]
-    names = list(results["models"])
-    width = 0.8 / max(1, len(names))
-    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
-    xs = np.arange(len(regimes))
-    for i, name in enumerate(names):
-        acc = [100 * results["models"][name]["accuracy"].get(r, np.nan) for r in regimes]
-        label = MODELS[name][1] if name in MODELS else name
-        bars = ax.bar(xs + (i - (len(names) - 1) / 2) * width, acc, width,
-                      label="{} ({:,} params)".format(label, results["models"][name]["n_params"]))
-        for b, v in zip(bars, acc):
-            if np.isfinite(v):
-                ax.text(b.get_x() + b.get_width() / 2, v + 1, "{:.1f}".format(v), ha="center",
-                        va="bottom", fontsize=8)
-    ax.set_xticks(xs)
-    ax.set_xticklabels(["{}\n(train/test)".format(r) if j == 0 else r for j, r in enumerate(regimes)])
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 110)
-    ax.set_title("Rotations seen in training vs at test time")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=1, frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 5.0), dpi=120)
+    _bars(axes[0], results, "accuracy", "test accuracy (%)")
+    axes[0].set_title("Test accuracy")
+    _bars(axes[1], results, "consistency", "meshes with one class for all rotations (%)")
+    axes[1].set_title("Consistency over test rotations")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle("Rotations seen in training vs at test time ({})".format(_seeds_text(results)))
+    n_rows = (len(labels) + 1) // 2
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * n_rows, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+OUTPUT_FILES = ("results.json", "results.csv", "results_per_seed.csv", "table.md", "rotation_study.png")
+
+
+def equivariance_logdirs(cfg, names):
+    """``{'wap' | 'cwap' | 'spectral': run folder}`` of the z-trained runs of the first seed of
+    ``cfg.seeds`` for the models among ``names`` (input of ``equivariance.study_from_runs``)."""
+    seed = check_seeds(cfg.seeds)[0]
+    return {kind: run_dir(cfg, name, seed, "z") for kind, name in EQUIVARIANCE_SOURCES.items()
+            if name in names}

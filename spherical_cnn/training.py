@@ -310,6 +310,28 @@ class Trainer:
         accuracy = np.mean(batch_accs) if per_batch else np.trace(conf) / conf.sum()
         return float(accuracy), conf
 
+    def predict(self, split):
+        """True and predicted classes of every record of ``split`` ('val' or 'test') with the
+        current weights, in the order of ``dataset.eval(split)`` (file order; see
+        ``SphericalDataset.record_keys`` for the records' names).
+
+        Returns ``(labels, predictions)``, int64 arrays ``(n_records,)``; the prediction is
+        the argmax of the logits, as in :meth:`evaluate` (which counts the same values).
+        """
+        model = self.model
+
+        @tf.function
+        def classes(x):
+            return tf.argmax(model(x, training=False)["logits"], axis=-1, output_type=tf.int64)
+
+        labels, preds = [], []
+        for x, y in self.dataset.eval(split):
+            labels.append(y.numpy())
+            preds.append(classes(x).numpy())
+        if not labels:
+            raise RuntimeError("the {} split yielded no batch".format(split))
+        return np.concatenate(labels).astype(np.int64), np.concatenate(preds)
+
     def _activations(self):
         names = models.block_outputs(self.model)
         if not names:

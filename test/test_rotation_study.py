@@ -1,4 +1,5 @@
-"""Rotation study (smoke test at the --quick size) and equivariance measurements.
+"""Rotation study (invariance measures, seeds, model table, smoke test at the --quick size)
+and equivariance measurements.
 
 Equivariance is checked against pyshtools: inputs band-limited to degrees < n/2
 are rotated exactly (``util.sphrot_shtools``), and outputs of purely spectral
@@ -6,6 +7,7 @@ layers (band-limited too) are rotated the same way.
 """
 import csv
 import json
+import math
 import os
 
 import keras
@@ -13,9 +15,12 @@ import numpy as np
 import pytest
 
 from spherical_cnn import equivariance as eq
+from spherical_cnn import errors
 from spherical_cnn import layers as sl
 from spherical_cnn import models, params, util
+from spherical_cnn import rotation_metrics as rm
 from spherical_cnn import rotation_study as rs
+from spherical_cnn.cli import rotation_study as cli
 
 N = 16
 
@@ -108,11 +113,178 @@ def test_planar_param_count_closed_form():
         assert set(model.output) == {"logits", "descriptor"}
 
 
+# --------------------------------------------------------------------------- invariance measures
+
+# Three test meshes under 4 rotations each (records in no particular order):
+#   table_1 (label 0): predicted 0, 0, 0, 0  -> consistent, always right
+#   vase_7  (label 1): predicted 1, 1, 2, 1  -> flips on rotation 2
+#   mug_3   (label 2): predicted 0, 0, 0, 0  -> consistent, always wrong
+HAND = [("table_1", 0, 0, [0, 0, 0, 0]), ("vase_7", 1, 1, [1, 1, 2, 1]), ("mug_3", 2, 2, [0, 0, 0, 0])]
+
+
+def _hand_records(order_seed=0):
+    recs = [(name, r, label, preds[r]) for name, _, label, preds in HAND for r in range(4)]
+    recs = [recs[i] for i in np.random.default_rng(order_seed).permutation(len(recs))]
+    fnames, idrots, labels, preds = zip(*recs)
+    return list(fnames), list(idrots), list(labels), list(preds)
+
+
+def test_invariance_metrics_hand_checked():
+    m = rm.invariance_metrics(*_hand_records())
+    assert m["n_meshes"] == 3 and m["n_rotations"] == 4
+    assert m["accuracy"] == pytest.approx(7 / 12)        # 4 + 3 + 0 right of 12 records
+    assert m["consistency"] == pytest.approx(2 / 3)      # table_1 and mug_3; a wrong mesh counts too
+    # rotation r: right on table_1 always, on vase_7 except r = 2, never on mug_3
+    assert m["per_rotation_accuracy"] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 2 / 3])
+    # population std of (2/3, 2/3, 1/3, 2/3): deviations 1/12 (x3), -1/4 -> variance (3/144 + 9/144) / 4 = 1/48
+    assert m["spread_std"] == pytest.approx(math.sqrt(1 / 48))
+    assert (m["spread_min"], m["spread_max"]) == pytest.approx((1 / 3, 2 / 3))
+    assert m["spread_range"] == pytest.approx(1 / 3)
+
+
+def test_consistency_two_meshes_one_flip():
+    # mesh A the same class for all rotations, mesh B flips on one: consistency 0.5
+    assert rm.consistency([[3, 3, 3], [5, 5, 4]]) == 0.5
+    assert rm.consistency([[1], [2]]) == 1.0  # one rotation per mesh: trivially consistent
+    np.testing.assert_allclose(rm.per_rotation_accuracy([[3, 3, 3], [5, 5, 4]], [3, 5]), [1, 1, 0.5])
+    assert rm.spread([1.0, 1.0, 0.5]) == pytest.approx(
+        {"std": math.sqrt(1 / 18), "min": 0.5, "max": 1.0, "range": 0.5})  # mean 5/6; (2/36 + 4/36)/3
+
+
+def test_prediction_grid_groups_by_mesh_and_rejects_bad_layouts():
+    meshes, label, pred = rm.prediction_grid(*_hand_records(order_seed=3))
+    assert meshes == ["mug_3", "table_1", "vase_7"]
+    assert label.tolist() == [2, 0, 1]
+    assert pred.tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 2, 1]]
+    f, r, y, p = _hand_records()
+    with pytest.raises(ValueError, match="expected rotations 0..3"):
+        rm.prediction_grid(f[:-1], r[:-1], y[:-1], p[:-1])
+    with pytest.raises(ValueError, match="appears twice"):
+        rm.prediction_grid(f[:-1] + [f[0]], r[:-1] + [r[0]], y, p)
+    with pytest.raises(ValueError, match="two labels"):
+        rm.prediction_grid(f, r, [9] + y[1:], p)
+    with pytest.raises(ValueError, match="without a mesh name"):
+        rm.prediction_grid([""] + f[1:], r, y, p)
+
+
+def test_mean_std_over_seeds():
+    s = rm.mean_std([0.9, 0.8, 0.7])
+    assert s["mean"] == pytest.approx(0.8) and s["std"] == pytest.approx(0.1)  # sample std, ddof=1
+    assert s["values"] == [0.9, 0.8, 0.7]
+    assert rm.mean_std([0.5]) == {"mean": 0.5, "std": None, "values": [0.5]}
+    agg = rm.aggregate_seeds([{"accuracy": 1.0, "consistency": 0.5}, {"accuracy": 0.5, "consistency": 0.5}],
+                             ["accuracy", "consistency"])
+    assert agg["accuracy"]["mean"] == 0.75 and agg["accuracy"]["std"] == pytest.approx(math.sqrt(0.125))
+    assert agg["consistency"]["std"] == 0.0
+
+
+def _fake_run(acc_z, acc_so3, seconds):
+    """A run result as train_and_test returns it (only what the summaries read)."""
+    def metrics(acc):
+        return {"accuracy": acc, "consistency": acc / 2, "spread_std": 0.01, "spread_range": 0.02,
+                "spread_min": acc - 0.01, "spread_max": acc + 0.01, "per_rotation_accuracy": [acc, acc],
+                "n_meshes": 10, "n_rotations": 2}
+    return {"n_params": 1234, "nfilters": [4], "train_seconds": seconds,
+            "test": {"z": metrics(acc_z), "so3": metrics(acc_so3)}}
+
+
+def test_summaries_average_seeds_and_tables_show_four_regimes(tmp_path):
+    runs = {0: {"z": _fake_run(0.9, 0.6, 10.0), "so3": _fake_run(0.7, 0.8, 20.0)},
+            1: {"z": _fake_run(0.8, 0.4, 12.0), "so3": _fake_run(0.9, 0.8, 22.0)}}
+    m = rs.summarize(rs.MODELS["planar"], runs)
+    assert list(m["summary"]) == ["z/z", "SO(3)/SO(3)", "z/SO(3)", "SO(3)/z"]
+    assert m["summary"]["z/z"]["accuracy"]["mean"] == pytest.approx(0.85)
+    assert m["summary"]["z/z"]["accuracy"]["std"] == pytest.approx(math.sqrt(0.005))   # (0.9, 0.8)
+    assert m["summary"]["SO(3)/z"]["accuracy"]["values"] == [0.7, 0.9]                 # so3-trained on z
+    assert m["summary"]["z/SO(3)"]["consistency"]["mean"] == pytest.approx(0.25)        # (0.3, 0.2)
+    assert m["train_seconds"]["SO(3)"]["mean"] == pytest.approx(21.0)
+    assert m["seeds"]["1"]["regimes"]["z/SO(3)"]["accuracy"] == 0.4                      # per seed kept
+
+    results = {"seeds": [0, 1], "models": {"planar": m}}
+    table = rs.format_table(results)
+    row = "| planar CNN | 85.0 ± 7.1 | 80.0 ± 0.0 | 50.0 ± 14.1 | 80.0 ± 14.1 | 1,234 | 11 s / 21 s |"
+    assert row in table
+    assert "mean ± std over 2 seeds" in table and "all 2 of their test rotations" in table
+    assert "| planar CNN | 1.0 ± 0.0 / 2.0 ± 0.0 |" in table  # spread std / max - min in points
+    rs.write_outputs(results, str(tmp_path))
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["regime"] for r in rows] == ["z/z", "SO(3)/SO(3)", "z/SO(3)", "SO(3)/z"]
+    assert float(rows[3]["accuracy_mean"]) == pytest.approx(0.8) and rows[3]["train"] == "so3"
+    assert float(rows[2]["consistency_std"]) == pytest.approx(math.sqrt(0.005), abs=1e-4)
+    with open(tmp_path / "results_per_seed.csv") as f:
+        per_seed = list(csv.DictReader(f))
+    assert len(per_seed) == 8
+    assert [float(r["train_seconds"]) for r in per_seed if r["seed"] == "1"] == [12.0, 22.0, 12.0, 22.0]
+    assert os.path.getsize(tmp_path / "rotation_study.png") > 1000
+
+
+# --------------------------------------------------------------------------- model table
+
+def test_model_table_gating():
+    all_flags = rs.known_training_flags() | {"nonlinearity_upsample"}
+    # everything available: the default list is the whole table
+    variants, skipped = rs.select_models(None, flags=all_flags, options={"supersample"})
+    assert [v.name for v in variants] == list(rs.MODEL_NAMES) and not skipped
+    # neither flag: the four variants that need them are left out, each with its reason
+    today = rs.known_training_flags() - {"nonlinearity_upsample"}
+    variants, skipped = rs.select_models(None, flags=today, options=set())
+    assert [v.name for v in variants] == ["spherical-wap", "spherical-cwap", "spherical-spectral", "planar"]
+    assert skipped["spherical-cwap-aa"] == "needs training flag --nonlinearity_upsample, which this version lacks"
+    assert skipped["spherical-cwap-ss"] == "needs dataset builder option supersample, which this version lacks"
+    both = skipped["spherical-cwap-ss-aa"]
+    assert "--nonlinearity_upsample" in both and "supersample" in both
+    # asked for by name (either spelling): one clear error
+    message = "model spherical-spectral-aa needs training flag --nonlinearity_upsample"
+    with pytest.raises(errors.UserError, match=message):
+        rs.select_models(["spherical_spectral_aa"], flags=today, options=set())
+    assert [v.name for v in rs.select_models(["spherical_cwap", "planar"])[0]] == ["spherical-cwap", "planar"]
+    with pytest.raises(ValueError, match="unknown model"):
+        rs.select_models(["spherical", "bogus"])
+
+
+def test_cli_reports_a_missing_flag_in_one_line(tmp_path, monkeypatch, capsys):
+    fake = rs.ModelVariant("spherical-fake", "fake", {"pool": "cwap", "no_such_flag": 2})
+    monkeypatch.setattr(rs, "MODELS", {**rs.MODELS, fake.name: fake})
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))  # main sets it
+    status = errors.run_cli(cli.main, ["--quick", "--out", str(tmp_path), "--models", "spherical_fake"],
+                            prog="rotation_study")
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == "rotation_study: error: model spherical-fake needs training flag --no_such_flag, " \
+                  "which this version lacks\n"
+    assert not os.listdir(tmp_path)  # nothing was built
+
+
+def test_cli_flags():
+    a = cli.build_parser().parse_args(["--models", "planar,spherical_cwap", "spherical-wap", "--seeds", "0,2"])
+    cfg = cli.make_config(a)
+    assert cfg.models == ("planar", "spherical_cwap", "spherical-wap") and cfg.seeds == (0, 2)
+    assert cfg.n_test_rotations == 8 and cli.make_config(cli.build_parser().parse_args([])).seeds == (0, 1, 2)
+    quick = cli.make_config(cli.build_parser().parse_args(["--quick"]))
+    assert quick.seeds == (0,) and quick.models is None
+    with pytest.raises(ValueError, match="distinct"):
+        cli.make_config(cli.build_parser().parse_args(["--seeds", "1,1"]))
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="batch, n, n, channels"):
         eq.expand(np.zeros((2, 8, 6, 1)))
     with pytest.raises(ValueError, match="unknown model"):
         rs.run_study(rs.StudyConfig(out_dir="unused", models=("spherical", "bogus")))
+
+
+# --------------------------------------------------------------------------- end to end
+
+def _checkpoint_mtimes(runs_dir):
+    """{path: mtime_ns} of every file under the runs' checkpoint folders and study_run.json."""
+    out = {}
+    for root, _, files in os.walk(runs_dir):
+        for f in files:
+            p = os.path.join(root, f)
+            if f == rs.RUN_FILE or os.path.basename(root) in ("latest", "final", "best"):
+                out[p] = os.stat(p).st_mtime_ns
+    return out
 
 
 @pytest.mark.slow
@@ -123,31 +295,69 @@ def test_quick_study(tmp_path):
     res = rs.run_study(cfg, log=None)
 
     # same meshes, different rotations
-    made = {m: json.load(open(tmp_path / "data" / m / "manifest.json")) for m in ("z", "so3")}
+    made = {m: json.load(open(tmp_path / "data" / "plain" / m / "manifest.json")) for m in ("z", "so3")}
     assert made["z"]["rotations"] == "z" and made["so3"]["rotations"] == "so3"
     assert made["z"]["counts"] == made["so3"]["counts"]
 
+    regimes = ["z/z", "SO(3)/SO(3)", "z/SO(3)", "SO(3)/z"]
     models_ = res["models"]
-    assert list(models_) == ["spherical-spectral", "planar"]
+    assert list(models_) == ["spherical-spectral", "planar"] and res["seeds"] == [0]
     for m in models_.values():
-        assert set(m["accuracy"]) == {"z/z", "SO(3)/SO(3)", "z/SO(3)", "SO(3)/z"}
-        assert all(0 <= v <= 1 for v in m["accuracy"].values())
+        assert list(m["summary"]) == regimes
+        for stats in m["summary"].values():
+            assert all(0 <= stats[k]["mean"] <= 1 for k in rs.METRICS)
+        seed0 = m["seeds"]["0"]["regimes"]
+        assert seed0["SO(3)/z"]["n_meshes"] == 24 and seed0["SO(3)/z"]["n_rotations"] == 2  # 12 classes x 2
     # similar parameter counts
     ratio = models_["planar"]["n_params"] / models_["spherical-spectral"]["n_params"]
     assert 0.8 < ratio < 1.25
 
+    # per-record predictions: one label per mesh, the class named by its path, metrics recomputed
+    run = rs.load_run(rs.run_dir(cfg, "planar", 0, "so3"))["result"]
+    classes = made["z"]["classes"]
+    p = run["predictions"]["z"]
+    assert all(classes[y] == f.split("/")[0] for f, y in zip(p["fname"], p["label"]))
+    assert sorted(set(p["idrot"])) == [0, 1]
+    assert run["test"]["z"] == rm.invariance_metrics(p["fname"], p["idrot"], p["label"], p["pred"])
+    assert models_["planar"]["summary"]["SO(3)/z"]["accuracy"]["mean"] == run["test"]["z"]["accuracy"]
+
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["model"] for r in rows] == list(models_)
+    assert [(r["model"], r["regime"]) for r in rows] == [(m, g) for m in models_ for g in regimes]
     for r in rows:
-        assert float(r["z/SO(3)"]) == pytest.approx(models_[r["model"]]["accuracy"]["z/SO(3)"], abs=1e-4)
-    table = (tmp_path / "table.md").read_text().splitlines()
-    assert table[0].startswith("| model | z/z (%) | SO(3)/SO(3) (%) | z/SO(3) (%) |") and len(table) == 4
+        assert float(r["accuracy_mean"]) == pytest.approx(
+            models_[r["model"]]["summary"][r["regime"]]["accuracy"]["mean"], abs=1e-4)
+    table = (tmp_path / "table.md").read_text()
+    assert "| model | z/z (%) | SO(3)/SO(3) (%) | z/SO(3) (%) | SO(3)/z (%) | params |" in table
+    assert table.count("| planar CNN |") == 3  # accuracy, consistency, spread
     assert os.path.getsize(tmp_path / "rotation_study.png") > 1000
     assert json.load(open(tmp_path / "results.json"))["models"].keys() == models_.keys()
 
-    res_eq = eq.study_from_runs({"spectral": str(tmp_path / "runs" / "spherical-spectral-z")},
-                                str(tmp_path / "data" / "so3"), str(tmp_path), quick=True, log=None)
+    # a second invocation reuses every finished run: no checkpoint or run file is written
+    before = _checkpoint_mtimes(tmp_path / "runs")
+    assert len([p for p in before if p.endswith(rs.RUN_FILE)]) == 4
+    lines = []
+    again = rs.run_study(cfg, log=lines.append)
+    assert _checkpoint_mtimes(tmp_path / "runs") == before
+    assert sum(l.strip().startswith("reusing " + str(tmp_path / "runs")) for l in lines) == 4
+    assert again["models"]["planar"]["summary"] == models_["planar"]["summary"]
+
+    # a run interrupted after training (no result yet) resumes: no epoch is trained again
+    logdir = rs.run_dir(cfg, "planar", 0, "z")
+    rec = rs.load_run(logdir)
+    rs.save_run(logdir, {"key": rec["key"], "result": None})
+    latest = {p: t for p, t in before.items() if os.sep + "latest" + os.sep in p and p.startswith(logdir)}
+    cfg.models, lines = ("planar",), []
+    third = rs.run_study(cfg, log=lines.append)
+    assert "  resuming " + logdir in lines
+    assert {p: os.stat(p).st_mtime_ns for p in latest} == latest
+    assert third["models"]["planar"]["summary"] == models_["planar"]["summary"]
+
+    # the equivariance table from the per-seed run folders (seed 0)
+    logdirs = rs.equivariance_logdirs(cfg, ["spherical-spectral", "planar"])
+    assert logdirs == {"spectral": str(tmp_path / "runs" / "spherical-spectral" / "seed0" / "z")}
+    res_eq = eq.study_from_runs(logdirs, rs.dataset_dirs(cfg, "plain")["so3"], str(tmp_path),
+                                quick=True, log=None)
     assert set(res_eq["variants"]) == {"spectral, naive", "spectral, sep", "spectral, sep, linear"}
     for l in res_eq["variants"]["spectral, sep, linear"]["layers"]:
         assert l["so3"] < 1e-5

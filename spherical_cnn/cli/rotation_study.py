@@ -1,18 +1,37 @@
-"""Rotation study (z/z, SO(3)/SO(3), z/SO(3)) and per-layer equivariance error.
+"""Rotation study (z/z, SO(3)/SO(3), z/SO(3), SO(3)/z) and per-layer equivariance error.
 
-  spherical-cnn-rotation-study                        # full study (~12-25 min on 2 CPU cores)
-  spherical-cnn-rotation-study --quick --out /tmp/rs  # smoke test (~35 s)
+  spherical-cnn-rotation-study                        # full study, 3 seeds (~1 h on 2 CPU cores)
+  spherical-cnn-rotation-study --quick --out /tmp/rs  # smoke test (~80 s)
+  spherical-cnn-rotation-study --models spherical-cwap,planar --seeds 0
   spherical-cnn-rotation-study --mesh_root ~/data/ModelNet10 --input_res 64 \\
       --params params/model-64.txt params/m40-64.txt params/training.txt --flags --n_classes 10
 
-Then (unless --no_equivariance) the equivariance analysis of the spherical
-models trained on z (see spherical_cnn/equivariance.py). Outputs go to --out:
-results.{json,csv}, table.md, rotation_study.png, equivariance.{json,csv,md,png}.
+Every model is trained on z- and on SO(3)-rotated data once per seed and tested
+on both test sets: accuracy, consistency over rotations (test meshes predicted
+the same under all their test rotations) and the spread of accuracy across
+test rotations; tables give mean ± std over the seeds. Finished runs in
+--out/runs are reused, an interrupted one resumes. Then (unless
+--no_equivariance) the equivariance analysis of the spherical models trained
+on z with the first seed (see spherical_cnn/equivariance.py). Outputs go to
+--out: results.{json,csv}, results_per_seed.csv, table.md, rotation_study.png,
+equivariance.{json,csv,md,png}.
 """
 import argparse
 import os
 
 from . import common
+from ..errors import UserError
+
+
+def _names(text):
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _seeds(text):
+    try:
+        return [int(v) for v in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of integers, got {!r}".format(text))
 
 
 def build_parser():
@@ -20,25 +39,33 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
                                 fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("--out", default="logs/rotation_study", help="output folder (datasets, runs, results)")
-    p.add_argument("--quick", action="store_true", help="tiny dataset and model, 2 epochs (smoke test)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny dataset and model, 2 epochs, seed 0 only (smoke test)")
     p.add_argument("--mesh_root", default=None,
                    help="ModelNet-style mesh tree <class>/{train,test}/<mesh> (default: built-in synthetic shapes)")
     p.add_argument("--params", nargs="+", default=list(rs.DEFAULT_PARAMS),
                    help="flag files of the spherical model (default: the installed model-32, "
                         "synthetic-32 and training-cpu)")
     p.add_argument("--flags", nargs=argparse.REMAINDER, default=[],
-                   help="more training flags for both models, e.g. --flags --n_epochs 8 (must come last)")
+                   help="more training flags for all models, e.g. --flags --n_epochs 8 (must come last)")
     p.add_argument("--input_res", type=int, default=None, help="grid size n (default 32; 16 with --quick)")
     p.add_argument("--n_rotations", type=int, default=None, help="rotations per train mesh (default 8)")
-    p.add_argument("--n_test_rotations", type=int, default=None, help="rotations per test mesh (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--n_test_rotations", type=int, default=None,
+                   help="rotations per test mesh (default 8; 2 with --quick)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (meshes, rotations, split)")
+    p.add_argument("--seeds", type=_seeds, default=None,
+                   help="training seeds, comma-separated; each model is trained once per seed "
+                        "(default 0,1,2; 0 with --quick)")
     p.add_argument("--workers", type=int, default=None, help="dataset builder processes (default: all cores)")
-    p.add_argument("--models", nargs="+", default=list(rs.MODEL_NAMES), choices=rs.MODEL_NAMES,
-                   help="models to train")
+    p.add_argument("--models", type=_names, nargs="+", default=None, metavar="NAMES",
+                   help="models to train, comma-separated, of: {} (default: every one this version "
+                        "supports; a variant needing a flag that is missing is left out and named)"
+                   .format(", ".join(rs.MODEL_NAMES)))
     p.add_argument("--rebuild", action="store_true", help="rebuild the datasets even if they exist")
     p.add_argument("--no_equivariance", action="store_true", help="skip the equivariance analysis")
     p.add_argument("--equivariance_only", action="store_true",
-                   help="only the equivariance analysis (of <out>/runs/spherical-{wap,spectral}-z)")
+                   help="only the equivariance analysis (of <out>/runs/spherical-{wap,cwap,spectral}/"
+                        "seed<first seed>/z)")
     return common.add_output_flags(p)
 
 
@@ -52,8 +79,32 @@ def make_config(a):
     for key in ("input_res", "n_rotations", "n_test_rotations", "workers"):
         if getattr(a, key) is not None:
             setattr(cfg, key, getattr(a, key))
-    cfg.seed, cfg.models, cfg.rebuild = a.seed, tuple(a.models), a.rebuild
+    if a.seeds is not None:
+        cfg.seeds = rs.check_seeds(a.seeds)
+    if a.models is not None:
+        cfg.models = tuple(n for group in a.models for n in group)
+    cfg.seed, cfg.rebuild = a.seed, a.rebuild
     return cfg
+
+
+def run_equivariance(cfg, quick):
+    """Equivariance analysis of the z-trained wap/cwap/spectral runs of the first seed; prints its table."""
+    from .. import equivariance as eq
+    from .. import rotation_study as rs
+    variants, _ = rs.select_models(cfg.models)
+    logdirs = rs.equivariance_logdirs(cfg, [v.name for v in variants])
+    if not logdirs:
+        return
+    unfinished = [d for d in logdirs.values() if not (rs.load_run(d) or {}).get("result")]
+    if unfinished:
+        raise UserError("no finished run in {}: run the study first (without --equivariance_only)"
+                        .format(", ".join(unfinished)))
+    res = eq.study_from_runs(logdirs, rs.dataset_dirs(cfg, "plain")["so3"], cfg.out_dir, quick=quick)
+    print()
+    print(eq.format_table(res))
+    print()
+    print("wrote {}".format(", ".join(os.path.join(cfg.out_dir, "equivariance." + e)
+                                      for e in ("json", "csv", "md", "png"))))
 
 
 def main(argv=None):
@@ -70,17 +121,7 @@ def main(argv=None):
         print()
         print(rs.format_table(results))
         print()
-        print("wrote {}".format(", ".join(os.path.join(cfg.out_dir, f) for f in (
-            "results.json", "results.csv", "table.md", "rotation_study.png"))))
-    logdirs = {kind: os.path.join(cfg.out_dir, "runs", "spherical-{}-z".format(kind))
-               for kind in ("wap", "cwap", "spectral") if "spherical-" + kind in cfg.models}
-    if not a.no_equivariance and logdirs:
-        from .. import equivariance as eq
-        res = eq.study_from_runs(logdirs, os.path.join(cfg.out_dir, "data", "so3"), cfg.out_dir,
-                                 quick=a.quick)
-        print()
-        print(eq.format_table(res))
-        print()
-        print("wrote {}".format(", ".join(os.path.join(cfg.out_dir, "equivariance." + e)
-                                          for e in ("json", "csv", "md", "png"))))
+        print("wrote {}".format(", ".join(os.path.join(cfg.out_dir, f) for f in rs.OUTPUT_FILES)))
+    if not a.no_equivariance:
+        run_equivariance(cfg, a.quick)
     return 0
