@@ -6,8 +6,9 @@ Forward and inverse transforms of a batch of real maps (``--batch`` x
 ``--channels`` maps of n x n, float32) for each size in ``--sizes``. Every
 implementation runs in its own subprocess (PyTorch's and TensorFlow's thread
 pools, spinning in one process, slow each other down many-fold on a small
-machine), and the implementations alternate for ``--rounds`` rounds so that
-load from other processes falls on all of them alike. A figure is the best time
+machine), and the implementations alternate for ``--rounds`` rounds (in reverse
+order every other round) so that load from other processes, and whatever a
+process start leaves behind, falls on all of them alike. A figure is the best time
 over all repeats of all rounds, as maps per second. Implementations:
 
 - ``current:sep`` / ``current:naive``: this tree, ``tf.function`` on TensorFlow;
@@ -157,7 +158,7 @@ def main():
     best = {}
     try:
         for r in range(args.rounds):
-            for impl in impls:
+            for impl in (impls if r % 2 == 0 else impls[::-1]):  # no implementation always goes first
                 print("round {}/{}: {} ...".format(r + 1, args.rounds, impl), file=sys.stderr, flush=True)
                 root = base_dir if impl.startswith("baseline") else ROOT
                 res = run_worker(["--worker", impl, "--root", root, "--sizes", args.sizes,

@@ -2,7 +2,8 @@
 """Training step of the demo model: this tree against a baseline revision, side by side.
 
 Every measurement runs in its own subprocess (so that peak memory is its own)
-and the variants alternate for ``--rounds`` rounds, so that load from other
+and the variants alternate for ``--rounds`` rounds (in reverse order every
+other round), so that load from other
 processes falls on all of them alike; a variant's figure is the best of its
 rounds' median step times. A variant is ``TREE:METHOD[:xla]``:
 
@@ -278,7 +279,7 @@ def main():
             v["medians_ms"], v["peak_rss_mb"] = [], 0.0
         speeds = []
         for r in range(a.rounds):
-            for v in variants:
+            for v in (variants if r % 2 == 0 else variants[::-1]):  # no variant always goes first
                 print("round {}/{}: {} ...".format(r + 1, a.rounds, v["name"]), file=sys.stderr, flush=True)
                 root = base_dir if v["tree"] == "baseline" else ROOT
                 res = run_worker(["--worker", "step", "--root", root, "--method", v["method"],
