@@ -28,6 +28,7 @@ Also measured in the same run:
   res-64 complex64 records, against the samples per second trained.
 
     python3 benchmarks/train_step.py --baseline c43df2f        # before/after table
+    python3 benchmarks/train_step.py --baseline c43df2f --profile   # ... and where the time goes
     python3 benchmarks/train_step.py --variants current:sep,current:naive
     KERAS_BACKEND=jax python3 benchmarks/train_step.py --variants current:sep   # JAX path
 
@@ -207,6 +208,81 @@ def pipeline_worker(root, batch, res, records):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def profile_worker(root, batch, res, steps):
+    """Where the time of the current step goes: TensorFlow profiler, self time per op type
+    and per kind of layer (summed over threads), one JSON line. Uses the profiler's
+    converter to op statistics (a TensorFlow-internal module: if it is missing, says so)."""
+    sys.path.insert(0, root)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import glob
+    import re
+    import numpy as np
+    import tensorflow as tf
+    from spherical_cnn import params, training
+    try:
+        from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+    except ImportError:
+        print(json.dumps({"error": "this TensorFlow has no profiler plugin converter"}))
+        return
+
+    logdir = tempfile.mkdtemp(prefix="train_step_profile_")
+    args = params.parse(_flags(root, "sep", batch, res, False, logdir))
+
+    class OneBatch:
+        input_shape = (res, res, 2)
+        class_names = None
+
+    trainer = training.Trainer(args, dataset=OneBatch())
+    trainer._build_steps()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, res, res, 2)).astype("float32")
+    y = rng.integers(0, args.n_classes, size=batch).astype("int64")
+    for _ in range(3):
+        trainer._train_step(x, y).numpy()
+    trace = os.path.join(logdir, "trace")
+    t0 = time.perf_counter()
+    tf.profiler.experimental.start(trace)
+    for _ in range(steps):
+        trainer._train_step(x, y).numpy()
+    tf.profiler.experimental.stop()
+    wall_ms = (time.perf_counter() - t0) / steps * 1e3
+    xplane = glob.glob(os.path.join(trace, "**", "*.xplane.pb"), recursive=True)[0]
+    data, _ = plugin.xspace_to_tools_data([xplane], "framework_op_stats", {})
+    table = json.loads(data)[0]
+    cols = [c["id"] for c in table["cols"]]
+    rows = [{k: (c or {}).get("v") for k, c in zip(cols, r["c"])} for r in table["rows"]]
+    by_type, by_kind = {}, {}
+    for r in rows:
+        if r["type"] == "IDLE":
+            continue
+        ms = r["total_self_time"] / steps / 1e3
+        op_type = re.sub(r"^_Mkl(Native)?", "", r["type"])
+        by_type[op_type] = by_type.get(op_type, 0.0) + ms
+        m = re.search(r"conv\d+_b\d+_(conv|bn|act|pool)", r["operation"])
+        kind = {"conv": "spherical convolutions", "bn": "batch norm", "act": "nonlinearity (PReLU)",
+                "pool": "grid pooling"}[m.group(1)] if m else "other (head, losses, optimizer)"
+        by_kind[kind] = by_kind.get(kind, 0.0) + ms
+    shutil.rmtree(logdir, ignore_errors=True)
+    print(json.dumps({"wall_ms_per_step_profiled": wall_ms, "by_op_type_ms": by_type, "by_kind_ms": by_kind}))
+
+
+def print_profile(prof):
+    if "error" in prof:
+        print("profile:", prof["error"])
+        return
+    total = sum(prof["by_kind_ms"].values())
+    print("\nWhere the time goes (current:sep, TensorFlow profiler, self time summed over threads: "
+          "{:.0f} thread-ms per step, {:.0f} ms wall while profiled)".format(total, prof["wall_ms_per_step_profiled"]))
+    print("| layers | thread-ms | share |")
+    print("|---|---:|---:|")
+    for k, v in sorted(prof["by_kind_ms"].items(), key=lambda kv: -kv[1]):
+        print("| {} | {:.1f} | {:.0f}% |".format(k, v, 100 * v / total))
+    print("| op type | thread-ms | share |")
+    print("|---|---:|---:|")
+    for k, v in sorted(prof["by_op_type_ms"].items(), key=lambda kv: -kv[1])[:10]:
+        print("| {} | {:.1f} | {:.0f}% |".format(k, v, 100 * v / total))
+
+
 # ----------------------------------------------------------------------------- driver
 
 def run_worker(argv, env=None):
@@ -258,7 +334,9 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pipeline_records", type=int, default=512)
     p.add_argument("--out", default=os.path.join(HERE, "results", "train_step.json"))
-    p.add_argument("--worker", choices=["step", "info", "pipeline"], help=argparse.SUPPRESS)
+    p.add_argument("--profile", action="store_true",
+                   help="also profile the current tree's step (TensorFlow) and print where the time goes")
+    p.add_argument("--worker", choices=["step", "info", "pipeline", "profile"], help=argparse.SUPPRESS)
     p.add_argument("--root", default=ROOT, help=argparse.SUPPRESS)
     p.add_argument("--method", default="sep", help=argparse.SUPPRESS)
     p.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)
@@ -269,6 +347,8 @@ def main():
         return info_worker(a.root, a.batch, a.res)
     if a.worker == "pipeline":
         return pipeline_worker(a.root, a.batch, a.res, a.pipeline_records)
+    if a.worker == "profile":
+        return profile_worker(a.root, a.batch, a.res, a.steps)
 
     default = (["baseline:sep"] if a.baseline else []) + ["current:sep", "current:sep:xla"]
     variants = [parse_variant(v, bool(a.baseline)) for v in (a.variants.split(",") if a.variants else default)]
@@ -291,6 +371,7 @@ def main():
             info = run_worker(["--worker", "info"] + common)
             speeds.append(info["matmul_gflops"])
         pipe = run_worker(["--worker", "pipeline", "--pipeline_records", str(a.pipeline_records)] + common)
+        prof = run_worker(["--worker", "profile", "--steps", str(a.steps)] + common) if a.profile else None
     finally:
         if base_dir:
             drop_baseline(base_dir)
@@ -328,9 +409,11 @@ def main():
           "variant's {:.0f} samples/s trained".format(a.res, pipe["pipeline_samples_per_s"],
                                                       pipe["pipeline_samples_per_s"] / best["samples_per_s"],
                                                       best["samples_per_s"]))
+    if prof:
+        print_profile(prof)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
-        json.dump({"variants": variants, "baseline": a.baseline, "matmul_gflops": speeds,
+        json.dump({"variants": variants, "profile": prof, "baseline": a.baseline, "matmul_gflops": speeds,
                    "conv_flops": {"transforms": info["transforms"], "filters": info["filters"]},
                    "flop_limit_ms": limit_ms, "pipeline_samples_per_s": pipe["pipeline_samples_per_s"],
                    "batch": a.batch, "res": a.res, "cpus": os.cpu_count(),
