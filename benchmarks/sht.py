@@ -118,6 +118,11 @@ def run_worker(argv):
     return {int(n): v for n, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
+def _k(rate):
+    """Maps per second in thousands, 3 significant digits (158k, 3.42k)."""
+    return "{:.3g}k".format(rate / 1e3)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="32,64,128,256")
@@ -188,8 +193,8 @@ def main():
     print("|---" * (1 + 2 * len(impls) - 1) + "|")
     by = {(r["n"], r["impl"]): r for r in rows}
     for n in sizes:
-        cells = ["{:.0f}k / {:.0f}k".format(by[n, i]["forward_maps_per_s"] / 1e3,
-                                           by[n, i]["inverse_maps_per_s"] / 1e3) for i in impls]
+        cells = ["{} / {}".format(_k(by[n, i]["forward_maps_per_s"]), _k(by[n, i]["inverse_maps_per_s"]))
+                 for i in impls]
         ratios = ["{:.2f}x / {:.2f}x".format(by[n, ref]["forward_s"] / by[n, i]["forward_s"],
                                              by[n, ref]["inverse_s"] / by[n, i]["inverse_s"])
                   for i in impls if i != ref]
