@@ -269,6 +269,8 @@ VARIANTS = (
     ("spectral, naive", "spectral", {"transform_method": "naive"}),
     ("spectral, sep", "spectral", {"transform_method": "sep"}),
     ("spectral, sep, linear", "spectral", {"transform_method": "sep", "nonlin": "identity"}),
+    ("cwap, anti-aliased, sep", "cwap_aa", {"transform_method": "sep"}),
+    ("spectral, anti-aliased, sep", "spectral_aa", {"transform_method": "sep"}),
 )
 
 
@@ -322,7 +324,8 @@ def study(sources, x, n_rotations=4, seed=0, variants=VARIANTS, log=print):
     """Equivariance errors of the variants of trained models on band-limited ``x``.
 
     Args:
-        sources: ``{'wap' | 'cwap' | 'spectral': (flags, model)}``; variants whose source is
+        sources: ``{'wap' | 'cwap' | 'spectral' | 'cwap_aa' | 'spectral_aa': (flags, model)}``
+            ('_aa': trained with ``--nonlinearity_upsample 2``); variants whose source is
             missing are skipped.
         x: band-limited inputs ``(batch, n, n, channels)``.
     """
@@ -365,7 +368,7 @@ def study_from_runs(logdirs, dset_dir, out_dir, quick=False, n_inputs=None, n_ro
     """Equivariance study of trained models on band-limited test maps of ``dset_dir``.
 
     Args:
-        logdirs: ``{'wap' | 'cwap' | 'spectral': training folder}`` (runs of ``scripts/train.py``
+        logdirs: ``{source: training folder}`` (sources as in :func:`study`; runs of ``scripts/train.py``
             or of the rotation study; their ``final`` checkpoint is loaded).
 
     Writes ``equivariance.{json,csv,md,png}`` into ``out_dir``; returns the results dict.

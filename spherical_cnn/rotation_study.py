@@ -110,7 +110,8 @@ MODEL_TABLE = (
 MODELS = {v.name: v for v in MODEL_TABLE}
 MODEL_NAMES = tuple(MODELS)
 # equivariance.py's weight sources -> the study's model trained on z
-EQUIVARIANCE_SOURCES = {"wap": "spherical-wap", "cwap": "spherical-cwap", "spectral": "spherical-spectral"}
+EQUIVARIANCE_SOURCES = {"wap": "spherical-wap", "cwap": "spherical-cwap", "spectral": "spherical-spectral",
+                        "cwap_aa": "spherical-cwap-aa", "spectral_aa": "spherical-spectral-aa"}
 
 DEFAULT_PARAMS = tuple(os.path.join(PARAMS_DIR, name) for name in (
     "model-32.txt", "synthetic-32.txt", "training-cpu.txt"))
@@ -870,7 +871,7 @@ OUTPUT_FILES = ("results.json", "results.csv", "results_per_seed.csv", "table.md
 
 
 def equivariance_logdirs(cfg, names):
-    """``{'wap' | 'cwap' | 'spectral': run folder}`` of the z-trained runs of the first seed of
+    """``{source: run folder}`` (sources of ``equivariance.study``) of the z-trained runs of the first seed of
     ``cfg.seeds`` for the models among ``names`` (input of ``equivariance.study_from_runs``)."""
     seed = check_seeds(cfg.seeds)[0]
     return {kind: run_dir(cfg, name, seed, "z") for kind, name in EQUIVARIANCE_SOURCES.items()

@@ -64,7 +64,7 @@ def build_parser():
     p.add_argument("--rebuild", action="store_true", help="rebuild the datasets even if they exist")
     p.add_argument("--no_equivariance", action="store_true", help="skip the equivariance analysis")
     p.add_argument("--equivariance_only", action="store_true",
-                   help="only the equivariance analysis (of <out>/runs/spherical-{wap,cwap,spectral}/"
+                   help="only the equivariance analysis (of <out>/runs/spherical-{wap,cwap,spectral,cwap-aa,spectral-aa}/"
                         "seed<first seed>/z)")
     return common.add_output_flags(p)
 
