@@ -92,11 +92,15 @@ class ModelVariant:
     kind: str = "spherical"
 
 
-_CWAP = {"spectral_pool": False, "pool": "cwap"}
-_SPECTRAL = {"spectral_pool": True, "pool": "wap"}
+# Every spherical variant states the flags it differs in, so that a change of the params
+# files' defaults (model-32.txt turns on spectral pooling and the anti-aliased nonlinearity)
+# does not change what a variant is.
+_CWAP = {"spectral_pool": False, "pool": "cwap", "nonlinearity_upsample": 1}
+_SPECTRAL = {"spectral_pool": True, "pool": "wap", "nonlinearity_upsample": 1}
 _AA = {"nonlinearity_upsample": 2}
 MODEL_TABLE = (
-    ModelVariant("spherical-wap", "spherical CNN, wap pooling", {"spectral_pool": False, "pool": "wap"}),
+    ModelVariant("spherical-wap", "spherical CNN, wap pooling",
+                 {"spectral_pool": False, "pool": "wap", "nonlinearity_upsample": 1}),
     ModelVariant("spherical-cwap", "spherical CNN, cwap pooling", _CWAP),
     ModelVariant("spherical-spectral", "spherical CNN, spectral pooling", _SPECTRAL),
     ModelVariant("planar", "planar CNN", {}, kind="planar"),
