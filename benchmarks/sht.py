@@ -27,11 +27,11 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
+
+import side_by_side
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -99,25 +99,6 @@ def torch_available():
 
 # ----------------------------------------------------------------------------- driver
 
-def make_baseline(rev):
-    path = tempfile.mkdtemp(prefix="sht_baseline_")
-    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", "-f", path, rev], check=True,
-                   capture_output=True)
-    return path
-
-
-def drop_baseline(path):
-    subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", path], capture_output=True)
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def run_worker(argv):
-    out = subprocess.run([sys.executable, os.path.abspath(__file__)] + argv, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit("benchmark worker {} failed:\n{}".format(" ".join(argv), out.stderr[-3000:]))
-    return {int(n): v for n, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
-
-
 def _k(rate):
     """Maps per second in thousands, 3 significant digits (158k, 3.42k)."""
     return "{:.3g}k".format(rate / 1e3)
@@ -159,22 +140,24 @@ def main():
             sys.exit("--impls: unknown {!r}; known: {}".format(impl, ", ".join(sorted(known))))
         if impl.startswith("baseline") and not args.baseline:
             sys.exit("--impls {}: needs --baseline REV".format(impl))
-    base_dir = make_baseline(args.baseline) if args.baseline else None
+    base_dir = side_by_side.checkout(args.baseline) if args.baseline else None
     best = {}
     try:
         for r in range(args.rounds):
             for impl in (impls if r % 2 == 0 else impls[::-1]):  # no implementation always goes first
                 print("round {}/{}: {} ...".format(r + 1, args.rounds, impl), file=sys.stderr, flush=True)
                 root = base_dir if impl.startswith("baseline") else ROOT
-                res = run_worker(["--worker", impl, "--root", root, "--sizes", args.sizes,
-                                  "--batch", str(args.batch), "--channels", str(args.channels),
-                                  "--repeats", str(args.repeats), "--threads", str(args.threads)])
+                res = side_by_side.run_worker(__file__, [
+                    "--worker", impl, "--root", root, "--sizes", args.sizes, "--batch", str(args.batch),
+                    "--channels", str(args.channels), "--repeats", str(args.repeats),
+                    "--threads", str(args.threads)])
+                res = {int(n): v for n, v in res.items()}
                 for n, t in res.items():
                     for d, s in t.items():
                         best[impl, n, d] = min(best.get((impl, n, d), float("inf")), s)
     finally:
         if base_dir:
-            drop_baseline(base_dir)
+            side_by_side.remove(base_dir)
 
     nmaps = args.batch * args.channels
     rows = [{"n": n, "impl": impl, "maps": nmaps,

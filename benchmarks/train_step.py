@@ -40,10 +40,11 @@ import os
 import platform
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
+
+import side_by_side
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -285,27 +286,6 @@ def print_profile(prof):
 
 # ----------------------------------------------------------------------------- driver
 
-def run_worker(argv, env=None):
-    out = subprocess.run([sys.executable, os.path.abspath(__file__)] + argv, capture_output=True,
-                         text=True, env=env)
-    if out.returncode != 0:
-        sys.exit("benchmark worker {} failed:\n{}".format(" ".join(argv), out.stderr[-3000:]))
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def make_baseline(rev):
-    """A temporary worktree of ``rev``; returns its path."""
-    path = tempfile.mkdtemp(prefix="train_step_baseline_")
-    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", "-f", path, rev], check=True,
-                   capture_output=True)
-    return path
-
-
-def drop_baseline(path):
-    subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", path], capture_output=True)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def parse_variant(text, have_baseline):
     parts = text.split(":")
     if len(parts) not in (2, 3) or parts[0] not in ("current", "baseline") or \
@@ -352,7 +332,7 @@ def main():
 
     default = (["baseline:sep"] if a.baseline else []) + ["current:sep", "current:sep:xla"]
     variants = [parse_variant(v, bool(a.baseline)) for v in (a.variants.split(",") if a.variants else default)]
-    base_dir = make_baseline(a.baseline) if a.baseline else None
+    base_dir = side_by_side.checkout(a.baseline) if a.baseline else None
     try:
         common = ["--batch", str(a.batch), "--res", str(a.res)]
         for v in variants:
@@ -362,19 +342,21 @@ def main():
             for v in (variants if r % 2 == 0 else variants[::-1]):  # no variant always goes first
                 print("round {}/{}: {} ...".format(r + 1, a.rounds, v["name"]), file=sys.stderr, flush=True)
                 root = base_dir if v["tree"] == "baseline" else ROOT
-                res = run_worker(["--worker", "step", "--root", root, "--method", v["method"],
-                                  "--steps", str(a.steps), "--warmup", str(a.warmup)]
-                                 + (["--xla"] if v["xla"] else []) + common)
+                res = side_by_side.run_worker(__file__, [
+                    "--worker", "step", "--root", root, "--method", v["method"],
+                    "--steps", str(a.steps), "--warmup", str(a.warmup)] + (["--xla"] if v["xla"] else []) + common)
                 v["medians_ms"].append(1e3 * median(res["times_s"]))
                 v["peak_rss_mb"] = max(v["peak_rss_mb"], res["peak_rss_mb"])
                 v["backend"], v["n_params"] = res["backend"], res["n_params"]
-            info = run_worker(["--worker", "info"] + common)
+            info = side_by_side.run_worker(__file__, ["--worker", "info"] + common)
             speeds.append(info["matmul_gflops"])
-        pipe = run_worker(["--worker", "pipeline", "--pipeline_records", str(a.pipeline_records)] + common)
-        prof = run_worker(["--worker", "profile", "--steps", str(a.steps)] + common) if a.profile else None
+        pipe = side_by_side.run_worker(
+            __file__, ["--worker", "pipeline", "--pipeline_records", str(a.pipeline_records)] + common)
+        prof = (side_by_side.run_worker(__file__, ["--worker", "profile", "--steps", str(a.steps)] + common)
+                if a.profile else None)
     finally:
         if base_dir:
-            drop_baseline(base_dir)
+            side_by_side.remove(base_dir)
 
     gflops = max(speeds)
     conv = info["transforms"] + info["filters"]
