@@ -139,11 +139,12 @@ def test_malformed_range_is_a_usage_error(tmp_path, capsys):
     assert '--aniso_scale takes two numbers' in capsys.readouterr().err
 
 
-def _tree(root):
+def _tree(root, n_train=3):
+    """A two-class mesh tree (boxes and cones) with ``n_train`` train meshes and one test mesh each."""
     rng = np.random.default_rng(0)
     for c, make in [('box', lambda: trimesh.creation.box(extents=rng.uniform(0.5, 1.5, 3))),
                     ('cone', lambda: trimesh.creation.cone(rng.uniform(0.3, 0.6), rng.uniform(0.8, 1.5)))]:
-        for split, n in (('train', 3), ('test', 1)):
+        for split, n in (('train', n_train), ('test', 1)):
             os.makedirs(root / c / split, exist_ok=True)
             for i in range(n):
                 make().export(str(root / c / split / f'{c}_{i}.off'))

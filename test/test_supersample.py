@@ -7,7 +7,6 @@ azimuth ``2 * pi * (k + o_v) / n``, ``o_u = (u + 0.5) / s - 0.5``, weight
 (a miss counts 0), its angle the weighted mean over the sub-rays that hit.
 """
 import json
-import os
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import trimesh
 from spherical_cnn.cli import make_dataset
 from spherical_cnn.data import builder, meshes, raycast, records, rotations
 from spherical_cnn.errors import run_cli
+from test_augmentation import _tree
 
 R0 = raycast.DEFAULT_R0
 
@@ -226,19 +226,8 @@ def test_bad_supersample_is_refused(bad):
             call()
 
 
-def _tree(root):
-    rng = np.random.default_rng(0)
-    for c, make in [('box', lambda: trimesh.creation.box(extents=rng.uniform(0.5, 1.5, 3))),
-                    ('cone', lambda: trimesh.creation.cone(rng.uniform(0.3, 0.6), rng.uniform(0.8, 1.5)))]:
-        for split, n in (('train', 2), ('test', 1)):
-            os.makedirs(root / c / split, exist_ok=True)
-            for i in range(n):
-                make().export(str(root / c / split / f'{c}_{i}.off'))
-    return root
-
-
 def test_make_dataset_supersample(tmp_path, capsys):
-    root = _tree(tmp_path / 'm')
+    root = _tree(tmp_path / 'm', n_train=2)
     argv = [str(root), '--input_res', '8', '--n_rotations', '2', '--n_test_rotations', '1', '--seed', '2',
             '--val_fraction', '0', '--workers', '1']
     assert run_cli(make_dataset.main, argv + ['--out', str(tmp_path / 'ss'), '--supersample', '3']) == 0
