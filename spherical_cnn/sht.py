@@ -128,7 +128,7 @@ class SphericalHarmonicTransform:
 
     def _forward_sep(self, x):
         L, L2, c = self.L, self._L2, x.shape[3]
-        y = ops.reshape(self.analysis(x), (2, L2, 2, L, -1, c))  # (kf, mh, r, l, b, c)
+        y = ops.reshape(self._analysis(x), (2, L2, 2, L, -1, c))  # (kf, mh, r, l, b, c)
         y = ops.reshape(ops.transpose(y, (4, 2, 3, 1, 0, 5)), (-1, 2, 1, L, 2 * L2, c))  # m = 2 mh + kf
         if 2 * L2 != L:
             y = y[:, :, :, :, :L]
@@ -151,7 +151,10 @@ class SphericalHarmonicTransform:
         self._check_map(x)
         if self.method != "sep":
             raise ValueError(f"{self!r}: analysis/synthesis need method='sep'")
-        x = ops.cast(x, self.dtype)
+        return self._analysis(ops.cast(x, self.dtype))
+
+    def _analysis(self, x):
+        """``analysis`` of maps already checked and cast (``forward_packed`` did both)."""
         n, L, L2, h = self.n, self.L, self._L2, self.n // 2
         c = x.shape[3]  # static; the batch may be unknown (-1 below)
         # (b, k, j, c) -> (k, j*b*c); radix-2 butterfly over k = (kh, k'): kf = m parity
