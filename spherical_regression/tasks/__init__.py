@@ -9,5 +9,22 @@ metrics and sign layouts are in the package above).
   modelnet10_so3  its data from the original's ModelNet10-SO3 release (LMDB folders
                   of JPEG views plus viewID2quat.pkl).
 
+  viewpoint       S^1: azimuth of a shape from its render.
+  normals         S^2: per-pixel surface normals of rendered scenes.
+  runner          the training loop and the multi-seed study the tasks share.
+  common          the CNN backbone, the npz cache, the asymmetric built-in classes.
+
+A task module is driven by ``spherical_cnn.cli.regression`` through:
+  SUMMARY          one line for ``--help``
+  SIZE_FLAGS       {flag: (type, help)} of the size flags (epochs, batch_size and
+                   learning_rate included); DEFAULTS / QUICK give their values at full
+                   size / with ``--quick``
+  PRIMARY, METRICS the metric the heads are ranked by, and the table's columns
+  add_arguments(parser), check_args(parser, args)   the task's own flags
+  load_data(args) -> (train, test)                  dicts; ``train["targets"]`` counts
+  describe_data(train, test) -> str                 one line of sizes
+  config(args) -> dict                              what determines a run (for reuse)
+  make_run(head, seed, train, test, args) -> runner.Run
+
 Modules are imported on use (TensorFlow, trimesh and lmdb are heavy or optional).
 """

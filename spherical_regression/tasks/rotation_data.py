@@ -19,15 +19,13 @@ Generated splits are cached as ``<cache_dir>/<key>.npz`` together with
 ``<key>.json``, a manifest of every setting that made them; ``key`` is a hash of
 that manifest, so a changed setting never reads a stale cache.
 """
-import hashlib
-import json
 import os
-import time
 
 import numpy as np
 
 from ..render import CHANNELS, OrthoRenderer
 from ..rotations import quaternion_to_matrix, random_quaternions
+from .common import load_or_make
 
 SPLITS = ("train", "test")
 _FORMAT_VERSION = 1
@@ -133,30 +131,11 @@ def dataset_manifest(split, views_per_mesh, mesh_root=None, meshes_per_class=10,
 def load_or_render(split, views_per_mesh, cache_dir="data/regression", mesh_root=None,
                    meshes_per_class=10, size=64, channels="both", seed=0, verbose=False,
                    classes=None):
-    """``render_split`` through an npz cache in ``cache_dir`` (None: no cache)."""
+    """``render_split`` through the npz cache of ``common.load_or_make`` in ``cache_dir``
+    (None: no cache)."""
     manifest = dataset_manifest(split, views_per_mesh, mesh_root, meshes_per_class, size,
                                 channels, seed, classes)
-    key = hashlib.sha1(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
-    path = None
-    if cache_dir is not None:
-        path = os.path.join(cache_dir, f"so3_{split}_{key}.npz")
-        if os.path.exists(path):
-            with np.load(path) as z:
-                data = {k: z[k] for k in z.files}
-            data["class_names"] = [str(c) for c in data["class_names"]]
-            return data
-    t0 = time.time()
-    data = render_split(split, views_per_mesh, mesh_root, meshes_per_class, size, channels, seed,
-                        classes)
-    if verbose:
-        print(f"rendered {split}: {len(data['images'])} images in {time.time() - t0:.1f} s")
-    if path is not None:
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = path + ".tmp.npz"
-        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in data.items()})
-        os.replace(tmp, path)
-        manifest.update(num_images=int(len(data["images"])), class_names=data["class_names"],
-                        created=time.strftime("%Y-%m-%d %H:%M:%S"))
-        with open(path[:-4] + ".json", "w") as f:
-            json.dump(manifest, f, indent=2)
-    return data
+    return load_or_make(f"so3_{split}", manifest,
+                        lambda: render_split(split, views_per_mesh, mesh_root, meshes_per_class,
+                                             size, channels, seed, classes),
+                        cache_dir, verbose)
