@@ -220,6 +220,69 @@ class DirectHead(_Head):
 HEADS = {"sexp": SExpHead, "sflat": SFlatHead, "direct": DirectHead}
 
 
+@keras.saving.register_keras_serializable(package="spherical_regression")
+class CategoryConditionedHead(keras.layers.Layer):
+    """One head per category; each sample gets the output of its own category's head
+    (the original's S^3 model: its regression and sign layers have one output block per
+    category, and the ground-truth category selects the block, at training and at test).
+
+    Called on ``(features (batch, f), category_ids (batch,) int)``; the output, its layout
+    and ``decode`` are those of the unconditioned head ``make_head(head, dim, ...)`` (the
+    extra keyword arguments go there: ``fix_first_sign``, ``logit_scale``,
+    ``sign_layout``). The category blocks are one Dense layer of ``num_categories`` x
+    width per branch (O, and the sign logits for S_exp); block c equals a plain head
+    whose Dense weights are the c-th slice. ``pre_activation`` returns the *selected* O
+    (``(batch, dim)``), so dL/dO is the gradient that reaches the head that was used.
+    """
+
+    def __init__(self, head, dim, num_categories, **head_kwargs):
+        super().__init__(name=head_kwargs.pop("name", None))
+        if not isinstance(num_categories, int) or num_categories < 1:
+            raise ValueError(f"CategoryConditionedHead: num_categories must be an int >= 1, "
+                             f"got {num_categories!r}")
+        if head_kwargs.get("hidden_units"):
+            raise ValueError("CategoryConditionedHead: hidden_units are not supported")
+        self.head_name, self.dim, self.num_categories = head, dim, num_categories
+        self.head_kwargs = dict(head_kwargs)
+        self.inner = make_head(head, dim, **head_kwargs)  # activation, decoding, layout
+        widths = [dim] + ([self.inner.num_sign_classes] if head == "sexp" else [])
+        self.widths = widths
+        names = ["logits", "sign_logits"]
+        self.blocks = [keras.layers.Dense(w * num_categories, name=f"{names[i]}_per_category")
+                       for i, w in enumerate(widths)]
+
+    def build(self, input_shape):
+        features_shape = tuple(input_shape[0]) if isinstance(input_shape[0], (list, tuple)) \
+            else tuple(input_shape)
+        for block in self.blocks:
+            block.build(features_shape)
+
+    def pre_activation(self, features, category_ids):
+        """[O (batch, dim), sign logits (batch, K) for S_exp] of each sample's category."""
+        ids = ops.reshape(ops.cast(category_ids, "int32"), (-1, 1, 1))
+        parts = []
+        for block, width in zip(self.blocks, self.widths):
+            out = ops.reshape(block(features), (-1, self.num_categories, width))
+            parts.append(ops.take_along_axis(out, ids, axis=1)[:, 0])
+        return parts
+
+    def activate(self, parts):
+        return self.inner.activate(parts)
+
+    def call(self, inputs):
+        features, category_ids = inputs
+        return self.activate(self.pre_activation(features, category_ids))
+
+    def decode(self, output):
+        return self.inner.decode(output)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(head=self.head_name, dim=self.dim, num_categories=self.num_categories,
+                      **self.head_kwargs)
+        return config
+
+
 def make_head(name, dim, fix_first_sign=False, hidden_units=(), logit_scale="paper",
               sign_layout=None, **kwargs):
     """Head by name ('sexp'|'sflat'|'direct'); ``fix_first_sign``, ``logit_scale`` and

@@ -26,7 +26,7 @@ NOISE = re.compile(r"^[IWEF]\d{4} |absl|oneDNN|cuInit|rebuild TensorFlow", re.M)
 COMMANDS = ["spherical-cnn-train", "spherical-cnn-make-dataset", "spherical-cnn-predict",
             "spherical-cnn-check-dataset", "spherical-cnn-retrieval", "spherical-cnn-rotation-study",
             "spherical-cnn-params",
-            "spherical-regression-train"]
+            "spherical-regression-train", "spherical-regression"]
 
 
 def pyproject():

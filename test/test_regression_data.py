@@ -244,14 +244,14 @@ def test_train_regression_script_on_release_data(tmp_path, capsys):
     write_tiny_release(root / "test_20V.Rawjpg.lmdb", views[:6], q[:6])
     from spherical_cnn.cli import train_regression
     out = tmp_path / "out"
-    results = train_regression.run(train_regression.parse_args([
+    results, _ = train_regression.run(train_regression.parse_args([
         "--data", str(root), "--data_test_sampling", "1.0", "--head", "all", "--epochs", "1",
-        "--image_size", "16", "--batch_size", "8", "--width", "4",
+        "--seeds", "0", "--image_size", "16", "--batch_size", "8", "--width", "4",
         "--logit_scale", "original_code", "--sign_layout", "quaternion_original",
         "--out", str(out)]))
     assert [r["head"] for r in results] == ["sexp", "sflat", "direct"]
     for r in results:
-        assert r["train_images"] == 16 and r["test_images"] == 6
+        assert r["train_samples"] == 16 and sorted(r["per_class"]) == ["chair"]  # test: chair views only
         assert 0.0 <= r["MedErr"] <= 180.0
     assert "train (16, 16, 16, 3), test (6, 16, 16, 3)" in capsys.readouterr().out
     with pytest.raises(SystemExit):

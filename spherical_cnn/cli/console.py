@@ -44,8 +44,13 @@ def rotation_study():
 
 
 def train_regression():
-    """``spherical-regression-train``: rotation estimation with spherical regression heads."""
+    """``spherical-regression-train``: the S^3 rotation task (= ``spherical-regression rotation``)."""
     return _run("train_regression")
+
+
+def regression():
+    """``spherical-regression``: the S^1 / S^2 / S^3 regression tasks, heads x seeds."""
+    return _run("regression")
 
 
 def params():

@@ -49,15 +49,15 @@ def load_or_make(prefix, manifest, make, cache_dir, verbose=False):
             return data
     t0 = time.time()
     data = make()
+    n = len(next(v for k, v in data.items() if k != "class_names"))
     if verbose:
-        n = len(next(v for k, v in data.items() if k != "class_names"))
         print(f"rendered {prefix}: {n} samples in {time.time() - t0:.1f} s", flush=True)
     if path is not None:
         os.makedirs(cache_dir, exist_ok=True)
         tmp = path + ".tmp.npz"
         np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in data.items()})
         os.replace(tmp, path)
-        info = dict(manifest, created=time.strftime("%Y-%m-%d %H:%M:%S"))
+        info = dict(manifest, num_samples=int(n), created=time.strftime("%Y-%m-%d %H:%M:%S"))
         if "class_names" in data:
             info["class_names"] = list(data["class_names"])
         with open(path[:-4] + ".json", "w") as f:

@@ -230,8 +230,7 @@ def paper_ordering(summary, primary):
     vals = [summary[h][primary]["mean"] for h in heads]
     sign = -1.0 if higher_is_better(primary) else 1.0
     holds = all(sign * a < sign * b for a, b in zip(vals, vals[1:]))
-    rel = " < " if sign > 0 else " > "
-    text = rel.join(f"{HEAD_LABELS[h]} {v:.2f}" for h, v in zip(heads, vals))
+    text = ", ".join(f"{HEAD_LABELS[h]} {v:.2f}" for h, v in zip(heads, vals))
     return holds, (f"paper's ordering ({primary}: " + " better than ".join(
         HEAD_LABELS[h] for h in heads) + f") {'holds' if holds else 'does NOT hold'}: {text}")
 
