@@ -48,6 +48,11 @@ def test_help_is_fast_explains_argument_files_and_imports_no_tensorflow(name):
     assert not heavy, heavy[:5]
     assert not [l for l in out.stderr.splitlines() if "|" not in l]  # nothing but -X importtime
     assert seconds < 5, seconds  # well under 1 s on an idle machine; generous for a shared CI box
+    if name == "regression":  # the task's own flags are in each subcommand's --help
+        assert all(t in out.stdout for t in ("viewpoint", "normals", "rotation"))
+        out = run([sys.executable, os.path.join(ROOT, "scripts", "regression.py"), "normals",
+                   "--help"], timeout=60)
+        assert out.returncode == 0 and "--quick" in out.stdout, out.stderr[-2000:]
     if name != "params":
         assert "@FILE" in out.stdout and "one token per line" in out.stdout
         assert "(default: " in out.stdout

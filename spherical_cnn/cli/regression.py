@@ -7,7 +7,7 @@
 Each task trains the S_exp, S_flat and Direct heads (--head) for every seed
 (--seeds), prints a table of mean +- std over the seeds and whether the paper's
 ordering (S_exp better than S_flat better than Direct) holds, and writes to --out:
-results.json (every run, with its per-epoch history), summary.csv, grad_norm.png
+results.json (every run, with its per-epoch history), summary.csv, table.md, grad_norm.png
 (||dL/dO|| over training per head), runs/ (one file per finished run: a study
 that is run again skips them) and tensorboard/. --quick runs a tiny version
 (seconds) to check that everything works.
@@ -118,7 +118,8 @@ def run(args):
     results, summary = runner.run_study(
         lambda head, seed: task.make_run(head, seed, train, test, args),
         heads=args.heads, seeds=args.seeds, out_dir=args.out, config=task.config(args),
-        fit_kwargs=fit_kwargs, primary=task.PRIMARY, metrics=task.METRICS)
+        fit_kwargs=fit_kwargs, primary=task.PRIMARY, metrics=task.METRICS,
+        title=f"{task.SUMMARY.split(':')[0]} {args.task}: ||dL/dO|| during training")
     print()
     print(runner.format_table(summary, task.METRICS))
     holds, text = runner.paper_ordering(summary, task.PRIMARY)

@@ -1,9 +1,10 @@
 """The spherical regression tasks, one module each (the reusable heads, losses,
 metrics and sign layouts are in the package above).
 
-  rotation        S^3: object pose as a unit quaternion (w, x, y, z) from an image;
-                  the ModelNet10-SO3-like experiment (train/evaluate the S_exp,
-                  S_flat and Direct heads, ||dL/dO|| statistics).
+  rotation        S^3: object pose as a unit quaternion (w, x, y, z) from an image,
+                  the ModelNet10-SO3-like task (flags, data, runs);
+  rotation_model  its model (category-conditioned heads), loss and per-category
+                  evaluation.
   rotation_data   its data rendered from meshes (built-in synthetic shapes or a
                   ModelNet-style tree), cached as npz.
   modelnet10_so3  its data from the original's ModelNet10-SO3 release (LMDB folders
@@ -25,6 +26,8 @@ A task module is driven by ``spherical_cnn.cli.regression`` through:
   describe_data(train, test) -> str                 one line of sizes
   config(args) -> dict                              what determines a run (for reuse)
   make_run(head, seed, train, test, args) -> runner.Run
+The module itself must not import Keras, TensorFlow or trimesh at import time (a
+command's ``--help`` reads it); its model code is imported inside ``make_run``.
 
 Modules are imported on use (TensorFlow, trimesh and lmdb are heavy or optional).
 """

@@ -37,8 +37,8 @@ SIZE_FLAGS = {
     "batch_size": (int, "batch size"),
     "learning_rate": (float, "peak Adam learning rate (cosine decay to 1%)"),
 }
-DEFAULTS = dict(image_size=48, train_meshes_per_class=400, test_meshes_per_class=25,
-                train_views=8, test_views=8, width=32, epochs=20, batch_size=64,
+DEFAULTS = dict(image_size=48, train_meshes_per_class=800, test_meshes_per_class=25,
+                train_views=4, test_views=8, width=32, epochs=12, batch_size=64,
                 learning_rate=2e-3)
 QUICK = dict(image_size=16, train_meshes_per_class=2, test_meshes_per_class=1, train_views=8,
              test_views=4, width=4, epochs=2, batch_size=16, learning_rate=1e-3)

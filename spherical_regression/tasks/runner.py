@@ -22,7 +22,8 @@ the loss is a mean over the batch, so it carries the same 1/batch factor for eve
 head) and per epoch the test metrics. :func:`run_study` runs every (head, seed),
 keeping each finished run in ``OUT/runs/<head>_seed<seed>.json`` so an interrupted
 study resumes where it stopped, then writes ``results.json`` (every run),
-``summary.csv`` (mean and std over seeds per head) and ``grad_norm.png`` (||dL/dO||
+``summary.csv`` (mean and std over seeds per head), ``table.md`` (the printed
+table and whether the paper's ordering holds) and ``grad_norm.png`` (||dL/dO||
 over training per head, the figure of the original's README).
 """
 import csv
@@ -159,7 +160,7 @@ def _summary_name(key):
 # --- the study: heads x seeds ---------------------------------------------------------
 
 def run_study(make_run, *, heads, seeds, out_dir, config, fit_kwargs, primary,
-              metrics, verbose=True):
+              metrics, verbose=True, title=None):
     """Run ``make_run(head, seed) -> Run`` then :func:`fit` for every (head, seed);
     returns ``(results, summary)``.
 
@@ -189,7 +190,7 @@ def run_study(make_run, *, heads, seeds, out_dir, config, fit_kwargs, primary,
             _write_json(path, dict(settings=settings, result=result))
             results.append(result)
     summary = summarize(results, metrics)
-    write_outputs(out_dir, results, summary, settings, metrics, primary)
+    write_outputs(out_dir, results, summary, settings, metrics, primary, title)
     return results, summary
 
 
@@ -256,8 +257,8 @@ def _cell(stat, key):
     return f"{stat['mean']:.2f} +- {stat['std']:.2f}"
 
 
-def write_outputs(out_dir, results, summary, settings, metrics, primary):
-    """results.json, summary.csv and grad_norm.png in ``out_dir``."""
+def write_outputs(out_dir, results, summary, settings, metrics, primary, title=None):
+    """results.json, summary.csv, table.md and grad_norm.png in ``out_dir``."""
     holds, ordering = paper_ordering(summary, primary)
     _write_json(os.path.join(out_dir, "results.json"),
                 dict(settings=settings, primary=primary, paper_ordering_holds=holds,
@@ -271,7 +272,10 @@ def write_outputs(out_dir, results, summary, settings, metrics, primary):
             w.writerow([head, len(row["seeds"])]
                        + [f"{row[c][s]:.6g}" for c in cols for s in ("mean", "std")])
     os.replace(tmp, os.path.join(out_dir, "summary.csv"))
-    plot_grad_norms(results, os.path.join(out_dir, "grad_norm.png"))
+    with open(os.path.join(out_dir, "table.md"), "w") as f:
+        f.write(format_table(summary, metrics) + "\n\n" + ordering + "\n")
+    plot_grad_norms(results, os.path.join(out_dir, "grad_norm.png"),
+                    **({} if title is None else dict(title=title)))
 
 
 def plot_grad_norms(results, path, title="||dL/dO|| during training"):
