@@ -1,0 +1,320 @@
+"""S^2: per-pixel surface normals of rendered scenes, with the S_exp, S_flat and Direct heads.
+
+Data. A scene is one built-in synthetic shape (``--shapes_per_scene`` > 1: several,
+shrunk and placed at random in the unit ball) of a random class (``--classes``), each
+at a Haar-uniform random SO(3) rotation, rendered orthographically (render.py) into
+a ``(size, size)`` image. Train and test scenes draw different meshes. The network
+sees the depth (``--input depth``, the default), the Lambert shading (``shade``) or
+both, and predicts the unit surface normal of every foreground pixel.
+
+Normal convention (that of the original's S^2 code, so that the sign layout
+'normal_yzx' of signs.py applies). The renderer's camera frame has x right, y up and
+z towards the camera, and gives the hit face's normal n = (n_x, n_y, n_z) turned
+towards the camera (n_z >= 0). The targets use the OpenCV camera frame: x right,
+y down, z forward (along the viewing direction), so that a normal facing the camera
+has z <= 0; that is (x, -y, -z) of the renderer's frame. They are stored in the
+order (y, z, x):
+
+    target = (-n_y, -n_z, n_x)        (:func:`to_original_frame`)
+
+E.g. a plane facing the camera gives (0, -1, 0); a face turned up gives y < 0, one
+turned right gives x > 0. The S_exp head classifies the signs of (y, x) (4
+classes; sign(0) counts as -1) and decodes z = -|z|.
+
+Arrays of a split (dict): ``inputs`` (n, size, size, channels) float32 in [0, 1]
+(channels: shade, depth in that order, as selected), ``targets`` (n, size, size, 3)
+float32, unit on the foreground and zero on the background, ``mask`` (n, size, size)
+float32, 1 on the foreground (a ray hit a face with a well-defined normal), else 0.
+Splits are cached through ``common.load_or_make``.
+
+Model. A small fully convolutional network (two 3x3 conv+BN+ReLU layers at full
+resolution, a stride-2 conv and a dilated conv at half resolution for context,
+bilinear upsampling, concatenation with the full-resolution features and a last
+3x3 conv) gives features ``(batch, size, size, width)``; the head (heads.py) acts on
+the last axis, so it is a per-pixel 1x1 head. Losses: S_exp 10 * (1 - cos) on |y| +
+cross-entropy of the sign class (the original's S^2 setting), S_flat cosine
+proximity, Direct smooth-L1; the per-pixel loss is averaged over the foreground
+pixels of the batch (runner.fit's ``weights`` = mask).
+
+Metrics over all foreground pixels of the test set (the usual normal-estimation
+ones): MedErr and MeanErr (degrees; the median is exact) and the fractions of
+pixels with an angular error below 11.25, 22.5 and 30 degrees.
+"""
+import keras
+import numpy as np
+
+from .. import heads as heads_lib
+from .. import losses as losses_lib
+from .. import metrics as metrics_lib
+from ..render import CHANNELS, OrthoRenderer
+from ..rotations import quaternion_to_matrix, random_quaternions
+from . import runner
+from .common import load_or_make
+
+SUMMARY = "S^2: per-pixel surface normals of rendered scenes of synthetic shapes"
+SIZE_FLAGS = {
+    "image_size": (int, "image side in pixels (even)"),
+    "train_scenes": (int, "training scenes"),
+    "test_scenes": (int, "test scenes"),
+    "width": (int, "channels of the convolutional network"),
+    "epochs": (int, "training epochs"),
+    "batch_size": (int, "scenes per batch"),
+    "learning_rate": (float, "Adam learning rate (cosine-decayed)"),
+}
+DEFAULTS = dict(image_size=32, train_scenes=1200, test_scenes=100, width=24, epochs=10,
+                batch_size=16, learning_rate=2e-3)
+QUICK = dict(image_size=16, train_scenes=32, test_scenes=8, width=8, epochs=2,
+             batch_size=16, learning_rate=3e-3)
+PRIMARY = "MedErr"
+THRESHOLDS_DEG = (11.25, 22.5, 30.0)
+METRICS = ("MedErr", "MeanErr") + tuple(f"<{t:g}" for t in THRESHOLDS_DEG)
+SIGN_LAYOUT = "normal_yzx"
+SPLITS = ("train", "test")
+_FORMAT_VERSION = 1
+_MODEL_VERSION = "fcn-v1"
+
+
+# --- the normal convention ------------------------------------------------------------
+
+def to_original_frame(normals):
+    """Renderer-frame normals ``(..., 3)`` (x right, y up, z towards the camera) ->
+    the original's layout ``(..., 3)``: OpenCV frame (x right, y down, z forward)
+    stored as (y, z, x), i.e. (-n_y, -n_z, n_x)."""
+    n = np.asarray(normals)
+    return np.stack([-n[..., 1], -n[..., 2], n[..., 0]], axis=-1)
+
+
+def from_original_frame(yzx):
+    """Inverse of :func:`to_original_frame`."""
+    t = np.asarray(yzx)
+    return np.stack([t[..., 2], -t[..., 0], -t[..., 1]], axis=-1)
+
+
+# --- scenes ---------------------------------------------------------------------------
+
+def _class_list(classes):
+    from spherical_cnn.data import synthetic
+    from .rotation_data import select_classes
+    return select_classes(synthetic.CLASS_NAMES, classes)
+
+
+def make_scene(rng, shapes_per_scene=1, classes=None):
+    """A trimesh in the unit ball: ``shapes_per_scene`` synthetic shapes of random
+    classes (from ``classes``, None: all), each at a uniform random rotation; several
+    shapes are shrunk by 1/sqrt(k), placed at random and the scene rescaled into the
+    unit ball."""
+    import trimesh
+    from spherical_cnn.data import synthetic
+    names = _class_list(classes)
+    k = int(shapes_per_scene)
+    parts = []
+    for _ in range(k):
+        mesh = synthetic.make_mesh(names[rng.integers(len(names))], int(rng.integers(2 ** 31)))
+        r = quaternion_to_matrix(random_quaternions(1, rng))[0]
+        v = mesh.vertices @ r.T
+        if k > 1:
+            d = rng.normal(size=3)
+            v = v / np.sqrt(k) + (1.0 - 1.0 / np.sqrt(k)) * rng.uniform() ** (1 / 3) * d / np.linalg.norm(d)
+        parts.append(trimesh.Trimesh(vertices=v, faces=mesh.faces, process=False))
+    scene = parts[0] if k == 1 else trimesh.util.concatenate(parts)
+    radius = np.linalg.norm(scene.vertices, axis=1).max()
+    if radius > 1.0:
+        scene = trimesh.Trimesh(vertices=scene.vertices / (radius * (1 + 1e-9)), faces=scene.faces,
+                                process=False)
+    return scene
+
+
+def render_scene(mesh, size, input_channels="depth"):
+    """``(image (size, size, c), targets (size, size, 3), mask (size, size))`` of a scene
+    seen from the camera (identity rotation); targets in the original's (y, z, x)
+    layout, zero where the mask is 0 (background, or a degenerate face)."""
+    full = OrthoRenderer(mesh, size=size, channels=input_channels).render_full(np.eye(3))
+    n = full["normals"]
+    mask = full["mask"] * (np.linalg.norm(n, axis=-1) > 0.5)
+    targets = to_original_frame(n) * mask[..., None]
+    return full["image"], targets.astype(np.float32), mask.astype(np.float32)
+
+
+def render_split(split, n_scenes, size=32, input_channels="depth", shapes_per_scene=1,
+                 classes=None, seed=0):
+    """The arrays of one split (module docstring)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if input_channels not in CHANNELS:
+        raise ValueError(f"input must be one of {sorted(CHANNELS)}, got {input_channels!r}")
+    rng = np.random.default_rng([int(seed), SPLITS.index(split), 4099])
+    c = len(CHANNELS[input_channels])
+    inputs = np.zeros((n_scenes, size, size, c), np.float32)
+    targets = np.zeros((n_scenes, size, size, 3), np.float32)
+    mask = np.zeros((n_scenes, size, size), np.float32)
+    for i in range(n_scenes):
+        scene = make_scene(rng, shapes_per_scene, classes)
+        inputs[i], targets[i], mask[i] = render_scene(scene, size, input_channels)
+    return dict(inputs=inputs, targets=targets, mask=mask)
+
+
+def dataset_manifest(split, n_scenes, size, input_channels, shapes_per_scene, classes, seed):
+    """The settings that determine a split (what the cache key hashes)."""
+    return dict(task="normals", format_version=_FORMAT_VERSION, split=split,
+                scenes=int(n_scenes), image_size=int(size), input=input_channels,
+                shapes_per_scene=int(shapes_per_scene),
+                classes=None if classes is None else sorted(_class_list(classes)),
+                seed=int(seed), renderer="orthographic ray casting, camera on +z (render.py)",
+                normals="OpenCV camera frame (x right, y down, z forward) as (y, z, x)")
+
+
+def load_or_render(split, n_scenes, cache_dir=None, size=32, input_channels="depth",
+                   shapes_per_scene=1, classes=None, seed=0, verbose=False):
+    """:func:`render_split` through the npz cache in ``cache_dir`` (None: no cache)."""
+    manifest = dataset_manifest(split, n_scenes, size, input_channels, shapes_per_scene,
+                                classes, seed)
+    return load_or_make(f"normals_{split}", manifest,
+                        lambda: render_split(split, n_scenes, size, input_channels,
+                                             shapes_per_scene, classes, seed),
+                        cache_dir, verbose)
+
+
+# --- the model ------------------------------------------------------------------------
+
+def build_fcn(channels, width):
+    """Fully convolutional trunk: ``(batch, h, w, channels)`` -> ``(batch, h, w, width)``
+    (h and w even; module docstring)."""
+    from keras import layers
+
+    def cbr(x, units, stride=1, dilation=1):
+        x = layers.Conv2D(units, 3, strides=stride, dilation_rate=dilation, padding="same",
+                          use_bias=False)(x)
+        return layers.ReLU()(layers.BatchNormalization()(x))
+
+    images = keras.Input((None, None, channels))
+    x = cbr(images, width)
+    full = cbr(x, width)
+    y = cbr(full, 2 * width, stride=2)
+    y = cbr(y, 2 * width, dilation=2)
+    y = layers.UpSampling2D(2, interpolation="bilinear")(y)
+    x = cbr(layers.Concatenate()([full, y]), width)
+    return keras.Model(images, x, name="fcn")
+
+
+class NormalNet(keras.Model):
+    """FCN trunk + per-pixel head. Inputs: the tuple ``(images,)`` with images
+    ``(batch, h, w, channels)``; output: the head's output ``(batch, h, w, k)``."""
+
+    def __init__(self, head="sexp", channels=1, width=24, **kwargs):
+        super().__init__(**kwargs)
+        self.head_name = head
+        self.trunk = build_fcn(channels, width)
+        self.head = heads_lib.make_head(head, 3,
+                                        sign_layout=SIGN_LAYOUT if head == "sexp" else None)
+        self.head.build((None, None, None, width))
+
+    def call(self, inputs, training=False):
+        return self.forward_parts(inputs, training)[1]
+
+    def forward_parts(self, inputs, training=False):
+        """(pre-activation parts [O (batch, h, w, 3), ...], head output)."""
+        images = inputs[0] if isinstance(inputs, (tuple, list)) else inputs
+        parts = self.head.pre_activation(self.trunk(images, training=training))
+        return parts, self.head.activate(parts)
+
+    def predict_normals(self, images, batch_size=128):
+        """Unit normals ``(n, h, w, 3)`` in the (y, z, x) layout."""
+        out = [self.head.decode(self((runner.as_model_input(images[i:i + batch_size]),)))
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate([np.asarray(o) for o in out], axis=0)
+
+
+def loss_for(head):
+    """Per-pixel loss ``(targets, output) -> (batch, h, w)`` of a head."""
+    if head == "sexp":
+        loss = losses_lib.SExpLoss(abs_weight=10.0, sign_weight=1.0, sign_layout=SIGN_LAYOUT)
+    else:
+        loss = losses_lib.loss_for_head(head)
+    return loss.call
+
+
+# --- metrics --------------------------------------------------------------------------
+
+def pixel_errors(targets, predictions, mask):
+    """Angular errors (radians) ``(m,)`` of the foreground pixels (mask > 0) of
+    ``(n, h, w, 3)`` targets and predictions. A prediction of zero length (a raw
+    output of exactly 0, which has no direction) counts as the worst error, pi."""
+    fg = np.asarray(mask) > 0
+    t, p = np.asarray(targets, np.float64)[fg], np.asarray(predictions, np.float64)[fg]
+    zero = np.linalg.norm(p, axis=-1) < 1e-12
+    p[zero] = -t[zero]
+    return metrics_lib.vector_angle(t, p)
+
+
+def normal_metrics(errors):
+    """{'MedErr', 'MeanErr'} in degrees and {'<11.25', '<22.5', '<30'} fractions of
+    angular errors (radians) ``(m,)``."""
+    deg = np.degrees(np.asarray(errors, np.float64))
+    if deg.size == 0:
+        raise ValueError("normal_metrics: no foreground pixels")
+    out = {"MedErr": float(np.median(deg)), "MeanErr": float(np.mean(deg))}
+    out.update({f"<{t:g}": float(np.mean(deg < t)) for t in THRESHOLDS_DEG})
+    return out
+
+
+def evaluate(model, test, batch_size=128):
+    """The metrics of ``model`` over the foreground pixels of ``test``."""
+    pred = model.predict_normals(test["inputs"][0], batch_size)
+    return normal_metrics(pixel_errors(test["targets"], pred, test["weights"]))
+
+
+# --- the task-module protocol (spherical_cnn.cli.regression) ----------------------------
+
+def add_arguments(parser):
+    parser.add_argument("--input", default="depth", choices=sorted(CHANNELS),
+                        help="what the network sees: depth, shade or both")
+    parser.add_argument("--shapes_per_scene", type=int, default=1,
+                        help="synthetic shapes per scene")
+    parser.add_argument("--classes", default=None,
+                        help="comma-separated synthetic classes to draw from (default all)")
+    parser.add_argument("--data_seed", type=int, default=0, help="seed of the scenes")
+
+
+def check_args(parser, args):
+    if args.image_size < 4 or args.image_size % 2:
+        parser.error(f"--image_size must be even and >= 4, got {args.image_size}")
+    if args.shapes_per_scene < 1:
+        parser.error(f"--shapes_per_scene must be >= 1, got {args.shapes_per_scene}")
+    if args.classes is not None:
+        args.classes = ",".join(c.strip() for c in args.classes.split(",") if c.strip())
+        try:
+            _class_list(args.classes)
+        except ValueError as e:
+            parser.error(str(e))
+
+
+def _split(args, split, n):
+    data = load_or_render(split, n, args.data_dir, args.image_size, args.input,
+                          args.shapes_per_scene, args.classes, args.data_seed, verbose=True)
+    return dict(inputs=(data["inputs"],), targets=data["targets"], weights=data["mask"])
+
+
+def load_data(args):
+    return _split(args, "train", args.train_scenes), _split(args, "test", args.test_scenes)
+
+
+def describe_data(train, test):
+    size = train["inputs"][0].shape[1:]
+    return (f"{len(train['targets'])} train / {len(test['targets'])} test scenes of "
+            f"{size[0]}x{size[1]}x{size[2]}, foreground {int(train['weights'].sum())} / "
+            f"{int(test['weights'].sum())} pixels")
+
+
+def config(args):
+    return dict(task="normals", model=_MODEL_VERSION, image_size=args.image_size,
+                train_scenes=args.train_scenes, test_scenes=args.test_scenes,
+                width=args.width, input=args.input, shapes_per_scene=args.shapes_per_scene,
+                classes=args.classes, data_seed=args.data_seed, sign_layout=SIGN_LAYOUT,
+                sexp_loss="10 * abs cosine + sign CE")
+
+
+def make_run(head, seed, train, test, args):
+    keras.utils.set_random_seed(seed)
+    model = NormalNet(head, train["inputs"][0].shape[-1], args.width)
+    return runner.Run(model=model, loss_fn=loss_for(head), train=train,
+                      evaluate=lambda m: evaluate(m, test))
