@@ -203,7 +203,8 @@ def _regression_cli(monkeypatch):
 
 def test_bad_flags(monkeypatch):
     regression = _regression_cli(monkeypatch)
-    for argv in (["--image_size", "15"], ["--shapes_per_scene", "0"], ["--classes", "teapot"]):
+    for argv in (["--image_size", "15"], ["--shapes_per_scene", "0"], ["--classes", "teapot"],
+                 ["--head_hidden", "-1"]):
         with pytest.raises(SystemExit):
             regression.parse_args(["normals", "--quick"] + argv)
 
@@ -232,3 +233,13 @@ def test_zero_prediction_is_the_worst_error():
     p = np.array([[[[0.0, 0.0, 0.0], [0.6, -0.8, 0.0]]]])
     np.testing.assert_allclose(normals.pixel_errors(t, p, np.ones((1, 1, 2))), [np.pi, 0.0],
                                atol=1e-7)
+
+
+@pytest.mark.parametrize("head,width", [("sexp", 3 + 4), ("sflat", 3), ("direct", 3)])
+def test_model_output_per_pixel(head, width):
+    """Any even image size; a hidden layer per head branch keeps the per-pixel layout."""
+    x = np.random.default_rng(0).random((2, 10, 6, 2)).astype(np.float32)
+    model = normals.NormalNet(head, 2, width=4, head_hidden=5)
+    assert tuple(model((x,)).shape) == (2, 10, 6, width)
+    unit = model.predict_normals(x)
+    assert unit.shape == (2, 10, 6, 3)

@@ -31,7 +31,8 @@ Model. A small fully convolutional network (two 3x3 conv+BN+ReLU layers at full
 resolution, a stride-2 conv and a dilated conv at half resolution for context,
 bilinear upsampling, concatenation with the full-resolution features and a last
 3x3 conv) gives features ``(batch, size, size, width)``; the head (heads.py) acts on
-the last axis, so it is a per-pixel 1x1 head. Losses: S_exp 10 * (1 - cos) on |y| +
+the last axis, so it is a per-pixel 1x1 head (``--head_hidden``: with a per-pixel
+Dense+ReLU layer before each branch). Losses: S_exp 10 * (1 - cos) on |y| +
 cross-entropy of the sign class (the original's S^2 setting), S_flat cosine
 proximity, Direct smooth-L1; the per-pixel loss is averaged over the foreground
 pixels of the batch (runner.fit's ``weights`` = mask).
@@ -61,7 +62,7 @@ SIZE_FLAGS = {
     "batch_size": (int, "scenes per batch"),
     "learning_rate": (float, "Adam learning rate (cosine-decayed)"),
 }
-DEFAULTS = dict(image_size=32, train_scenes=1200, test_scenes=100, width=24, epochs=10,
+DEFAULTS = dict(image_size=32, train_scenes=2000, test_scenes=100, width=24, epochs=12,
                 batch_size=16, learning_rate=2e-3)
 QUICK = dict(image_size=16, train_scenes=32, test_scenes=8, width=8, epochs=2,
              batch_size=16, learning_rate=3e-3)
@@ -71,7 +72,7 @@ METRICS = ("MedErr", "MeanErr") + tuple(f"<{t:g}" for t in THRESHOLDS_DEG)
 SIGN_LAYOUT = "normal_yzx"
 SPLITS = ("train", "test")
 _FORMAT_VERSION = 1
-_MODEL_VERSION = "fcn-v1"
+_MODEL_VERSION = "fcn-v2"  # v2: BatchNormalization momentum 0.9
 
 
 # --- the normal convention ------------------------------------------------------------
@@ -184,7 +185,7 @@ def build_fcn(channels, width):
     def cbr(x, units, stride=1, dilation=1):
         x = layers.Conv2D(units, 3, strides=stride, dilation_rate=dilation, padding="same",
                           use_bias=False)(x)
-        return layers.ReLU()(layers.BatchNormalization()(x))
+        return layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
 
     images = keras.Input((None, None, channels))
     x = cbr(images, width)
@@ -200,11 +201,12 @@ class NormalNet(keras.Model):
     """FCN trunk + per-pixel head. Inputs: the tuple ``(images,)`` with images
     ``(batch, h, w, channels)``; output: the head's output ``(batch, h, w, k)``."""
 
-    def __init__(self, head="sexp", channels=1, width=24, **kwargs):
+    def __init__(self, head="sexp", channels=1, width=24, head_hidden=0, **kwargs):
         super().__init__(**kwargs)
         self.head_name = head
         self.trunk = build_fcn(channels, width)
-        self.head = heads_lib.make_head(head, 3,
+        hidden = (head_hidden,) if head_hidden else ()
+        self.head = heads_lib.make_head(head, 3, hidden_units=hidden,
                                         sign_layout=SIGN_LAYOUT if head == "sexp" else None)
         self.head.build((None, None, None, width))
 
@@ -273,11 +275,16 @@ def add_arguments(parser):
     parser.add_argument("--classes", default=None,
                         help="comma-separated synthetic classes to draw from (default all)")
     parser.add_argument("--data_seed", type=int, default=0, help="seed of the scenes")
+    parser.add_argument("--head_hidden", type=int, default=0,
+                        help="units of a per-pixel Dense+ReLU layer before each head branch "
+                             "(0: none; the original has one per branch)")
 
 
 def check_args(parser, args):
     if args.image_size < 4 or args.image_size % 2:
         parser.error(f"--image_size must be even and >= 4, got {args.image_size}")
+    if args.head_hidden < 0:
+        parser.error(f"--head_hidden must be >= 0, got {args.head_hidden}")
     if args.shapes_per_scene < 1:
         parser.error(f"--shapes_per_scene must be >= 1, got {args.shapes_per_scene}")
     if args.classes is not None:
@@ -308,13 +315,14 @@ def describe_data(train, test):
 def config(args):
     return dict(task="normals", model=_MODEL_VERSION, image_size=args.image_size,
                 train_scenes=args.train_scenes, test_scenes=args.test_scenes,
-                width=args.width, input=args.input, shapes_per_scene=args.shapes_per_scene,
+                width=args.width, head_hidden=args.head_hidden, input=args.input,
+                shapes_per_scene=args.shapes_per_scene,
                 classes=args.classes, data_seed=args.data_seed, sign_layout=SIGN_LAYOUT,
                 sexp_loss="10 * abs cosine + sign CE")
 
 
 def make_run(head, seed, train, test, args):
     keras.utils.set_random_seed(seed)
-    model = NormalNet(head, train["inputs"][0].shape[-1], args.width)
+    model = NormalNet(head, train["inputs"][0].shape[-1], args.width, args.head_hidden)
     return runner.Run(model=model, loss_fn=loss_for(head), train=train,
                       evaluate=lambda m: evaluate(m, test))
