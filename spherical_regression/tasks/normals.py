@@ -43,6 +43,7 @@ pixels with an angular error below 11.25, 22.5 and 30 degrees.
 """
 import keras
 import numpy as np
+import trimesh
 
 from .. import heads as heads_lib
 from .. import losses as losses_lib
@@ -99,29 +100,32 @@ def _class_list(classes):
     return select_classes(synthetic.CLASS_NAMES, classes)
 
 
+def _random_offset(rng, k):
+    """A point drawn uniformly in the ball of radius 1 - 1/sqrt(k) ``(3,)``."""
+    d = rng.normal(size=3)
+    return (1.0 - 1.0 / np.sqrt(k)) * rng.uniform() ** (1 / 3) * d / np.linalg.norm(d)
+
+
 def make_scene(rng, shapes_per_scene=1, classes=None):
-    """A trimesh in the unit ball: ``shapes_per_scene`` synthetic shapes of random
-    classes (from ``classes``, None: all), each at a uniform random rotation; several
-    shapes are shrunk by 1/sqrt(k), placed at random and the scene rescaled into the
-    unit ball."""
-    import trimesh
+    """A trimesh in the unit ball: ``shapes_per_scene`` = k synthetic shapes of random
+    classes (from ``classes``, None: all), each at a uniform random rotation; with
+    k > 1 each is shrunk by 1/sqrt(k) and moved to a random point (shapes may
+    intersect), and the scene is rescaled into the unit ball if needed."""
     from spherical_cnn.data import synthetic
     names = _class_list(classes)
     k = int(shapes_per_scene)
     parts = []
     for _ in range(k):
         mesh = synthetic.make_mesh(names[rng.integers(len(names))], int(rng.integers(2 ** 31)))
-        r = quaternion_to_matrix(random_quaternions(1, rng))[0]
-        v = mesh.vertices @ r.T
+        v = mesh.vertices @ quaternion_to_matrix(random_quaternions(1, rng))[0].T
         if k > 1:
-            d = rng.normal(size=3)
-            v = v / np.sqrt(k) + (1.0 - 1.0 / np.sqrt(k)) * rng.uniform() ** (1 / 3) * d / np.linalg.norm(d)
+            v = v / np.sqrt(k) + _random_offset(rng, k)
         parts.append(trimesh.Trimesh(vertices=v, faces=mesh.faces, process=False))
     scene = parts[0] if k == 1 else trimesh.util.concatenate(parts)
     radius = np.linalg.norm(scene.vertices, axis=1).max()
     if radius > 1.0:
-        scene = trimesh.Trimesh(vertices=scene.vertices / (radius * (1 + 1e-9)), faces=scene.faces,
-                                process=False)
+        scene = trimesh.Trimesh(vertices=scene.vertices / (radius * (1 + 1e-9)),
+                                faces=scene.faces, process=False)
     return scene
 
 
