@@ -10,6 +10,7 @@ import trimesh
 from spherical_regression import heads, signs
 from spherical_regression.render import OrthoRenderer
 from spherical_regression.tasks import viewpoint as vp
+from spherical_regression.tasks import viewpoint_model as vpm
 
 
 def _look_at(azimuth, elevation):
@@ -117,7 +118,7 @@ def test_biternion_sign_layout_on_the_targets():
     decoded = np.asarray(heads.sexp_decode(out.astype(np.float32), 2, sign_layout="biternion"))
     np.testing.assert_allclose(decoded, y, atol=1e-5)
     # the S_exp loss is lower at that output than at one with the sign class shifted
-    loss = vp.make_loss("sexp")
+    loss = vpm.make_loss("sexp")
     wrong = out.copy()
     wrong[:, 2:] = np.roll(out[:, 2:], 1, axis=1)
     assert (np.asarray(loss(y, out.astype(np.float32)))
@@ -150,7 +151,7 @@ def test_azimuth_metrics_against_numpy():
     a_pred = a_true + rng.normal(0, 0.4, 301)
     a_pred[:20] += np.pi  # some flipped views
     scale = rng.uniform(0.2, 3.0, (301, 1))  # predictions need not be unit
-    got = vp.azimuth_metrics(vp.biternions(a_true), vp.biternions(a_pred) * scale)
+    got = vpm.azimuth_metrics(vp.biternions(a_true), vp.biternions(a_pred) * scale)
     err = np.abs((a_pred - a_true + np.pi) % (2 * np.pi) - np.pi)
     assert got["MedErr"] == pytest.approx(np.degrees(np.sort(err)[150]), abs=1e-3)
     for k, t in (("Acc@pi/6", np.pi / 6), ("Acc@pi/12", np.pi / 12), ("Acc@pi/24", np.pi / 24)):
@@ -161,7 +162,7 @@ def test_azimuth_metrics_against_numpy():
 @pytest.mark.parametrize("head,widths", [("sexp", [(4, 2), (4, 4)]), ("sflat", [(4, 2)]),
                                          ("direct", [(4, 2)])])
 def test_model_parts_and_outputs(head, widths):
-    model = vp.build_model(head, 16, 2, width=4, feature_units=8)
+    model = vpm.build_model(head, 16, 2, width=4, feature_units=8)
     images = np.random.default_rng(0).uniform(0, 1, (4, 16, 16, 2)).astype(np.float32)
     parts, out = model.forward_parts((images,), training=False)
     assert [tuple(p.shape) for p in parts] == widths
@@ -169,30 +170,23 @@ def test_model_parts_and_outputs(head, widths):
     pred = model.predict_biternions(images, batch_size=3)
     assert pred.shape == (4, 2)
     np.testing.assert_allclose(np.linalg.norm(pred, axis=1), 1.0, atol=1e-5)
-    loss = vp.make_loss(head)(vp.biternions(np.zeros(4)), out)
+    loss = vpm.make_loss(head)(vp.biternions(np.zeros(4)), out)
     assert tuple(loss.shape) == (4,)
-
-
-def _cli(monkeypatch):
-    """The regression CLI restricted to this task (the other task modules may be absent)."""
-    from spherical_cnn.cli import regression
-    monkeypatch.setattr(regression, "TASKS", {"viewpoint": regression.TASKS["viewpoint"]})
-    return regression
 
 
 @pytest.mark.parametrize("flags,message", [
     (["--elevation", "40,10"], "--elevation"), (["--elevation", "x"], "--elevation"),
     (["--classes", "chair,dragon"], "dragon"), (["--image_size", "0"], "--image_size")])
-def test_bad_flags_are_one_line_errors(monkeypatch, capsys, flags, message):
-    regression = _cli(monkeypatch)
+def test_bad_flags_are_one_line_errors(capsys, flags, message):
+    from spherical_cnn.cli import regression
     with pytest.raises(SystemExit) as e:
         regression.parse_args(["viewpoint", "--quick"] + flags)
     assert e.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-def test_quick_study_through_the_cli(tmp_path, monkeypatch, capsys):
-    regression = _cli(monkeypatch)
+def test_quick_study_through_the_cli(tmp_path, capsys):
+    from spherical_cnn.cli import regression
     argv = ["viewpoint", "--quick", "--seeds", "0", "--out", str(tmp_path / "out"),
             "--data_dir", str(tmp_path / "data")]
     assert regression.main(argv) == 0
