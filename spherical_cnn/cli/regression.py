@@ -27,6 +27,17 @@ TASKS = {"viewpoint": "spherical_regression.tasks.viewpoint",
          "normals": "spherical_regression.tasks.normals",
          "rotation": "spherical_regression.tasks.rotation"}
 HEADS = ("sexp", "sflat", "direct")
+# the size flags of every task (runner.fit's settings); a task adds its own (SIZE_FLAGS)
+TRAINING_FLAGS = {
+    "epochs": (int, "training epochs"),
+    "batch_size": (int, "training samples per batch"),
+    "learning_rate": (float, "peak Adam learning rate (cosine decay to 1%% of it)"),
+}
+
+
+def size_flags(task):
+    """{flag: (type, help)}: the task's own size flags, then the training flags."""
+    return {**task.SIZE_FLAGS, **TRAINING_FLAGS}
 
 
 def task_module(name):
@@ -49,10 +60,10 @@ def add_task_parser(subparsers_or_none, name, prog=None):
                    help="comma-separated seeds; each head is trained once per seed")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes and 2 epochs: checks the whole task in seconds")
-    sizes = p.add_argument_group("sizes (defaults: full size / with --quick)")
-    for flag, (kind, text) in task.SIZE_FLAGS.items():
+    sizes = p.add_argument_group("sizes")
+    for flag, (kind, text) in size_flags(task).items():
         sizes.add_argument(f"--{flag}", type=kind, default=None,
-                           help=f"{text} (default {task.DEFAULTS[flag]} / {task.QUICK[flag]})")
+                           help=f"{text} (default: {task.DEFAULTS[flag]}; with --quick: {task.QUICK[flag]})")
     p.add_argument("--data_dir", default="data/regression",
                    help="cache of the rendered datasets (reused while the settings match)")
     p.add_argument("--out", default=None,
@@ -75,7 +86,7 @@ def finish_args(p, args):
     one-line error (exit 2) for a bad value."""
     task = task_module(args.task)
     base = task.QUICK if args.quick else task.DEFAULTS
-    for flag in task.SIZE_FLAGS:
+    for flag in size_flags(task):
         if getattr(args, flag) is None:
             setattr(args, flag, base[flag])
         value = getattr(args, flag)

@@ -17,9 +17,9 @@ metrics and sign layouts are in the package above).
 
 A task module is driven by ``spherical_cnn.cli.regression`` through:
   SUMMARY          one line for ``--help``
-  SIZE_FLAGS       {flag: (type, help)} of the size flags (epochs, batch_size and
-                   learning_rate included); DEFAULTS / QUICK give their values at full
-                   size / with ``--quick``
+  SIZE_FLAGS       {flag: (type, help)} of the task's size flags (the CLI adds
+                   epochs, batch_size and learning_rate); DEFAULTS / QUICK give the
+                   values of all of them at full size / with ``--quick``
   PRIMARY, METRICS the metric the heads are ranked by, and the table's columns
   add_arguments(parser), check_args(parser, args)   the task's own flags
   load_data(args) -> (train, test)                  dicts; ``train["targets"]`` counts

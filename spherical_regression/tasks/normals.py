@@ -53,9 +53,6 @@ SIZE_FLAGS = {
     "train_scenes": (int, "training scenes"),
     "test_scenes": (int, "test scenes"),
     "width": (int, "channels of the convolutional network"),
-    "epochs": (int, "training epochs"),
-    "batch_size": (int, "scenes per batch"),
-    "learning_rate": (float, "Adam learning rate (cosine-decayed)"),
 }
 DEFAULTS = dict(image_size=32, train_scenes=2000, test_scenes=100, width=24, epochs=12,
                 batch_size=16, learning_rate=2e-3)

@@ -33,9 +33,6 @@ SIZE_FLAGS = {
     "train_views": (int, "random rotations per training mesh"),
     "test_views": (int, "random rotations per test mesh"),
     "width": (int, "channels of the first conv layer"),
-    "epochs": (int, "training epochs"),
-    "batch_size": (int, "batch size"),
-    "learning_rate": (float, "peak Adam learning rate (cosine decay to 1%)"),
 }
 DEFAULTS = dict(image_size=48, train_meshes_per_class=800, test_meshes_per_class=25,
                 train_views=4, test_views=8, width=32, epochs=12, batch_size=64,

@@ -35,6 +35,8 @@ import time
 
 import numpy as np
 
+from spherical_cnn.errors import raise_if_interrupted
+
 HEAD_LABELS = {"sexp": "S_exp", "sflat": "S_flat", "direct": "Direct"}
 PAPER_ORDER = ("sexp", "sflat", "direct")  # best to worst, as the paper reports
 
@@ -110,6 +112,7 @@ def fit(run, *, epochs, batch_size, learning_rate, seed, tag="", log_dir=None, v
             if weights is not None:
                 args.append(tf.constant(weights[idx]))
             loss, on, sn = step(*args)
+            raise_if_interrupted()
             losses.append(float(loss)); onorms.append(float(on)); snorms.append(float(sn))
             if not math.isfinite(losses[-1]):
                 raise FloatingPointError(f"{tag}: non-finite loss ({losses[-1]}) at epoch "
@@ -237,9 +240,10 @@ def paper_ordering(summary, primary):
 
 
 def format_table(summary, metrics):
-    """Markdown table: one row per head, ``mean +- std`` over seeds."""
+    """Markdown table: one row per head, ``mean +- std`` over seeds; "grad norm" is
+    ||dL/dO|| over all training steps (its mean, and its std / mean)."""
     cols = list(metrics) + ["grad_norm_mean_all", "grad_norm_rel_spread"]
-    names = list(metrics) + ["mean |dL/dO|", "std/mean |dL/dO|"]
+    names = list(metrics) + ["grad norm mean", "grad norm std/mean"]
     lines = ["| head | seeds | " + " | ".join(names) + " |",
              "|---|---|" + "---|" * len(cols)]
     for head, row in summary.items():

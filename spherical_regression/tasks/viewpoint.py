@@ -51,9 +51,6 @@ SIZE_FLAGS = {
     "train_views": (int, "random views per training mesh"),
     "test_views": (int, "random views per test mesh"),
     "width": (int, "channels of the first backbone convolution"),
-    "epochs": (int, "training epochs"),
-    "batch_size": (int, "training batch size"),
-    "learning_rate": (float, "initial Adam learning rate (cosine-decayed to 1%%)"),
 }
 DEFAULTS = dict(image_size=48, train_meshes_per_class=40, test_meshes_per_class=10,
                 train_views=40, test_views=20, width=16, epochs=12, batch_size=64,
