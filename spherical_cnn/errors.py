@@ -96,17 +96,38 @@ def describe(err):
     return None
 
 
-def sigterm_as_interrupt():
-    """Make SIGTERM raise KeyboardInterrupt, so that ``kill PID`` is handled like Ctrl-C.
+_INTERRUPT = {"requested": False}
 
-    Returns the previous handler (None if it could not be set: not the main thread).
+
+def _interrupt_handler(signum, frame):
+    _INTERRUPT["requested"] = True
+    raise KeyboardInterrupt
+
+
+def interrupts_as_keyboard_interrupt():
+    """SIGINT (Ctrl-C) and SIGTERM (``kill PID``) raise KeyboardInterrupt and are also
+    remembered, so that :func:`raise_if_interrupted` can raise it again where a
+    KeyboardInterrupt was swallowed (an exception raised inside a ``__del__`` or a
+    callback from C++ is ignored by Python and the program would go on).
+
+    Returns the previous handlers {signal: handler} (empty if they could not be set:
+    not the main thread).
     """
-    def handler(signum, frame):
+    _INTERRUPT["requested"] = False
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, _interrupt_handler)
+        except ValueError:
+            break
+    return previous
+
+
+def raise_if_interrupted():
+    """Raise KeyboardInterrupt if an interrupt arrived since the command started; long
+    loops call this at their safe points (after each step)."""
+    if _INTERRUPT["requested"]:
         raise KeyboardInterrupt
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None
 
 
 def run_cli(main, argv=None, prog=None):
@@ -118,7 +139,7 @@ def run_cli(main, argv=None, prog=None):
     """
     prog = prog or os.path.basename(sys.argv[0])
     debug = debug_enabled(argv)
-    previous = sigterm_as_interrupt()
+    previous = interrupts_as_keyboard_interrupt()
     try:
         status = main(argv)
         return 0 if status is None else int(status)
@@ -136,5 +157,5 @@ def run_cli(main, argv=None, prog=None):
         print("{}: error: {}".format(prog, message), file=sys.stderr)
         return getattr(err, "exit_code", EXIT_USER_ERROR)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

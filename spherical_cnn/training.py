@@ -28,7 +28,7 @@ from . import models
 from . import optimizers
 from . import params as params_mod
 from .checkpoints import CheckpointStore
-from .errors import Interrupted, NonFiniteError
+from .errors import Interrupted, NonFiniteError, raise_if_interrupted
 from .losses import softmax_cross_entropy, triplet_semihard_loss
 from .runlock import LogdirLock
 from .summaries import RunSummaries
@@ -249,6 +249,7 @@ class Trainer:
         t0 = time.time()
         for x, y in self._distribute(self.dataset.train(epoch)):
             out = self._train_step(x, y).numpy()
+            raise_if_interrupted()
             if out[7] or out[8]:
                 if bar is not None:
                     bar.close()
@@ -382,6 +383,7 @@ class Trainer:
             lr = params_mod.learning_rate_at(args.learning_rate, epoch)
             self.set_learning_rate(lr)
             train_acc, terms, seconds = self.train_epoch(epoch)
+            raise_if_interrupted()
             if args.skip_val:
                 valid_acc, conf = train_acc, np.zeros((args.n_classes, args.n_classes))
             else:

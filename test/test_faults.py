@@ -20,7 +20,7 @@ import pytest
 from spherical_cnn import training
 from spherical_cnn.checkpoints import CheckpointStore
 from spherical_cnn.data import records
-from spherical_cnn.errors import EXIT_INTERRUPTED, run_cli
+from spherical_cnn.errors import EXIT_INTERRUPTED, raise_if_interrupted, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RES, N_CLASSES, PER_CLASS = 16, 3, 6
@@ -344,6 +344,28 @@ def test_ctrl_c_reports_the_kept_checkpoint(good_dir, tmp_path):
     kept = int(lines[0].split("epoch ")[1].split()[0])
     assert kept >= 2 and os.path.exists(os.path.join(logdir, "latest", "ckpt.index"))
     assert not os.path.exists(os.path.join(logdir, ".lock"))
+
+
+def test_an_interrupt_swallowed_by_library_code_still_stops_the_command(capsys):
+    """Code that catches KeyboardInterrupt (or Python ignoring it inside a __del__) must
+    not lose a Ctrl-C: the next raise_if_interrupted() raises it again."""
+    steps = []
+
+    def main(argv):
+        for i in range(50):
+            try:  # a callback that swallows the interrupt
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1.0)
+            except KeyboardInterrupt:
+                pass
+            steps.append(i)
+            raise_if_interrupted()
+        return 0
+    before = signal.getsignal(signal.SIGINT)
+    assert run_cli(main, [], prog="loop") == EXIT_INTERRUPTED
+    assert steps == [0] and "loop: interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before
+    assert run_cli(lambda argv: raise_if_interrupted() or 0, [], prog="next") == 0  # reset
 
 
 # --- full disk ----------------------------------------------------------------------------
