@@ -203,6 +203,7 @@ def test_script_smoke(tmp_path, capsys):
     assert csv_rows[0].startswith("head,seeds,MedErr_mean,MedErr_std") and len(csv_rows) == 4
     assert (out / "grad_norm.png").read_bytes()[:4] == b"\x89PNG"
     assert "MedErr" in text and "Acc@pi/24" in text and "paper's ordering" in text
+    assert "--quick: tiny data" in text
     assert list((out / "tensorboard").glob("*/events.out.tfevents.*"))
     # run again: every run is read back, none retrained
     again, _ = train_regression.run(train_regression.parse_args(argv))

@@ -136,6 +136,9 @@ def run(args):
     holds, text = runner.paper_ordering(summary, task.PRIMARY)
     if holds is not None:
         print(text)
+    if args.quick:
+        print("(--quick: tiny data and 2 epochs check that the task runs; its figures say nothing "
+              "about the heads)")
     print(f"\nresults: {os.path.join(args.out, 'results.json')}, summary.csv, grad_norm.png")
     return results, summary
 
