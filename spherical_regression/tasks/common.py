@@ -18,6 +18,16 @@ import numpy as np
 # resolve (the paper's ModelNet10-SO3 has such classes; their errors dominate).
 POSE_CLASSES = ("airplane", "bed", "chair", "sofa")
 
+# The size flags of the tasks that show meshes under random views (viewpoint, rotation).
+IMAGE_TASK_SIZE_FLAGS = {
+    "image_size": (int, "rendered image size (pixels)"),
+    "train_meshes_per_class": (int, "distinct training meshes per class"),
+    "test_meshes_per_class": (int, "distinct test meshes per class (other meshes than training)"),
+    "train_views": (int, "random views (rotations) per training mesh"),
+    "test_views": (int, "random views (rotations) per test mesh"),
+    "width": (int, "channels of the backbone's first convolution"),
+}
+
 
 def build_backbone(image_size, channels, width=32, feature_units=256, name="backbone"):
     """Conv(3x3, stride 2)+BN+ReLU x4 (width, 2w, 2w, 4w) -> Flatten -> Dense+ReLU.

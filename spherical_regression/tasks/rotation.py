@@ -23,17 +23,10 @@ with the sign layout 'quaternion' (w < 0 flips) or 'quaternion_original' (w <= 0
 flips, as the original code), and computes |y| under ``--logit_scale`` 'paper'
 (sqrt(softmax(2 O))) or 'original_code' (sqrt(softmax(O))).
 """
-from .common import POSE_CLASSES
+from . import common
 
 SUMMARY = "S^3: 3D pose (unit quaternion) of a shape from its render, ModelNet10-SO3-like"
-SIZE_FLAGS = {
-    "image_size": (int, "image size (pixels)"),
-    "train_meshes_per_class": (int, "distinct training meshes per class"),
-    "test_meshes_per_class": (int, "distinct test meshes per class"),
-    "train_views": (int, "random rotations per training mesh"),
-    "test_views": (int, "random rotations per test mesh"),
-    "width": (int, "channels of the first conv layer"),
-}
+SIZE_FLAGS = common.IMAGE_TASK_SIZE_FLAGS
 DEFAULTS = dict(image_size=48, train_meshes_per_class=800, test_meshes_per_class=25,
                 train_views=4, test_views=8, width=32, epochs=12, batch_size=64,
                 learning_rate=2e-3)
@@ -51,7 +44,7 @@ def add_arguments(p):
                         "(default: the built-in synthetic shapes)")
     p.add_argument("--classes", default=None,
                    help="comma-separated class names (default: the built-in classes without "
-                        f"rotational symmetry, {','.join(POSE_CLASSES)}; all classes of "
+                        f"rotational symmetry, {','.join(common.POSE_CLASSES)}; all classes of "
                         "--mesh_root or --data)")
     p.add_argument("--channels", default="both", choices=["shade", "depth", "both"],
                    help="rendered channels")
@@ -94,7 +87,7 @@ def check_args(p, args):
         p.error(f"--data_max_views must be >= 1, got {args.data_max_views}")
     if args.classes is None:
         if args.data is None and args.mesh_root is None:
-            args.classes = ",".join(POSE_CLASSES)
+            args.classes = ",".join(common.POSE_CLASSES)
         return
     names = [c.strip() for c in args.classes.split(",") if c.strip()]
     if not names:

@@ -44,14 +44,7 @@ METRICS = ("MedErr", "Acc@pi/6", "Acc@pi/12", "Acc@pi/24")
 ABS_LOSSES = {"log_likelihood": 4.0, "cosine": 10.0}  # abs loss -> its weight
 _FORMAT_VERSION = 1
 
-SIZE_FLAGS = {
-    "image_size": (int, "rendered image side in pixels"),
-    "train_meshes_per_class": (int, "training meshes per class"),
-    "test_meshes_per_class": (int, "test meshes per class (other meshes than training)"),
-    "train_views": (int, "random views per training mesh"),
-    "test_views": (int, "random views per test mesh"),
-    "width": (int, "channels of the first backbone convolution"),
-}
+SIZE_FLAGS = common.IMAGE_TASK_SIZE_FLAGS
 DEFAULTS = dict(image_size=48, train_meshes_per_class=40, test_meshes_per_class=10,
                 train_views=40, test_views=20, width=16, epochs=12, batch_size=64,
                 learning_rate=2e-3)
