@@ -118,7 +118,7 @@ POOLING = (("wap", []), ("cwap", ["--pool", "cwap"]), ("spectral", ["--spectral_
 
 def equivariance(a):
     import keras
-    from spherical_cnn import equivariance as eq
+    from spherical_cnn.studies import equivariance as eq
     from spherical_cnn import models
     values = [int(v) for v in a.upsample.split(",")]
     x = eq.random_bandlimited(a.inputs, 32, 2, rng=0)

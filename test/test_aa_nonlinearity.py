@@ -1,7 +1,7 @@
 """Anti-aliased nonlinearity (layers.SphericalActivation) and --nonlinearity_upsample.
 
 Maps are (batch, azimuth, polar, channels) on the DH grid; band-limited inputs
-and exact rotations come from pyshtools (spherical_cnn.equivariance), as in
+and exact rotations come from pyshtools (spherical_cnn.studies.equivariance), as in
 test_rotation_study.py.
 """
 import hashlib
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spherical_cnn import equivariance as eq
+from spherical_cnn.studies import equivariance as eq
 from spherical_cnn import layers, models, params
-from spherical_cnn import rotation_study as rs
+from spherical_cnn.studies import rotation_study as rs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

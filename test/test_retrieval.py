@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from spherical_cnn import retrieval
+from spherical_cnn.studies import retrieval
 
 X = np.array([0, 1.2, 3.1, 2, 5.2, 6.5])
 DESC = np.stack([X, np.zeros(6)], 1)

@@ -14,12 +14,12 @@ import keras
 import numpy as np
 import pytest
 
-from spherical_cnn import equivariance as eq
+from spherical_cnn.studies import equivariance as eq
 from spherical_cnn import errors
 from spherical_cnn import layers as sl
 from spherical_cnn import models, params, util
-from spherical_cnn import rotation_metrics as rm
-from spherical_cnn import rotation_study as rs
+from spherical_cnn.studies import rotation_metrics as rm
+from spherical_cnn.studies import rotation_study as rs
 from spherical_cnn.cli import rotation_study as cli
 
 N = 16

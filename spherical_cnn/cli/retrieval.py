@@ -13,7 +13,7 @@ import os
 
 from . import common
 
-DEFAULT_MAX_RETRIEVED = 1000  # = spherical_cnn.retrieval.DEFAULT_MAX_RETRIEVED (SHREC's limit)
+DEFAULT_MAX_RETRIEVED = 1000  # = spherical_cnn.studies.retrieval.DEFAULT_MAX_RETRIEVED (SHREC's limit)
 
 
 def _cutoff(text):
@@ -58,7 +58,7 @@ def main(argv=None):
     a = parse_args(argv)
     common.quiet_tensorflow(a.verbose)
     import numpy as np
-    from .. import retrieval
+    from ..studies import retrieval
     args, model = retrieval.load_run(a.logdir)
     dset_dir = a.dset_dir or args.dset_dir
     if not os.path.isdir(dset_dir):

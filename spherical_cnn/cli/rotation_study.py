@@ -35,7 +35,7 @@ def _seeds(text):
 
 
 def build_parser():
-    from .. import rotation_study as rs  # NumPy only
+    from ..studies import rotation_study as rs  # NumPy only
     p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
                                 fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("--out", default="logs/rotation_study", help="output folder (datasets, runs, results)")
@@ -71,7 +71,7 @@ def build_parser():
 
 def make_config(a):
     """The study's configuration from the parsed arguments."""
-    from .. import rotation_study as rs
+    from ..studies import rotation_study as rs
     cfg = rs.quick_config(a.out) if a.quick else rs.StudyConfig(out_dir=a.out)
     cfg.mesh_root = a.mesh_root
     cfg.params_files = tuple(a.params)
@@ -89,8 +89,8 @@ def make_config(a):
 
 def run_equivariance(cfg, quick):
     """Equivariance analysis of the z-trained wap/cwap/spectral runs of the first seed; prints its table."""
-    from .. import equivariance as eq
-    from .. import rotation_study as rs
+    from ..studies import equivariance as eq
+    from ..studies import rotation_study as rs
     variants, _ = rs.select_models(cfg.models)
     logdirs = rs.equivariance_logdirs(cfg, [v.name for v in variants])
     if not logdirs:
@@ -114,7 +114,7 @@ def main(argv=None):
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")  # retracing notes: each run builds its own tf.functions
-    from .. import rotation_study as rs
+    from ..studies import rotation_study as rs
     cfg = make_config(a)
     if not a.equivariance_only:
         results = rs.run_study(cfg)

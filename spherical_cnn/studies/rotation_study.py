@@ -11,7 +11,7 @@ split; datasets of the same rotation kind share their rotations across variants
 Dataset variants (:data:`DATA_VARIANTS`) are builder options: ``plain`` (none)
 and ``ss4`` (``supersample=4``). Every test mesh is rendered under
 ``n_test_rotations`` rotations (records ``fname`` = mesh path, ``idrot`` = 0 ..
-R-1), which the invariance measures need (:mod:`spherical_cnn.rotation_metrics`).
+R-1), which the invariance measures need (:mod:`spherical_cnn.studies.rotation_metrics`).
 
 Regimes ``train/test``: each model is trained on the train split of the z and
 of the SO(3) dataset and tested on the test split of both: z/z, SO(3)/SO(3),
@@ -53,10 +53,10 @@ import time
 import numpy as np
 
 from . import rotation_metrics as rm
-from .errors import UserError
-from .params import PARAMS_DIR
+from ..errors import UserError
+from ..params import PARAMS_DIR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 
 ROTATIONS = ("z", "so3")
 # (train rotations, test rotations), in table order
@@ -187,13 +187,13 @@ def quick_config(out_dir):
 
 def known_training_flags():
     """Names (argparse ``dest``) of the flags of ``spherical_cnn.params``."""
-    from . import params
+    from .. import params
     return {a.dest for a in params.build_parser()._actions}
 
 
 def builder_options():
     """Keyword arguments that ``spherical_cnn.data.builder`` takes (its build functions)."""
-    from .data import builder
+    from ..data import builder
     names = set()
     for fn in (builder.build, builder._build_in, builder.build_synthetic, builder.build_from_tree):
         names.update(p.name for p in inspect.signature(fn).parameters.values()
@@ -260,7 +260,7 @@ def dataset_dirs(cfg, data):
 
 
 def _dataset_spec(cfg, mode, data):
-    from .data import synthetic
+    from ..data import synthetic
     spec = {"input_res": cfg.input_res, "rotations": mode, "test_rotations": mode,
             "n_rotations": cfg.n_rotations, "n_test_rotations": cfg.n_test_rotations, "seed": cfg.seed,
             "options": dict(DATA_VARIANTS[data])}
@@ -297,7 +297,7 @@ def build_datasets(cfg, data_variants=("plain",), log=print):
     Returns ``{variant: {'z': dir, 'so3': dir}}``. A folder whose manifest records the
     same settings is reused (unless ``cfg.rebuild``).
     """
-    from .data import builder
+    from ..data import builder
     out = {}
     for data in data_variants:
         out[data] = dataset_dirs(cfg, data)
@@ -322,7 +322,7 @@ def build_datasets(cfg, data_variants=("plain",), log=print):
 
 def _split_meshes(dset_dir, split):
     """Set of ``fname`` of the records of ``split`` in ``dset_dir``."""
-    from .data import records
+    from ..data import records
     import tensorflow as tf
     names = set()
     for fn in sorted(os.listdir(dset_dir)):
@@ -356,8 +356,8 @@ def planar_cnn(args, input_shape):
     """
     import keras
     from keras import layers as kl
-    from .layers import FusedBatchNormalization
-    from .models import nonlinearity
+    from ..layers import FusedBatchNormalization
+    from ..models import nonlinearity
 
     inputs = keras.Input(shape=tuple(input_shape), name="x")
     x = inputs
@@ -376,7 +376,7 @@ def planar_cnn(args, input_shape):
 
 
 def _register_planar():
-    from . import models
+    from .. import models
     if "planar" not in models.MODELS:
         models.register("planar")(planar_cnn)
 
@@ -391,7 +391,7 @@ def _resolve(path):
 def spherical_args(cfg, dset_dir, logdir, seed=0, more=()):
     """Parsed flags of the spherical model on ``dset_dir``, training seed ``seed``
     (``more``: tokens appended last)."""
-    from . import params
+    from .. import params
     tokens = ["@" + _resolve(p) for p in cfg.params_files]
     tokens += ["--dset", "from_cached_tfrecords", "--dset_dir", dset_dir, "--logdir", logdir,
                "--input_res", str(cfg.input_res), "--seed", str(seed), "--skip_val",
@@ -407,7 +407,7 @@ def planar_args(cfg, dset_dir, logdir, seed=0, target_params=None, input_shape=N
     ``--concat_branches``, ``--nonlinearity_upsample``) and, when ``target_params`` is given, the widths ``--nfilters`` are scaled
     by one common factor so that the parameter count is the closest to it.
     """
-    from . import params
+    from .. import params
     _register_planar()
     args = spherical_args(cfg, dset_dir, logdir, seed, more=cfg.planar_extra_flags)
     args.model = "planar"
@@ -424,7 +424,7 @@ def planar_args(cfg, dset_dir, logdir, seed=0, target_params=None, input_shape=N
 def count_params(args, input_shape):
     """Parameters of the model named by ``args.model`` for inputs ``input_shape`` (no batch axis)."""
     import keras
-    from . import models
+    from .. import models
     _register_planar()
     model = models.build_model(args, input_shape)
     n = model.count_params()
@@ -465,7 +465,7 @@ def run_dir(cfg, name, seed, train_mode):
 
 def model_args(cfg, variant, train_dir, logdir, seed, target_params=None, input_shape=None):
     """Parsed and checked flags of ``variant`` trained on ``train_dir`` with seed ``seed``."""
-    from . import params
+    from .. import params
     if variant.kind == "planar":
         args = planar_args(cfg, train_dir, logdir, seed, target_params, input_shape)
     else:
@@ -483,7 +483,7 @@ _VOLATILE_FLAGS = ("from_scratch", "logdir", "run_id", "dset_dir", "progress", "
 
 def run_key(args, test_dirs):
     """What a run is made from, as JSON values: its flags and the identity of its datasets."""
-    from . import params
+    from .. import params
     flags = {k: v for k, v in params.to_dict(args).items() if k not in _VOLATILE_FLAGS}
     key = {"flags": flags, "train_data": dataset_identity(args.dset_dir),
            "test_data": {mode: dataset_identity(d) for mode, d in sorted(test_dirs.items())}}
@@ -501,7 +501,7 @@ def load_run(logdir):
 
 def save_run(logdir, record):
     """Write ``study_run.json`` atomically."""
-    from .training import write_atomic
+    from ..training import write_atomic
     os.makedirs(logdir, exist_ok=True)
     write_atomic(os.path.join(logdir, RUN_FILE), json.dumps(record, indent=1))
 
@@ -517,7 +517,7 @@ def run_state(logdir, key):
 def predictions_on(trainer, args, dset_dir):
     """Per-record ``{'fname', 'idrot', 'label', 'pred'}`` lists of the test split of ``dset_dir``,
     read by the trainer's dataset and evaluation path."""
-    from . import datasets
+    from .. import datasets
     trainer.dataset = datasets.SphericalDataset(args, dset_dir)
     labels, preds = trainer.predict("test")
     fnames, idrots = trainer.dataset.record_keys("test")
@@ -539,8 +539,8 @@ def train_and_test(args, test_dirs, quiet=False):
         and ``predictions`` ``{rotations: per-record lists}``.
     """
     import keras
-    from .runlock import LogdirLock
-    from .training import Trainer, get_logger
+    from ..runlock import LogdirLock
+    from ..training import Trainer, get_logger
 
     _register_planar()
     logger = get_logger(args.logdir)
@@ -580,7 +580,7 @@ def run_once(args, test_dirs, quiet=False, log=print):
 
 def _probe(cfg, dset_dir):
     """(input shape, parameter count of the params files' spherical model) on ``dset_dir``."""
-    from . import datasets
+    from .. import datasets
     args = spherical_args(cfg, dset_dir, os.path.join(cfg.out_dir, "runs", "probe"))
     input_shape = datasets.SphericalDataset(args, dset_dir).input_shape
     return input_shape, count_params(args, input_shape)

@@ -239,7 +239,7 @@ def pooling_error(x, rotations, pool_size=2, centered=False):
     ``centered=False``: ``layers.AreaWeightedPooling`` ('wap', the original's);
     ``centered=True``: ``layers.CenteredAreaWeightedPooling`` ('cwap').
     """
-    from .layers import AreaWeightedPooling, CenteredAreaWeightedPooling
+    from ..layers import AreaWeightedPooling, CenteredAreaWeightedPooling
     layer = (CenteredAreaWeightedPooling if centered else AreaWeightedPooling)(pool_size)
     base = expand(np.asarray(layer(x.astype(np.float32)), dtype=np.float64))
     num = den = 0.0
@@ -277,9 +277,9 @@ VARIANTS = (
 def load_trained(logdir):
     """(flags, model) of a finished training run in ``logdir`` (weights of its ``final`` checkpoint)."""
     import tensorflow as tf
-    from . import models
-    from .checkpoints import CheckpointStore
-    from .training import load_flags
+    from .. import models
+    from ..checkpoints import CheckpointStore
+    from ..training import load_flags
 
     args = load_flags(logdir, {"test_only": True, "from_scratch": False})
     _register_extra_models()
@@ -304,7 +304,7 @@ def variant(args, model, overrides):
     own (e.g. nonlinearity 'identity' has none). Pooling and the transform change no weight shape.
     """
     import argparse
-    from . import models
+    from .. import models
     new_args = argparse.Namespace(**vars(args))
     for k, v in overrides.items():
         setattr(new_args, k, v)
@@ -351,7 +351,7 @@ def study(sources, x, n_rotations=4, seed=0, variants=VARIANTS, log=print):
 
 def test_inputs(dset_dir, args, count, seed=0):
     """``count`` test maps of a dataset, as fed to the model, projected onto degrees < n/2."""
-    from .datasets import SphericalDataset
+    from ..datasets import SphericalDataset
     ds = SphericalDataset(args, dset_dir)
     xs = []
     for x, _ in ds.eval("test"):

@@ -212,9 +212,9 @@ def read_split(dset_dir, split, args, all_instances):
     instance per mesh (the first record of each ``fname``), like SHREC where
     each shape appears once; records without ``fname`` are all kept.
     """
-    from . import datasets
-    from .data import verify
-    from .errors import UserError
+    from .. import datasets
+    from ..data import verify
+    from ..errors import UserError
     paths = datasets.list_record_files(dset_dir)[split]
     if not paths:
         raise UserError(f'--dset_dir {dset_dir}: no {split}*.tfrecord files')
@@ -236,8 +236,8 @@ def read_split(dset_dir, split, args, all_instances):
 
 def load_run(logdir):
     """(flags, model) of a training run: ``logdir/model.keras`` and ``logdir/flags.yaml``."""
-    from . import training
-    from .errors import UserError
+    from .. import training
+    from ..errors import UserError
     path = os.path.join(logdir, training.EXPORT_FILE)
     if not os.path.exists(path):
         raise UserError(f'no exported model at {path} (train with scripts/train.py --logdir {logdir} first)')
@@ -248,12 +248,12 @@ def load_run(logdir):
 
 def embed(model, x, mag_ang, batch=64):
     """Descriptors ``(N, d)`` and logits ``(N, n_classes)`` of maps ``x`` (records' layout)."""
-    from .datasets import to_model_input
+    from ..datasets import to_model_input
     desc, logits = [], []
     for i in range(0, len(x), batch):
         out = model.predict_on_batch(np.asarray(to_model_input(x[i:i + batch], mag_ang)))
         if 'descriptor' not in out:
-            from .errors import UserError
+            from ..errors import UserError
             raise UserError('the exported model has no "descriptor" output')
         desc.append(np.asarray(out['descriptor']))
         logits.append(np.asarray(out['logits']))
