@@ -5,10 +5,13 @@ size n (polar pi*j/n, azimuth 2*pi*k/n); L = n // 2 degrees.  All math is in
 ``keras.ops`` with real arithmetic, so the layers run on TensorFlow and JAX.
 Transform tables are shared between layers through ``sht.get_transform``.
 """
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
 
+from . import layouts
 from . import sht
 from . import sht_tables as tables
 from . import util
@@ -26,6 +29,33 @@ def _check_grid(shape, who):
         raise ValueError(f"{who}: input must be (batch, n, n, channels) with n even, "
                          f"(batch, azimuth, polar, channels); got shape {tuple(shape)}")
     return shape[1]
+
+
+#: Transform tables larger than this (bytes) make a layer warn when it is built.
+TABLE_WARN_BYTES = 256 * 2 ** 20
+
+
+def _check_table_size(who, n, method, real, dtype):
+    """Warn when the transform tables of a layer need more than ``TABLE_WARN_BYTES``."""
+    nbytes = tables.estimate_table_nbytes(n, method, real, dtype)
+    if nbytes > TABLE_WARN_BYTES:
+        alt = tables.estimate_table_nbytes(n, "sep", real, dtype)
+        warnings.warn(f"{who}: method={method!r} needs {nbytes / 2 ** 30:.1f} GiB of transform tables "
+                      f"at n={n}; method='sep' needs {alt / 2 ** 20:.0f} MiB", stacklevel=3)
+
+
+def _refuse_complex(inputs, who):
+    layouts.refuse_complex(inputs, who)
+
+
+def _map_spec(n=None, channels=None):
+    """Keras InputSpec of maps (batch, n, n, channels): checked by Keras on every later call."""
+    axes = {}
+    if n is not None:
+        axes.update({1: n, 2: n})
+    if channels is not None:
+        axes[3] = channels
+    return keras.layers.InputSpec(ndim=4, axes=axes)
 
 
 def _polar_weights(n, dtype):
@@ -49,7 +79,12 @@ class SphConv(keras.layers.Layer):
         use_bias: add a per-filter bias (zeros initially).
         spectral_pool: keep degrees < L / 2**spectral_pool and return the map at
             n / 2**spectral_pool.
-        method: 'naive' (dense harmonics) or 'sep' (separation of variables).
+        method: 'sep' (default; separation of variables, tables of ~n^3 bytes in
+            float32: 1 MiB at n = 64, 8 MiB at n = 128, 64 MiB at n = 256) or 'naive'
+            (dense harmonics, ~n^4 bytes: 64 MiB at n = 64, 1 GiB at n = 128, 16 GiB
+            at n = 256; the original's method, selected by the demo's
+            ``--transform_method naive``). Same coefficients up to float rounding;
+            ``sht_tables.estimate_table_nbytes`` gives the size without building.
         real_inputs: use the real layout (orders m >= 0); False computes all orders.
         spectral_input: inputs are spectral, real ``(batch, 2, S, L, L, in_ch)``
             (axis 1 = real, imaginary; S = 1 if real_inputs else 2).
@@ -61,10 +96,12 @@ class SphConv(keras.layers.Layer):
     n' = n // 2**spectral_pool.
 
     Weights: ``kernel`` (in_ch, nw, filters); ``bias`` (filters,).
+    Once built, the layer accepts only its grid size and channel count (a Keras
+    ``InputSpec``); complex inputs are refused (the transform is real).
     """
 
     def __init__(self, filters, n_filter_params=0, use_bias=True, spectral_pool=0,
-                 method="naive", real_inputs=True, spectral_input=False,
+                 method="sep", real_inputs=True, spectral_input=False,
                  kernel_regularizer=None, kernel_initializer=None, **kwargs):
         super().__init__(**kwargs)
         if int(filters) != filters or filters < 1:
@@ -103,6 +140,14 @@ class SphConv(keras.layers.Layer):
     def build(self, input_shape):
         n, in_ch = self._grid_of(input_shape)
         self.n, self.in_channels = n, in_ch
+        if self.spectral_input:
+            S = tables.n_layouts(self.real_inputs)
+            self.input_spec = keras.layers.InputSpec(
+                ndim=6, axes={1: 2, 2: S, 3: n // 2, 4: n // 2, 5: in_ch})
+        else:
+            self.input_spec = _map_spec(n, in_ch)
+        _check_table_size(f"SphConv({self.name})", n, self.method, self.real_inputs,
+                          _compute_dtype(self))
         L = n // 2
         self.n_weights = L if self.n_filter_params == 0 else min(self.n_filter_params, L)
         init = self.kernel_initializer
@@ -126,6 +171,7 @@ class SphConv(keras.layers.Layer):
                                       (self.n_weights, -1)))
 
     def call(self, inputs):
+        _refuse_complex(inputs, f"SphConv({self.name})")
         dtype = _compute_dtype(self)
         if self.method == "sep" and not self.spectral_input:
             return self._call_order_major(inputs, dtype)
@@ -404,14 +450,31 @@ class DegreePowerPooling(keras.layers.Layer):
 
     Note: the original summed ``Re(c^2)`` over m >= 0 only ("magnitudes"),
     which is not rotation invariant; this layer uses the invariant power.
+
+    Args:
+        method: 'sep' (default; separation of variables, tables of ~n^3 bytes in
+            float32: 1 MiB at n = 64, 8 MiB at n = 128, 64 MiB at n = 256) or 'naive'
+            (dense harmonics, ~n^4 bytes: 64 MiB at n = 64, 1 GiB at n = 128, 16 GiB
+            at n = 256; the original's method, selected by the demo's
+            ``--transform_method naive``). Same coefficients up to float rounding;
+            ``sht_tables.estimate_table_nbytes`` gives the size without building.
+        real_inputs: real layout (m >= 0, doubled) or all orders; equal for real maps.
     """
 
-    def __init__(self, method="naive", real_inputs=True, **kwargs):
+    def __init__(self, method="sep", real_inputs=True, **kwargs):
         super().__init__(**kwargs)
         self.method = tables.check_method(method)
         self.real_inputs = bool(real_inputs)
 
+    def build(self, input_shape):
+        n = _check_grid(input_shape, f"DegreePowerPooling({self.name})")
+        self.input_spec = _map_spec()  # stateless: any grid, any channel count
+        _check_table_size(f"DegreePowerPooling({self.name})", n, self.method, self.real_inputs,
+                          _compute_dtype(self))
+        self.built = True
+
     def call(self, inputs):
+        _refuse_complex(inputs, f"DegreePowerPooling({self.name})")
         n = _check_grid(inputs.shape, f"DegreePowerPooling({self.name})")
         dtype = _compute_dtype(self)
         L, c = n // 2, inputs.shape[3]
@@ -483,14 +546,21 @@ class SphericalActivation(keras.layers.Layer):
             0.1), 'identity', or a Keras activation name
             (see :func:`pointwise_nonlinearity`).
         upsample: integer u >= 1.
-        method: transform, 'naive' or 'sep' (real layout: maps are real).
+        method: 'sep' (default; separation of variables, tables of ~n^3 bytes in
+            float32: 1 MiB at n = 64, 8 MiB at n = 128, 64 MiB at n = 256) or 'naive'
+            (dense harmonics, ~n^4 bytes: 64 MiB at n = 64, 1 GiB at n = 128, 16 GiB
+            at n = 256; the original's method, selected by the demo's
+            ``--transform_method naive``). Same coefficients up to float rounding;
+            ``sht_tables.estimate_table_nbytes`` gives the size without building.
+            The tables are those of grids n and u*n (real layout: maps are real).
 
     Input and output: ``(batch, n, n, channels)``, n even.
     Weights: those of the nonlinearity (PReLU: ``alpha`` ``(1, 1, channels)``),
-    held by the sublayer ``pointwise``.
+    held by the sublayer ``pointwise``. Once built, the layer accepts only its channel
+    count (any grid).
     """
 
-    def __init__(self, nonlinearity="prelu", upsample=2, method="naive", **kwargs):
+    def __init__(self, nonlinearity="prelu", upsample=2, method="sep", **kwargs):
         super().__init__(**kwargs)
         if isinstance(upsample, bool) or int(upsample) != upsample or upsample < 1:
             raise ValueError(f"SphericalActivation: upsample must be an integer >= 1, got {upsample!r}")
@@ -504,9 +574,14 @@ class SphericalActivation(keras.layers.Layer):
         n = _check_grid(input_shape, f"SphericalActivation({self.name})")
         u = self.upsample
         self.pointwise.build((input_shape[0], u * n, u * n, input_shape[3]))
+        self.input_spec = _map_spec(channels=input_shape[3])  # the nonlinearity's weights
+        if u > 1:
+            _check_table_size(f"SphericalActivation({self.name})", u * n, self.method, True,
+                              _compute_dtype(self))
         self.built = True
 
     def call(self, inputs):
+        _refuse_complex(inputs, f"SphericalActivation({self.name})")
         if self.upsample == 1:
             return self.pointwise(inputs)
         n = _check_grid(inputs.shape, f"SphericalActivation({self.name})")

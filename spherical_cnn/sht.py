@@ -30,6 +30,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from . import layouts
 from . import sht_tables as tables
 
 
@@ -59,6 +60,10 @@ def _tf_constant(key, array):
         # keep the array alive with its tensor so that id() stays unique
         _TF_CONSTANTS[key] = t = (t, array)
     return t[0]
+
+
+_SPLIT_COEFFS = ("pass the real and imaginary parts as (c.real, c.imag) to inverse, or "
+                 "sht.complex_to_spectral(c) to inverse_packed")
 
 
 class SphericalHarmonicTransform:
@@ -99,6 +104,7 @@ class SphericalHarmonicTransform:
                 f"real={self.real}, dtype={self.dtype!r})")
 
     def _check_map(self, x):
+        layouts.refuse_complex(x, f"{self!r}")
         shape = tuple(x.shape)
         if len(shape) != 4 or shape[1] != self.n or shape[2] != self.n or shape[3] is None:
             raise ValueError(f"{self!r}: input must be (batch, {self.n}, {self.n}, channels) "
@@ -107,6 +113,7 @@ class SphericalHarmonicTransform:
     def _check_coeffs(self, re, im):
         want = (self.S, self.L, self.L)
         for name, c in (("re", re), ("im", im)):
+            layouts.refuse_complex(c, f"{self!r}.inverse ({name})", _SPLIT_COEFFS)
             shape = tuple(c.shape)
             if len(shape) != 5 or shape[1:4] != want:
                 raise ValueError(f"{self!r}: {name} must be (batch, {self.S}, {self.L}, {self.L}, "
@@ -168,6 +175,7 @@ class SphericalHarmonicTransform:
 
     def synthesis(self, z):
         """Inverse of ``analysis``: ``(4 * L2, L, batch, channels)`` -> real ``(batch, n, n, channels)``."""
+        layouts.refuse_complex(z, f"{self!r}.synthesis", _SPLIT_COEFFS)
         shape = tuple(z.shape)
         if (len(shape) != 4 or shape[0] != 4 * self._L2 or shape[1] != self.L
                 or shape[3] is None or self.method != "sep"):
@@ -189,6 +197,7 @@ class SphericalHarmonicTransform:
 
     def inverse_packed(self, c):
         """Inverse of packed coefficients (batch, 2, S, L, L, channels) -> real (batch, n, n, channels)."""
+        layouts.refuse_complex(c, f"{self!r}.inverse_packed", _SPLIT_COEFFS)
         shape = tuple(c.shape)
         if (len(shape) != 6 or shape[1] != 2 or shape[2:5] != (self.S, self.L, self.L)
                 or shape[5] is None):

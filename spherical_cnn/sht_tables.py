@@ -208,11 +208,37 @@ def sep_tables(n, real=True, dtype="float32"):
 
 
 def table_nbytes(n, method, real=True, dtype="float32"):
-    """Bytes held by the cached tables that a keras transform of (n, method, real) uses."""
+    """Bytes held by the cached tables that a keras transform of (n, method, real) uses.
+
+    Builds the tables (and keeps them cached); ``estimate_table_nbytes`` gives the
+    same number from the shapes alone.
+    """
     check_method(method)
     if method == "naive":
         return int(sum(t.nbytes for t in naive_matrices(n, real, dtype)))
     return int(sum(t.nbytes for t in sep_tables(n, real, dtype).values()))
+
+
+def estimate_table_nbytes(n, method, real=True, dtype="float32"):
+    """Bytes of the tables of a keras transform of (n, method, real), from their shapes only.
+
+    Nothing is built (``table_nbytes`` builds and measures). With L = n / 2, S = 1
+    (real) or 2 and ``itemsize`` 4 (float32) or 8:
+
+    * 'naive': two dense matrices, ``4 S n^2 L^2 itemsize`` (float32, real layout:
+      64 MiB at n = 64, 1 GiB at n = 128, 16 GiB at n = 256);
+    * 'sep': Legendre tables ``8 ceil(L/2) L n itemsize`` plus DFT tables
+      ``8 ceil(L/2) (n/2) itemsize`` (the same for both layouts; float32: 1 MiB at
+      n = 64, 8 MiB at n = 128, 64 MiB at n = 256).
+    """
+    n = check_n(n)
+    check_method(method)
+    itemsize = np.dtype(dtype).itemsize
+    L = n // 2
+    if method == "naive":
+        return int(4 * n_layouts(real) * n * n * L * L * itemsize)
+    L2 = (L + 1) // 2
+    return int((4 + 8 * L2 * (n // 2) + 8 * L2 * L * n) * itemsize)
 
 
 @functools.lru_cache(maxsize=None)
