@@ -29,6 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from . import losses as losses_lib
 from . import signs as signs_lib
 
 _EPS = 1e-12
@@ -122,6 +123,21 @@ class _Head(keras.layers.Layer):
         """Unit vectors ``(batch, dim)`` from this head's output."""
         return decode_output(self.head_name, output, self.dim)
 
+    def make_loss(self, **kwargs):
+        """The paper's loss for this head's output, with the head's conventions
+        (S_exp: its sign layout; ``kwargs`` go to ``SExpLoss``, e.g. ``abs_weight``)."""
+        return losses_lib.loss_for_head(self.head_name, **kwargs)
+
+    def make_metrics(self, kind=None):
+        """[MedErr, Acc@pi/6, Acc@pi/12, Acc@pi/24] for this head's output (``kind``: None
+        picks 'rotation' for d = 4, else 'vector'; see ``metrics.resolve_kind``)."""
+        from . import metrics
+        return metrics.paper_metrics(metrics.resolve_kind(kind, self.dim), self.head_name,
+                                     self._metric_layout())
+
+    def _metric_layout(self):
+        return None
+
     def get_config(self):
         config = super().get_config()
         config.update(dim=self.dim, hidden_units=list(self.hidden_units))
@@ -181,6 +197,15 @@ class SExpHead(_Head):
         """Unit vectors ``(batch, dim)``: |y| times the signs of the top sign class."""
         return sexp_decode(output, self.dim, self.sign_layout)
 
+    def make_loss(self, **kwargs):
+        """``SExpLoss`` with this head's sign layout (the |y| it reads is already activated,
+        so the logit scale does not enter the loss); ``kwargs`` go to ``SExpLoss``."""
+        kwargs.setdefault("sign_layout", self.sign_layout)
+        return losses_lib.SExpLoss(**kwargs)
+
+    def _metric_layout(self):
+        return self.sign_layout
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.dim + self.num_sign_classes,)
 
@@ -220,6 +245,7 @@ class DirectHead(_Head):
 HEADS = {"sexp": SExpHead, "sflat": SFlatHead, "direct": DirectHead}
 
 
+
 @keras.saving.register_keras_serializable(package="spherical_regression")
 class CategoryConditionedHead(keras.layers.Layer):
     """One head per category; each sample gets the output of its own category's head
@@ -236,7 +262,10 @@ class CategoryConditionedHead(keras.layers.Layer):
     """
 
     def __init__(self, head, dim, num_categories, **head_kwargs):
-        super().__init__(name=head_kwargs.pop("name", None))
+        # the Layer's own arguments stay here (the inner head only activates and decodes)
+        layer_kwargs = {k: head_kwargs.pop(k) for k in ("name", "trainable", "dtype", "autocast")
+                        if k in head_kwargs}
+        super().__init__(**layer_kwargs)
         if not isinstance(num_categories, int) or num_categories < 1:
             raise ValueError(f"CategoryConditionedHead: num_categories must be an int >= 1, "
                              f"got {num_categories!r}")
@@ -244,11 +273,13 @@ class CategoryConditionedHead(keras.layers.Layer):
             raise ValueError("CategoryConditionedHead: hidden_units are not supported")
         self.head_name, self.dim, self.num_categories = head, dim, num_categories
         self.head_kwargs = dict(head_kwargs)
-        self.inner = make_head(head, dim, **head_kwargs)  # activation, decoding, layout
+        self.inner = make_head(head, dim, dtype=self.dtype_policy,
+                               **head_kwargs)  # activation, decoding, layout
         widths = [dim] + ([self.inner.num_sign_classes] if head == "sexp" else [])
         self.widths = widths
         names = ["logits", "sign_logits"]
-        self.blocks = [keras.layers.Dense(w * num_categories, name=f"{names[i]}_per_category")
+        self.blocks = [keras.layers.Dense(w * num_categories, name=f"{names[i]}_per_category",
+                                          dtype=self.dtype_policy)
                        for i, w in enumerate(widths)]
 
     def build(self, input_shape):
@@ -275,6 +306,14 @@ class CategoryConditionedHead(keras.layers.Layer):
 
     def decode(self, output):
         return self.inner.decode(output)
+
+    def make_loss(self, **kwargs):
+        """The loss of the unconditioned head (its conventions; see ``SExpHead.make_loss``)."""
+        return self.inner.make_loss(**kwargs)
+
+    def make_metrics(self, kind=None):
+        """The metrics of the unconditioned head (see ``_Head.make_metrics``)."""
+        return self.inner.make_metrics(kind)
 
     def get_config(self):
         config = super().get_config()

@@ -18,6 +18,8 @@ over the batch (so the batch mean matches the original's torch means).
 - SFlatLoss: 1 - cos(y_pred, y_true).
 - DirectLoss: smooth-L1 (Huber with delta 1, torch.nn.SmoothL1Loss), mean over components.
 """
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -77,6 +79,92 @@ def smooth_l1(y_true, y_pred):
     return ops.mean(per, axis=-1)
 
 
+#: |‖y_true‖ - 1| above this makes ``check_targets`` refuse a target.
+UNIT_TOLERANCE = 1e-2
+
+
+def _target_problems(y, weights, layout, tol):
+    """NumPy: (number of non-unit targets, number breaking the layout's fixed sign) among
+    the targets ``(..., d)`` whose weight is not 0."""
+    y = np.asarray(y, np.float64)
+    keep = np.ones(y.shape[:-1], bool) if weights is None else \
+        np.broadcast_to(np.asarray(weights) != 0, y.shape[:-1])
+    non_unit = np.abs(np.linalg.norm(y, axis=-1) - 1.0) > tol
+    wrong_sign = np.zeros_like(non_unit)
+    if layout is not None and layout.fixed is not None and not layout.antipodal:
+        wrong_sign = y[..., layout.fixed] * layout.fixed_sign < -1e-6
+    return int(np.sum(non_unit & keep)), int(np.sum(wrong_sign & keep))
+
+
+def _problem_message(who, non_unit, wrong_sign, layout, tol):
+    parts = []
+    if non_unit:
+        parts.append(f"{non_unit} target(s) are not unit vectors (| |y| - 1 | > {tol:g}); "
+                     "normalise them (targets live on S^(d-1))")
+    if wrong_sign:
+        parts.append(f"{wrong_sign} target(s) break the sign layout's assumption that component "
+                     f"{layout.fixed} has sign {layout.fixed_sign:+d} ({layout!r}); that sign is not "
+                     "classified, so these targets cannot be predicted: fix the data or use a "
+                     "layout that classifies it")
+    return f"{who}: " + "; ".join(parts)
+
+
+def check_targets(y_true, sign_layout=None, sample_weight=None, tol=UNIT_TOLERANCE, who="SExpLoss"):
+    """Refuse targets that S_exp cannot fit: non-unit vectors, and (for a sign layout with a
+    fixed, non-antipodal component such as 'normal_yzx') a fixed component of the wrong sign.
+
+    ``y_true`` ``(..., d)``; ``sample_weight`` (broadcast to ``y_true.shape[:-1]``): samples
+    of weight 0 (masked pixels) are not checked. Eagerly a bad target raises
+    ``ValueError``; inside a TensorFlow graph (``fit``) the check is a
+    ``tf.debugging.Assert`` that stops the step with the same message (as
+    ``InvalidArgumentError``); inside ``jax.jit`` it is a host callback that warns.
+    Returns ``y_true`` (with the check attached as a control dependency in TF graphs).
+    """
+    layout = None if sign_layout is None else signs_lib.SignLayout.coerce(sign_layout)
+    backend = keras.backend.backend()
+    eager = True
+    if backend == "tensorflow":
+        import tensorflow as tf
+        eager = tf.executing_eagerly()
+    elif backend == "jax":
+        import jax
+        eager = not any(isinstance(t, jax.core.Tracer) for t in (y_true, sample_weight))
+    if eager:
+        bad = _target_problems(ops.convert_to_numpy(y_true),
+                               None if sample_weight is None else ops.convert_to_numpy(sample_weight),
+                               layout, tol)
+        if any(bad):
+            raise ValueError(_problem_message(who, *bad, layout, tol))
+        return y_true
+    yt = ops.convert_to_tensor(y_true)
+    y = ops.cast(yt, "float32")
+    keep = ops.ones(ops.shape(y)[:-1], "bool") if sample_weight is None else \
+        ops.broadcast_to(ops.not_equal(sample_weight, 0), ops.shape(y)[:-1])
+    non_unit = ops.abs(ops.sqrt(ops.sum(ops.square(y), axis=-1)) - 1.0) > tol
+    wrong = ops.zeros_like(non_unit)
+    if layout is not None and layout.fixed is not None and not layout.antipodal:
+        wrong = y[..., layout.fixed] * float(layout.fixed_sign) < -1e-6
+    n_bad = ops.sum(ops.cast(ops.logical_and(non_unit, keep), "int32"))
+    n_wrong = ops.sum(ops.cast(ops.logical_and(wrong, keep), "int32"))
+    if backend == "tensorflow":
+        import tensorflow as tf
+        ok = tf.logical_and(tf.equal(n_bad, 0), tf.equal(n_wrong, 0))
+        msg = _problem_message(who, 1, 1 if (layout is not None and layout.fixed is not None
+                                             and not layout.antipodal) else 0, layout, tol)
+        assertion = tf.debugging.Assert(ok, [msg, "non-unit:", n_bad, "wrong fixed sign:", n_wrong])
+        with tf.control_dependencies([assertion]):
+            return tf.identity(yt)
+    if backend == "jax":
+        import jax
+
+        def _warn(nb, nw):
+            if int(nb) or int(nw):
+                warnings.warn(_problem_message(who, int(nb), int(nw), layout, tol), stacklevel=2)
+
+        jax.debug.callback(_warn, n_bad, n_wrong)
+    return yt
+
+
 def _layout_or_none(layout):
     return None if layout is None else signs_lib.SignLayout.coerce(layout)
 
@@ -134,17 +222,34 @@ class SExpLoss(keras.losses.Loss):
 
     ``abs_loss``: 'cosine' (default) or 'log_likelihood' (the original S^1 loss; use
     abs_weight=4 as the original). ``sign_layout``: the head's sign layout (signs.py;
-    None: the default layout read from the output width)."""
+    None: the default layout read from the output width); ``SExpHead.make_loss()``
+    passes the head's own.
+
+    ``check_targets`` (default True): calling the loss (``loss(y_true, y_pred,
+    sample_weight)``, as ``fit`` does) refuses non-unit targets and targets whose
+    fixed sign contradicts the layout (see :func:`check_targets`; samples of weight 0
+    are not checked). ``call`` itself does not check."""
 
     def __init__(self, abs_weight=10.0, sign_weight=1.0, abs_loss="cosine", sign_layout=None,
-                 name="sexp_loss", **kwargs):
+                 name="sexp_loss", check_targets=True, **kwargs):
         super().__init__(name=name, **kwargs)
+        self.check_targets = bool(check_targets)
         if abs_loss not in ABS_LOSSES:
             raise ValueError(f"unknown abs_loss {abs_loss!r}: expected one of {sorted(ABS_LOSSES)}")
         self.abs_weight = float(abs_weight)
         self.sign_weight = float(sign_weight)
         self.abs_loss = abs_loss
         self.sign_layout = _layout_or_none(sign_layout)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if self.check_targets:
+            layout = self.sign_layout
+            d, w = y_true.shape[-1], y_pred.shape[-1]
+            if layout is None and d is not None and w is not None and w > d:
+                layout = signs_lib.layout_for_output(y_true.shape[-1],
+                                                     y_pred.shape[-1] - y_true.shape[-1])
+            y_true = check_targets(y_true, layout, sample_weight, who=self.name)
+        return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):
         _check_pred_width(self.name, y_true, y_pred, packed=True)
@@ -154,7 +259,8 @@ class SExpLoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config.update(abs_weight=self.abs_weight, sign_weight=self.sign_weight,
-                      abs_loss=self.abs_loss, sign_layout=_layout_config(self.sign_layout))
+                      abs_loss=self.abs_loss, sign_layout=_layout_config(self.sign_layout),
+                      check_targets=self.check_targets)
         return config
 
 

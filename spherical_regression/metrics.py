@@ -108,9 +108,29 @@ def vector_angle_ops(u, v):
     return 2.0 * ops.arctan2(ops.norm(u - v, axis=-1), ops.norm(u + v, axis=-1))
 
 
+KINDS = ("rotation", "vector")
+
+
+def resolve_kind(kind, dim, who="angular error"):
+    """The error kind for targets of width ``dim``: ``None`` gives 'rotation' for d = 4
+    (quaternions) and 'vector' otherwise; 'rotation' on targets that are not quaternions
+    is refused (it would report twice the angle between S^2 vectors)."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown error kind {kind!r}: expected 'rotation', 'vector' or None")
+    if dim is None:
+        return kind or "rotation"
+    if kind is None:
+        return "rotation" if dim == 4 else "vector"
+    if kind == "rotation" and dim != 4:
+        raise ValueError(f"{who}: kind='rotation' needs quaternion targets (d = 4, w x y z), got "
+                         f"d = {dim}; use kind='vector' (or None) for vectors on S^{dim - 1}")
+    return kind
+
+
 def angular_error_ops(kind, y_true, y_pred_unit):
     """Angles for ``kind`` 'rotation' (quaternions, q ~ -q) or 'vector' (S^{d-1},
-    biternions included)."""
+    biternions included); ``None`` picks by the width (:func:`resolve_kind`)."""
+    kind = resolve_kind(kind, y_true.shape[-1])
     if kind == "rotation":
         return geodesic_distance_quaternions_ops(y_true, y_pred_unit)
     if kind == "vector":
@@ -129,13 +149,17 @@ class _AngularMetric(keras.metrics.Metric):
     """Decodes the head output (``head`` = 'sexp'|'sflat'|'direct'; ``sign_layout`` for
     'sexp', signs.py), then accumulates angular errors against the unit targets
     ``(batch, d)``. Targets and outputs of any float dtype are accepted; errors are
-    computed in float64 if either is float64 (or the metric's dtype is), else float32."""
+    computed in float64 if either is float64 (or the metric's dtype is), else float32.
 
-    def __init__(self, kind="rotation", head="sexp", name=None, dtype="float32",
+    ``kind``: 'rotation' (quaternion targets, d = 4: the rotation angle, q ~ -q),
+    'vector' (the angle between vectors on S^{d-1}) or None (default: 'rotation' for
+    d = 4, else 'vector'). 'rotation' on targets of another width is refused at the
+    first update. A head's ``make_metrics()`` fills in head, layout and kind."""
+
+    def __init__(self, kind=None, head="sexp", name=None, dtype="float32",
                  sign_layout=None, **kwargs):
         super().__init__(name=name, dtype=dtype, **kwargs)
-        if kind not in ("rotation", "vector"):
-            raise ValueError(f"unknown error kind {kind!r}: expected 'rotation' or 'vector'")
+        resolve_kind(kind, None)
         if head not in heads_lib.HEADS:
             raise ValueError(f"unknown head {head!r}: expected one of {sorted(heads_lib.HEADS)}")
         self.kind, self.head = kind, head
@@ -149,8 +173,9 @@ class _AngularMetric(keras.metrics.Metric):
         dtype = _compute_dtype(self.dtype, y_true.dtype, y_pred.dtype)
         y_true = ops.cast(y_true, dtype)
         y_pred = ops.cast(y_pred, dtype)
+        kind = resolve_kind(self.kind, y_true.shape[-1], f"{type(self).__name__}({self.name})")
         unit = heads_lib.decode_output(self.head, y_pred, y_true.shape[-1], self.sign_layout)
-        return angular_error_ops(self.kind, y_true, unit)
+        return angular_error_ops(kind, y_true, unit)
 
     def get_config(self):
         config = super().get_config()
@@ -181,7 +206,7 @@ class MedianAngularError(_AngularMetric):
     merged: use the NumPy metrics (``median_error_deg``) there.
     """
 
-    def __init__(self, kind="rotation", head="sexp", bins=3600, capacity=65536,
+    def __init__(self, kind=None, head="sexp", bins=3600, capacity=65536,
                  name="med_err", **kwargs):
         super().__init__(kind=kind, head=head, name=name, **kwargs)
         self.bins = int(bins)
@@ -276,7 +301,7 @@ class MedianAngularError(_AngularMetric):
 class AngularAccuracy(_AngularMetric):
     """Acc@threshold: fraction of angular errors below ``threshold`` radians."""
 
-    def __init__(self, threshold=math.pi / 6, kind="rotation", head="sexp", name=None, **kwargs):
+    def __init__(self, threshold=math.pi / 6, kind=None, head="sexp", name=None, **kwargs):
         name = name or f"acc_{threshold:.4f}"
         super().__init__(kind=kind, head=head, name=name, **kwargs)
         self.threshold = float(threshold)
@@ -309,8 +334,9 @@ class AngularAccuracy(_AngularMetric):
         return config
 
 
-def paper_metrics(kind="rotation", head="sexp", sign_layout=None):
-    """[MedErr, Acc@pi/6, Acc@pi/12, Acc@pi/24] as Keras metrics for compile()."""
+def paper_metrics(kind=None, head="sexp", sign_layout=None):
+    """[MedErr, Acc@pi/6, Acc@pi/12, Acc@pi/24] as Keras metrics for compile() (``kind``
+    None: by the target width, see :func:`resolve_kind`)."""
     return [MedianAngularError(kind=kind, head=head, name="med_err",
                                sign_layout=sign_layout)] + [
         AngularAccuracy(t, kind=kind, head=head, name=f"acc_pi_{k.split('/')[1]}",
