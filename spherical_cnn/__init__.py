@@ -6,7 +6,8 @@ that ``keras.models.load_model("LOGDIR/model.keras")`` works in a fresh
 process after ``import spherical_cnn`` (see ``_registration.py``).
 
 Modules: ``models`` and ``layers`` (the networks), ``sht`` / ``spherical``
-(transforms), ``training`` (the demo's trainer), ``datasets``, ``data`` (mesh
+(transforms), ``layouts`` (array layouts and conversions to other libraries;
+docs/layouts.md), ``rotate`` (differentiable rotation of maps), ``training`` (the demo's trainer), ``datasets``, ``data`` (mesh
 -> dataset tools), ``cli`` (the command-line programs), ``errors``.
 """
 from ._registration import register_keras_classes as _register_keras_classes

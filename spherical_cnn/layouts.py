@@ -29,8 +29,8 @@ map passes every shape check while giving wrong coefficients. Convert with:
 * torch-harmonics / e3nn: ``(batch, channels, nlat, nlon)`` (polar, azimuth
   last): ``to_polar_first(maps, channels_first=True)``. Only the axes are
   converted: the sample positions must agree too (torch-harmonics'
-  ``grid='equiangular'`` samples both poles, n + 1 rows, which is not the DH
-  grid; resample before converting).
+  ``grid='equiangular'`` samples both poles and e3nn's ``s2_grid`` has its own
+  latitudes: neither is the DH grid; resample before converting).
 
 All conversions are exact (transposes and slices) and work on NumPy arrays and
 keras tensors alike (``keras.ops``), except the pyshtools ones, which are NumPy.

@@ -193,3 +193,17 @@ def test_sep_default_equals_naive(n):
                 layer = layers.DegreePowerPooling(method=method)
             outs.append(np.asarray(layer(x)))
         np.testing.assert_allclose(outs[1], outs[0], atol=2e-4 * np.abs(outs[0]).max())
+
+
+def test_layout_figure_script_runs(tmp_path):
+    """docs/make_layout_figure.py draws docs/grid_layout.png (committed)."""
+    import importlib.util
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("make_layout_figure",
+                                                  os.path.join(root, "docs", "make_layout_figure.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(str(tmp_path / "grid.png"))
+    assert os.path.getsize(out) > 10000
+    assert os.path.exists(os.path.join(root, "docs", "grid_layout.png"))
