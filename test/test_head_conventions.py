@@ -164,3 +164,39 @@ def test_category_conditioned_head_honours_trainable_and_dtype():
     assert clone.trainable is False and clone.name == "cat"
     assert keras.backend.standardize_dtype(clone.compute_dtype) == "float64"
     assert clone.inner.sign_layout.get_config() == head.inner.sign_layout.get_config()
+
+
+JAX_FIT = """
+import sys, warnings
+import numpy as np
+import keras
+import jax
+from spherical_regression import heads
+rng = np.random.default_rng(0)
+y = rng.standard_normal((32, 3))
+y /= np.linalg.norm(y, axis=1, keepdims=True)
+y[:, 1] = np.abs(y[:, 1])
+x = rng.standard_normal((32, 6)).astype("float32")
+head = heads.SExpHead(3, sign_layout="normal_yzx")
+inp = keras.Input((6,))
+model = keras.Model(inp, head(inp))
+model.compile("sgd", head.make_loss(), metrics=head.make_metrics())
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    model.fit(x, y.astype("float32"), epochs=1, batch_size=16, verbose=0)
+    jax.effects_barrier()
+print("WARNED" if any("break the sign layout" in str(w.message) for w in caught) else "SILENT")
+"""
+
+
+def test_sexp_loss_warns_about_bad_targets_under_jax_jit():
+    """Under jax.jit the check cannot stop the step: it warns from a host callback."""
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip("jax")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=root)
+    out = subprocess.run([sys.executable, "-c", JAX_FIT], env=env, cwd=root, capture_output=True,
+                         text=True, check=True).stdout
+    assert "WARNED" in out
