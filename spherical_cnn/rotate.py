@@ -48,8 +48,8 @@ from . import layouts
 from . import sht
 from . import sht_tables as tables
 
-__all__ = ["rotate", "rotate_coefficients", "rotation_to_euler_zyz", "quaternion_to_matrix",
-           "wigner_d_half_pi", "wigner_D_numpy", "euler_zyz_to_matrix"]
+__all__ = ["rotate", "rotate_coefficients", "rotation_to_euler_zyz", "rotation_to_euler_zyz_numpy",
+           "quaternion_to_matrix", "euler_zyz_to_matrix", "wigner_d_half_pi", "wigner_D_numpy"]
 
 
 # ---------------------------------------------------------------- NumPy tables / references
