@@ -241,3 +241,15 @@ def test_rotate_on_jax(tmp_path):
     res = np.load(path)
     np.testing.assert_allclose(res["out"], np.asarray(rot.rotate(res["f"], res["q"])), atol=1e-5)
     assert np.all(np.isfinite(res["grad"])) and np.abs(res["grad"]).max() > 0
+
+
+def test_old_euler_helper_is_the_inverse_rotation():
+    """studies.equivariance.rotate_maps(maps, (a, b, g)) (pyshtools' SHRotateRealCoef) rotates by
+    R(a, b, g)^T = Rz(-g) Ry(-b) Rz(-a): stated in docs/layouts.md, checked here."""
+    pytest.importorskip("pyshtools")
+    from spherical_cnn.studies import equivariance as eq
+    f = eq.random_bandlimited(2, 16, 1, 0)
+    angles = np.array([0.3, 1.1, -0.7])
+    R = rot.euler_zyz_to_matrix(*angles)
+    np.testing.assert_allclose(np.asarray(rot.rotate(f, R.T)), eq.rotate_maps(f, angles),
+                               atol=1e-11 * np.abs(f).max())
