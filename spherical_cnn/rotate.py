@@ -27,15 +27,18 @@ Method. With the ZYZ Euler angles of ``R = Rz(alpha) Ry(beta) Rz(gamma)``
 ``D^l(R) = Z(alpha - pi/2) d^l(pi/2)^T Z(beta) d^l(pi/2) Z(gamma + pi/2)``,
 ``Z(t) = diag(exp(-i m t))`` and the real Wigner matrix ``d^l(pi/2)``
 (orthonormal complex harmonics with the Condon-Shortley phase, as everywhere in
-the project). So only one fixed table is needed: ``d^l(pi/2)`` for l < L,
+the project). To keep the Euler angles away from gimbal lock (beta = 0 or pi,
+where they are not unique and their gradients are not finite), R is applied as
+``(R R0) R0^T`` with R0 = I or Ry(pi/2), whichever leaves ``R R0`` far from it.
+So only one fixed table is needed: ``d^l(pi/2)`` for l < L,
 ``(L, 2L - 1, 2L - 1)`` float32, 4 L (2L - 1)^2 bytes (4.2 MB at n = 128,
 33 MB at n = 256); the angles enter as per-order phases. The maps go through
 the 'sep' transform (its tables: ``sht_tables.estimate_table_nbytes``).
 
 The result is band-limited to degrees < L = n / 2: exact (to float rounding)
 for band-limited maps; for other maps it is the rotation of their band-limited
-part. Gradients flow to ``maps`` always and to ``R`` except at the gimbal-lock
-rotations (beta = 0 or pi, where the Euler angles are not unique).
+part. Gradients flow to ``maps`` and to ``R`` (matrix or quaternion) everywhere,
+the identity included.
 """
 import functools
 
@@ -134,7 +137,8 @@ def rotation_to_euler_zyz(R):
     (well conditioned for beta <= pi/2) and the difference from ``R[0,0] - R[1,1]``,
     ``R[1,0] + R[0,1]`` (for beta > pi/2), gamma from the third row; so near the
     poles (beta = 0 or pi) the angles that matter are accurate. At beta = 0 or pi
-    exactly, gamma is 0 or pi and alpha completes it.
+    exactly, gamma is 0 or pi and alpha completes it; there the angles are not
+    differentiable (``rotate`` never evaluates them there).
     """
     r = lambda i, j: R[..., i, j]  # noqa: E731
     sb = ops.sqrt(ops.square(r(0, 2)) + ops.square(r(1, 2)))
@@ -190,7 +194,14 @@ def rotate_coefficients(coeffs, R):
     if nb is not None and nr is not None and nb != nr and 1 not in (nb, nr):
         raise ValueError(f"rotate: {nr} rotations for a batch of {nb} maps; give one rotation, "
                          f"one per map, or one map")
-    alpha, beta, gamma = rotation_to_euler_zyz(Rm)  # (B,)
+    # R = (R R0) R0^T with R0 = I, or Ry(pi/2) where R is within ~41 deg of a gimbal lock
+    # (|R22| >= 0.75): then R R0 is at least ~41 deg away from one, so its Euler angles
+    # are smooth functions of R (finite, correct gradients also at R = I)
+    flip = ops.abs(Rm[:, 2, 2]) >= 0.75  # (B,)
+    ry90 = ops.convert_to_tensor(np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]], dtype))
+    R0 = ops.where(flip[:, None, None], ry90[None], ops.eye(3, dtype=dtype)[None])
+    alpha, beta, gamma = rotation_to_euler_zyz(ops.matmul(Rm, R0))  # (B,)
+    beta0 = ops.cast(flip, dtype) * (-np.pi / 2)  # R0^T = Ry(beta0)
     # the full order range m = -(L-1)..L-1 of real maps: c_{-m} = (-1)^m conj(c_m)
     c = ops.transpose(coeffs[:, :, 0], (2, 3, 0, 1, 4))  # (l, m, b, r, ch)
     sgn = ops.convert_to_tensor(((-1.0) ** np.arange(L))[::-1].reshape(1, L, 1, 1).astype(dtype))
@@ -211,10 +222,16 @@ def rotate_coefficients(coeffs, R):
         y = ops.matmul(table, ops.reshape(x, (L, table.shape[-1], -1)))
         return ops.reshape(y, (L, table.shape[-2], b, ch))
 
-    re, im = _phase(*phases(gamma + np.pi / 2), re, im)
+    dT = ops.transpose(d, (0, 2, 1))
+    # D(R0^T) = Z(-pi/2) d^T Z(beta0) d Z(pi/2), then D(R R0) = Z(a - pi/2) d^T Z(b) d Z(g + pi/2)
+    re, im = _phase(*phases(ops.zeros_like(beta0) + np.pi / 2), re, im)
+    re, im = apply(d, re), apply(d, im)
+    re, im = _phase(*phases(beta0), re, im)
+    re, im = apply(dT, re), apply(dT, im)
+    re, im = _phase(*phases(gamma), re, im)  # Z(-pi/2) Z(g + pi/2)
     re, im = apply(d, re), apply(d, im)
     re, im = _phase(*phases(beta), re, im)
-    dT = ops.transpose(d, (0, 2, 1))[:, L - 1:]  # rows m >= 0 of d^T
+    dT = dT[:, L - 1:]  # rows m >= 0 of d^T
     re, im = apply(dT, re), apply(dT, im)  # (l, L, b, ch)
     ang = ops.convert_to_tensor(np.arange(L).astype(dtype))[:, None] * ops.reshape(alpha - np.pi / 2,
                                                                                    (1, -1))

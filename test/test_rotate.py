@@ -167,22 +167,24 @@ def test_rotate_matches_rendering_the_rotated_mesh(n, tol):
 
 
 def test_rotate_is_differentiable_tensorflow():
-    """Gradients to the maps and to the quaternions, checked by central differences (float64)."""
+    """Gradients to the maps and to the quaternions, checked by central differences (float64),
+    also at the identity (where ZYZ Euler angles are not unique: the gradient was NaN)."""
     import tensorflow as tf
     rng = np.random.default_rng(6)
     n = 8
     f = tf.constant(rng.standard_normal((2, n, n, 1)))
     w = tf.constant(rng.standard_normal((2, n, n, 1)))
     q0 = rng.standard_normal((2, 4))
+    q0[1] = [1.0, 0.0, 0.0, 0.0]  # the identity (a gimbal lock of the Euler angles)
     q = tf.Variable(q0)
     loss = lambda x, r: tf.reduce_sum(w * rot.rotate(x, r))  # noqa: E731
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(f)
         y = loss(f, q)
     gf, gq = tape.gradient(y, f).numpy(), tape.gradient(y, q).numpy()
-    assert np.all(np.isfinite(gf)) and np.abs(gf).max() > 0
+    assert np.all(np.isfinite(gf)) and np.abs(gf).max() > 0 and np.all(np.isfinite(gq))
     h = 1e-6
-    for _ in range(3):
+    for _ in range(4):
         dq = rng.standard_normal(q0.shape)
         fd = (loss(f, q0 + h * dq) - loss(f, q0 - h * dq)).numpy() / (2 * h)
         np.testing.assert_allclose(np.sum(gq * dq), fd, rtol=1e-6, atol=1e-8)
