@@ -275,8 +275,8 @@ class CenteredAreaWeightedPooling(_GridPooling):
 
     Why: ``wap`` (the original's pooling) averages fine rows 2j and 2j+1, which
     is centred half a fine cell away from coarse sample j; that shift is not a
-    rotation and breaks SO(3) equivariance (see README, "Does it hold up under
-    rotation?"). ``cwap`` has no such shift.
+    rotation and breaks SO(3) equivariance (see docs/rotation-study.md, "Does it hold up
+    under rotation?"). ``cwap`` has no such shift.
 
     Input ``(batch, n, n, c)`` with n divisible by ``2 * pool_size``; output
     ``(batch, n // pool_size, n // pool_size, c)``.

@@ -6,7 +6,8 @@ that output to unit vectors ``(batch, d)``. Each head splits its forward pass in
 logits the paper's gradient analysis is about) and ``activate(parts)``, so a
 training loop can take dL/dO.
 
-Output layouts:
+Output layouts::
+
   SExpHead   (batch, d + K): [:, :d] absolute values |y| (unit norm, >= 0),
              [:, d:] sign-class logits; K and the class order come from the sign
              layout (signs.py): 2^d, or 2^(d-1) with the first sign fixed
@@ -14,10 +15,12 @@ Output layouts:
   SFlatHead  (batch, d): O / ||O||.
   DirectHead (batch, d): O itself (decode l2-normalises it).
 
-S_exp logit convention (``logit_scale``):
+S_exp logit convention (``logit_scale``)::
+
   'paper'         |y_i| = exp(o_i) / sqrt(sum_j exp(2 o_j)) = sqrt(softmax(2 o))_i,
                   the formula of the paper (the default);
   'original_code' |y_i| = sqrt(softmax(o))_i, what the original PyTorch code computes.
+
 The two give the same |y| for logits o (paper) and 2 o (original code), so a
 network trained with one reaches the same outputs with logits twice as large under
 the other, and dL/dO under 'paper' is exactly 2x dL/dO under 'original_code' at

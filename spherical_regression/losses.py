@@ -5,7 +5,8 @@ output (see heads.py). Each loss returns a per-sample value that Keras averages
 over the batch (so the batch mean matches the original's torch means).
 
 - SExpLoss: abs_weight * abs loss + sign_weight * CE(sign logits, sign label of
-  y_true under the sign layout, signs.py). Abs losses (``abs_loss``):
+  y_true under the sign layout, signs.py). Abs losses (``abs_loss``)::
+
     'cosine'          1 - cos(|y_pred|, |y_true|); the original code's S^2 and S^3
                       tasks, with abs_weight=10, sign_weight=1 (the defaults);
     'log_likelihood'  -sum_i y_true_i^2 log(|y_pred_i|^2): the original S^1 task's
@@ -15,6 +16,7 @@ over the batch (so the batch mean matches the original's torch means).
                       with abs_weight=4. log|y_pred| is floored at the dtype's
                       smallest normal number (|y_pred_i| underflows to 0 only for logit
                       gaps beyond ~87 in float32; the gradient there is lost).
+
 - SFlatLoss: 1 - cos(y_pred, y_true).
 - DirectLoss: smooth-L1 (Huber with delta 1, torch.nn.SmoothL1Loss), mean over components.
 """

@@ -4,7 +4,8 @@ A target y on S^{d-1} is split into its absolute values |y| (regressed) and the
 signs of its components (classified). Which signs are classified, in which class
 order, and how a zero component counts is a *sign layout* (:class:`SignLayout`).
 
-The default layouts (``fix_first=False`` / ``True`` of the functions below):
+The default layouts (``fix_first=False`` / ``True`` of the functions below)::
+
   - all signs free: 2^d classes, one per sign combination;
   - first sign fixed (``fix_first=True``, quaternions: q and -q are the same
     rotation): the first component is made non-negative by flipping y -> -y when it
@@ -16,7 +17,8 @@ The default layouts (``fix_first=False`` / ``True`` of the functions below):
   1 meaning "+". E.g. d=4, fix_first=True: label 0 = (+, -, -, -), 7 = (+, +, +, +).
 
 The layouts of the original code's three tasks (Liao et al. 2019; see
-``SignLayout.preset``):
+``SignLayout.preset``)::
+
   'quaternion_original'  S^3, (w, x, y, z): flipped so that w >= 0, and w == 0 is
         flipped too (the code keeps q if w > 0, else takes -q); 8 classes over the
         signs of (x, y, z) in product order; sign(0) counts as +1.
