@@ -5,6 +5,10 @@ size n (polar pi*j/n, azimuth 2*pi*k/n); L = n // 2 degrees.  All math is in
 ``keras.ops`` with real arithmetic, so the layers run on TensorFlow and JAX.
 Transform tables are shared between layers through ``sht.get_transform``.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 import numpy as np
 from keras import ops
@@ -63,9 +67,10 @@ class SphConv(keras.layers.Layer):
     Weights: ``kernel`` (in_ch, nw, filters); ``bias`` (filters,).
     """
 
-    def __init__(self, filters, n_filter_params=0, use_bias=True, spectral_pool=0,
-                 method="naive", real_inputs=True, spectral_input=False,
-                 kernel_regularizer=None, kernel_initializer=None, **kwargs):
+    def __init__(self, filters: int, n_filter_params: int = 0, use_bias: bool = True,
+                 spectral_pool: int = 0, method: str = "naive", real_inputs: bool = True,
+                 spectral_input: bool = False, kernel_regularizer: Any = None,
+                 kernel_initializer: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(filters) != filters or filters < 1:
             raise ValueError(f"SphConv: filters must be a positive integer, got {filters!r}")
@@ -204,7 +209,7 @@ class _GridPooling(keras.layers.Layer):
     Subclasses define ``_sizes(shape) -> (n, m)`` (fine and coarse grid sizes) and ``call``.
     """
 
-    def __init__(self, pool_size=2, **kwargs):
+    def __init__(self, pool_size: int = 2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(pool_size) != pool_size or pool_size < 1:
             raise ValueError(f"{type(self).__name__}: pool_size must be a positive integer, "
@@ -340,7 +345,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     ``synchronized=True`` is refused (its variance is cross-replica).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.synchronized:
             raise ValueError(f"{type(self).__name__}: synchronized=True is not supported")
@@ -406,7 +411,7 @@ class DegreePowerPooling(keras.layers.Layer):
     which is not rotation invariant; this layer uses the invariant power.
     """
 
-    def __init__(self, method="naive", real_inputs=True, **kwargs):
+    def __init__(self, method: str = "naive", real_inputs: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.method = tables.check_method(method)
         self.real_inputs = bool(real_inputs)
@@ -434,7 +439,8 @@ class DegreePowerPooling(keras.layers.Layer):
         return config
 
 
-def pointwise_nonlinearity(name, rank, layer_name=None, **kwargs):
+def pointwise_nonlinearity(name: str, rank: int, layer_name: str | None = None,
+                           **kwargs: Any) -> keras.layers.Layer:
     """The layer for ``--nonlin name`` applied to tensors of rank ``rank`` (batch included).
 
     ``prelu`` has one learned slope per channel (shared over the other axes),
@@ -490,7 +496,8 @@ class SphericalActivation(keras.layers.Layer):
     held by the sublayer ``pointwise``.
     """
 
-    def __init__(self, nonlinearity="prelu", upsample=2, method="naive", **kwargs):
+    def __init__(self, nonlinearity: str = "prelu", upsample: int = 2, method: str = "naive",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(upsample, bool) or int(upsample) != upsample or upsample < 1:
             raise ValueError(f"SphericalActivation: upsample must be an integer >= 1, got {upsample!r}")

@@ -20,11 +20,16 @@ over the batch (so the batch mean matches the original's torch means).
 - SFlatLoss: 1 - cos(y_pred, y_true).
 - DirectLoss: smooth-L1 (Huber with delta 1, torch.nn.SmoothL1Loss), mean over components.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 import numpy as np
 from keras import ops
 
 from . import signs as signs_lib
+from spherical_cnn._types import SignLayoutLike, Tensor
 
 _COS_EPS = 1e-8  # as torch.nn.CosineSimilarity
 
@@ -36,19 +41,19 @@ def cosine_similarity(a, b):
     return ops.sum(a * b, axis=-1) / (na * nb)
 
 
-def cosine_proximity(y_true, y_pred):
+def cosine_proximity(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Per-sample 1 - cos(y_pred, y_true)."""
     return 1.0 - cosine_similarity(y_pred, y_true)
 
 
-def abs_cosine_proximity(y_true, y_pred):
+def abs_cosine_proximity(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Per-sample 1 - cos(|y_pred[:, :d]|, |y_true|); d from y_true. Works on the
     packed S_exp output (its first d columns are already |y|)."""
     dim = y_true.shape[-1]
     return cosine_proximity(ops.abs(y_true), ops.abs(y_pred[..., :dim]))
 
 
-def abs_log_likelihood(y_true, y_pred):
+def abs_log_likelihood(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Per-sample -sum_i y_true_i^2 log(|y_pred_i|^2) on the first d columns of y_pred
     (the original S^1 abs loss, unweighted; module docstring)."""
     dim = y_true.shape[-1]
@@ -61,7 +66,8 @@ def abs_log_likelihood(y_true, y_pred):
 ABS_LOSSES = {"cosine": abs_cosine_proximity, "log_likelihood": abs_log_likelihood}
 
 
-def sign_cross_entropy(y_true, y_pred, sign_layout=None):
+def sign_cross_entropy(y_true: Tensor, y_pred: Tensor,
+                       sign_layout: SignLayoutLike = None) -> Tensor:
     """Per-sample cross-entropy of the S_exp sign logits ``y_pred[:, d:]`` against the
     sign label of y_true under ``sign_layout`` (None: the default layout read from the
     width, 2^d or 2^(d-1) classes)."""
@@ -72,7 +78,7 @@ def sign_cross_entropy(y_true, y_pred, sign_layout=None):
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
-def smooth_l1(y_true, y_pred):
+def smooth_l1(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Per-sample mean over components of smooth-L1 (delta 1)."""
     diff = ops.abs(y_pred - y_true)
     per = ops.where(diff < 1.0, 0.5 * ops.square(diff), diff - 0.5)
@@ -102,7 +108,7 @@ def _check_pred_width(name, y_true, y_pred, packed):
 class AbsCosineProximityLoss(keras.losses.Loss):
     """1 - cos(|y_pred|, |y_true|) on the first d columns of y_pred."""
 
-    def __init__(self, name="abs_cosine_proximity", **kwargs):
+    def __init__(self, name: str = "abs_cosine_proximity", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
@@ -116,7 +122,8 @@ class AbsCosineProximityLoss(keras.losses.Loss):
 class SignCrossEntropyLoss(keras.losses.Loss):
     """Cross-entropy of the S_exp sign logits against the target's sign class."""
 
-    def __init__(self, sign_layout=None, name="sign_cross_entropy", **kwargs):
+    def __init__(self, sign_layout: SignLayoutLike = None, name: str = "sign_cross_entropy",
+                 **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.sign_layout = _layout_or_none(sign_layout)
 
@@ -138,8 +145,9 @@ class SExpLoss(keras.losses.Loss):
     abs_weight=4 as the original). ``sign_layout``: the head's sign layout (signs.py;
     None: the default layout read from the output width)."""
 
-    def __init__(self, abs_weight=10.0, sign_weight=1.0, abs_loss="cosine", sign_layout=None,
-                 name="sexp_loss", **kwargs):
+    def __init__(self, abs_weight: float = 10.0, sign_weight: float = 1.0,
+                 abs_loss: str = "cosine", sign_layout: SignLayoutLike = None,
+                 name: str = "sexp_loss", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         if abs_loss not in ABS_LOSSES:
             raise ValueError(f"unknown abs_loss {abs_loss!r}: expected one of {sorted(ABS_LOSSES)}")
@@ -164,7 +172,7 @@ class SExpLoss(keras.losses.Loss):
 class SFlatLoss(keras.losses.Loss):
     """Cosine proximity 1 - cos(y_pred, y_true) for the S_flat head."""
 
-    def __init__(self, name="sflat_loss", **kwargs):
+    def __init__(self, name: str = "sflat_loss", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
@@ -176,7 +184,7 @@ class SFlatLoss(keras.losses.Loss):
 class DirectLoss(keras.losses.Loss):
     """Smooth-L1 between the raw output and the target, for the Direct head."""
 
-    def __init__(self, name="direct_loss", **kwargs):
+    def __init__(self, name: str = "direct_loss", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
@@ -184,7 +192,7 @@ class DirectLoss(keras.losses.Loss):
         return smooth_l1(y_true, y_pred)
 
 
-def loss_for_head(head, **kwargs):
+def loss_for_head(head: str, **kwargs: Any) -> keras.losses.Loss:
     """The paper's loss for a head name: sexp -> SExpLoss(**kwargs), sflat -> SFlatLoss,
     direct -> DirectLoss."""
     if head == "sexp":

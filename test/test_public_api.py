@@ -182,3 +182,30 @@ def test_versions_and_py_typed_ship_with_both_packages():
         assert pkg.__version__ == version, name
         assert os.path.isfile(os.path.join(ROOT, name, "py.typed")), name
         assert "py.typed" in package_data.get(name, []), name
+
+
+def _public_callables():
+    for name, pkg in PACKAGES.items():
+        for attr in pkg._EXPORTS:
+            obj = getattr(pkg, attr)
+            if inspect.isclass(obj) and issubclass(obj, Exception):
+                continue
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                yield f"{name}.{attr}", obj
+
+
+def test_public_functions_and_layers_have_type_hints():
+    unannotated = []
+    for qualname, obj in _public_callables():
+        fn = obj.__init__ if inspect.isclass(obj) else obj
+        if inspect.isclass(obj) and "__init__" not in vars(obj):
+            continue  # inherits its signature (a Keras base class or a head base class)
+        sig = inspect.signature(fn)
+        params = [p for p in sig.parameters.values()
+                  if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        missing = [p.name for p in params if p.annotation is inspect.Parameter.empty]
+        if not inspect.isclass(obj) and sig.return_annotation is inspect.Signature.empty:
+            missing.append("return")
+        if missing:
+            unannotated.append(f"{qualname}: {', '.join(missing)}")
+    assert not unannotated, unannotated
