@@ -1,9 +1,9 @@
 """Spherical CNNs (Esteves et al., ECCV 2018) in TensorFlow 2 / Keras 3.
 
-``import spherical_cnn`` is light (no TensorFlow) and makes the package's
-Keras classes loadable: they are registered as soon as Keras is imported, so
-that ``keras.models.load_model("LOGDIR/model.keras")`` works in a fresh
-process after ``import spherical_cnn`` (see ``_registration.py``).
+``import spherical_cnn`` is light (no TensorFlow) and makes the Keras classes of
+this package and of ``spherical_regression`` loadable: they are registered as
+soon as Keras is imported, so that ``keras.models.load_model("LOGDIR/model.keras")``
+works in a fresh process after ``import spherical_cnn`` (see ``_registration.py``).
 
 The public names (``__all__``) and the modules are attributes of the package,
 imported on first use (PEP 562)::

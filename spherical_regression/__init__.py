@@ -16,9 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-import spherical_cnn as _spherical_cnn  # noqa: F401 - registers the Keras classes of both packages
-
-__version__ = "0.1.0"
+# spherical_cnn's import registers the Keras classes of both packages; one version for both.
+from spherical_cnn import __version__
 
 # submodules reachable as attributes (``spherical_regression.heads``)
 _SUBMODULES = ("heads", "losses", "metrics", "signs", "rotations", "render", "safe_pickle",
