@@ -121,6 +121,21 @@ def test_a_model_with_an_sexp_head_loads_after_importing_either_package(saved, i
     assert out.returncode == 0 and "loaded" in out.stdout, out.stderr[-3000:]
 
 
+
+@pytest.mark.parametrize("first", ["spherical_regression.signs", "spherical_regression.heads",
+                                   "spherical_regression.metrics", "spherical_cnn.sht",
+                                   "spherical_cnn.layers", "spherical_cnn.optimizers"])
+def test_classes_register_whichever_module_imports_keras_first(tmp_path, first):
+    """Keras first imported by one of the modules that the registration itself imports (half
+    initialised at that moment): still every class registered, and no warning."""
+    code = ("import warnings; warnings.simplefilter('error')\n"
+            f"import {first}, keras\n"
+            f"missing = [c for c in {sorted(registered_classes())!r} "
+            "if keras.saving.get_registered_object(c) is None]\n"
+            "assert not missing, missing\nprint('ok')")
+    out = run_python(code, tmp_path)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
 def test_without_the_packages_keras_cannot_load_it(saved):
     """The control: plain Keras does not know the classes, so the test above tests the import."""
     out = run_python("import keras; keras.models.load_model('model.keras')", saved)
