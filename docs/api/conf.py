@@ -40,16 +40,31 @@ def _plain_text_docstrings(app, what, name, obj, options, lines):
     lines[:] = [_escape(line) for line in lines]
 
 
+def _format_parameter(p):
+    text = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "") + p.name
+    if p.annotation is not p.empty:  # as written (the modules use postponed annotations)
+        ann = p.annotation if isinstance(p.annotation, str) else inspect.formatannotation(p.annotation)
+        text += ": " + ann
+    if p.default is not p.empty:
+        text += (" = " if p.annotation is not p.empty else "=") + repr(p.default)
+    return text
+
+
 def _init_signature(app, what, name, obj, options, signature, return_annotation):
     """Keras classes define ``__new__(*args, **kwargs)``: show ``__init__``'s parameters."""
     if what != "class" or signature != "(*args, **kwargs)":
         return None
     try:
-        sig = inspect.signature(obj.__init__, eval_str=True)
-    except (TypeError, ValueError, NameError):
+        params = list(inspect.signature(obj.__init__).parameters.values())[1:]  # without self
+    except (TypeError, ValueError):
         return None
-    params = list(sig.parameters.values())[1:]  # without self
-    return str(sig.replace(parameters=params, return_annotation=inspect.Signature.empty)), None
+    texts, star = [], False
+    for p in params:
+        if p.kind == p.KEYWORD_ONLY and not star:
+            texts.append("*")
+        star = star or p.kind in (p.KEYWORD_ONLY, p.VAR_POSITIONAL)
+        texts.append(_format_parameter(p))
+    return "(" + ", ".join(texts) + ")", None
 
 
 def setup(app):
