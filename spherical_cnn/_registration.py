@@ -12,6 +12,11 @@ imported, the layer modules are imported at once; otherwise a finder on
 after Keras itself has been executed, then removes itself. Either way, by the
 time user code can call ``keras.models.load_model`` the classes are
 registered.
+
+The two packages ship together and either one's import registers the classes
+of both (``spherical_regression`` imports ``spherical_cnn``): a model with
+spherical layers and an S_exp head loads after ``import spherical_cnn`` or
+``import spherical_regression``, in any order.
 """
 import importlib
 import importlib.abc
@@ -19,8 +24,10 @@ import importlib.machinery
 import sys
 import warnings
 
-# Modules whose import registers Keras classes (models imports layers).
-KERAS_MODULES = ("spherical_cnn.models",)
+# Modules whose import registers Keras classes (models imports layers), in both packages.
+KERAS_MODULES = ("spherical_cnn.models", "spherical_cnn.optimizers",
+                 "spherical_regression.heads", "spherical_regression.losses",
+                 "spherical_regression.metrics")
 
 
 def _import_keras_modules():

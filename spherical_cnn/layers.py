@@ -5,7 +5,10 @@ size n (polar pi*j/n, azimuth 2*pi*k/n); L = n // 2 degrees.  All math is in
 ``keras.ops`` with real arithmetic, so the layers run on TensorFlow and JAX.
 Transform tables are shared between layers through ``sht.get_transform``.
 """
+from __future__ import annotations
+
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
@@ -100,9 +103,10 @@ class SphConv(keras.layers.Layer):
     ``InputSpec``); complex inputs are refused (the transform is real).
     """
 
-    def __init__(self, filters, n_filter_params=0, use_bias=True, spectral_pool=0,
-                 method="sep", real_inputs=True, spectral_input=False,
-                 kernel_regularizer=None, kernel_initializer=None, **kwargs):
+    def __init__(self, filters: int, n_filter_params: int = 0, use_bias: bool = True,
+                 spectral_pool: int = 0, method: str = "sep", real_inputs: bool = True,
+                 spectral_input: bool = False, kernel_regularizer: Any = None,
+                 kernel_initializer: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(filters) != filters or filters < 1:
             raise ValueError(f"SphConv: filters must be a positive integer, got {filters!r}")
@@ -250,7 +254,7 @@ class _GridPooling(keras.layers.Layer):
     Subclasses define ``_sizes(shape) -> (n, m)`` (fine and coarse grid sizes) and ``call``.
     """
 
-    def __init__(self, pool_size=2, **kwargs):
+    def __init__(self, pool_size: int = 2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(pool_size) != pool_size or pool_size < 1:
             raise ValueError(f"{type(self).__name__}: pool_size must be a positive integer, "
@@ -321,8 +325,8 @@ class CenteredAreaWeightedPooling(_GridPooling):
 
     Why: ``wap`` (the original's pooling) averages fine rows 2j and 2j+1, which
     is centred half a fine cell away from coarse sample j; that shift is not a
-    rotation and breaks SO(3) equivariance (see README, "Does it hold up under
-    rotation?"). ``cwap`` has no such shift.
+    rotation and breaks SO(3) equivariance (see docs/rotation-study.md, "Does it hold up
+    under rotation?"). ``cwap`` has no such shift.
 
     Input ``(batch, n, n, c)`` with n divisible by ``2 * pool_size``; output
     ``(batch, n // pool_size, n // pool_size, c)``.
@@ -386,7 +390,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     ``synchronized=True`` is refused (its variance is cross-replica).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.synchronized:
             raise ValueError(f"{type(self).__name__}: synchronized=True is not supported")
@@ -461,7 +465,7 @@ class DegreePowerPooling(keras.layers.Layer):
         real_inputs: real layout (m >= 0, doubled) or all orders; equal for real maps.
     """
 
-    def __init__(self, method="sep", real_inputs=True, **kwargs):
+    def __init__(self, method: str = "sep", real_inputs: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.method = tables.check_method(method)
         self.real_inputs = bool(real_inputs)
@@ -497,7 +501,8 @@ class DegreePowerPooling(keras.layers.Layer):
         return config
 
 
-def pointwise_nonlinearity(name, rank, layer_name=None, **kwargs):
+def pointwise_nonlinearity(name: str, rank: int, layer_name: str | None = None,
+                           **kwargs: Any) -> keras.layers.Layer:
     """The layer for ``--nonlin name`` applied to tensors of rank ``rank`` (batch included).
 
     ``prelu`` has one learned slope per channel (shared over the other axes),
@@ -560,7 +565,8 @@ class SphericalActivation(keras.layers.Layer):
     count (any grid).
     """
 
-    def __init__(self, nonlinearity="prelu", upsample=2, method="sep", **kwargs):
+    def __init__(self, nonlinearity: str = "prelu", upsample: int = 2, method: str = "sep",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(upsample, bool) or int(upsample) != upsample or upsample < 1:
             raise ValueError(f"SphericalActivation: upsample must be an integer >= 1, got {upsample!r}")

@@ -35,9 +35,13 @@ map passes every shape check while giving wrong coefficients. Convert with:
 All conversions are exact (transposes and slices) and work on NumPy arrays and
 keras tensors alike (``keras.ops``), except the pyshtools ones, which are NumPy.
 """
+from __future__ import annotations
+
 import keras
 import numpy as np
 from keras import ops
+
+from ._types import ArrayLike, Tensor
 
 __all__ = ["MAP_LAYOUT", "refuse_complex", "complex_to_channels", "to_polar_first",
            "from_polar_first", "to_pyshtools", "from_pyshtools", "coeffs_from_pyshtools",
@@ -66,7 +70,7 @@ def refuse_complex(x, who, fix=None):
                         f"works on real values and would drop the imaginary part; {fix}")
 
 
-def complex_to_channels(x, mode="real_imag"):
+def complex_to_channels(x: Tensor, mode: str = "real_imag") -> Tensor:
     """Complex maps ``(batch, n, n, c)`` -> real ``(batch, n, n, 2c)`` (NumPy or keras.ops).
 
     mode 'real_imag': channels ``[Re x_0..Re x_{c-1}, Im x_0..Im x_{c-1}]``;
@@ -93,7 +97,7 @@ def _transpose(x, perm):
     return np.transpose(x, perm) if isinstance(x, np.ndarray) else ops.transpose(x, perm)
 
 
-def to_polar_first(maps, channels_first=False):
+def to_polar_first(maps: Tensor, channels_first: bool = False) -> Tensor:
     """Project maps ``(batch, azimuth, polar, channels)`` -> ``(batch, polar, azimuth, channels)``,
     or ``(batch, channels, polar, azimuth)`` with ``channels_first`` (torch-harmonics, e3nn)."""
     if len(maps.shape) != 4:
@@ -101,7 +105,7 @@ def to_polar_first(maps, channels_first=False):
     return _transpose(maps, (0, 3, 2, 1) if channels_first else (0, 2, 1, 3))
 
 
-def from_polar_first(maps, channels_first=False):
+def from_polar_first(maps: Tensor, channels_first: bool = False) -> Tensor:
     """Inverse of ``to_polar_first``: ``(batch, polar, azimuth, channels)`` (or
     ``(batch, channels, polar, azimuth)`` with ``channels_first``) -> project layout."""
     if len(maps.shape) != 4:
@@ -109,7 +113,7 @@ def from_polar_first(maps, channels_first=False):
     return _transpose(maps, (0, 3, 2, 1) if channels_first else (0, 2, 1, 3))
 
 
-def to_pyshtools(maps):
+def to_pyshtools(maps: ArrayLike) -> np.ndarray:
     """Project maps -> NumPy arrays for ``pyshtools.SHGrid.from_array``.
 
     ``(n, n)`` (azimuth, polar) -> ``(n, n)`` (polar, azimuth);
@@ -136,7 +140,7 @@ def _drop_extension(a):
     return a
 
 
-def from_pyshtools(grids):
+def from_pyshtools(grids: ArrayLike) -> np.ndarray:
     """pyshtools DH grids ``(n, n)`` / ``(batch, channels, n, n)`` (polar, azimuth) -> project maps.
 
     Accepts an ``SHGrid`` (its ``.data``), a ``(nlat, nlon)`` array (returns ``(n, n)``

@@ -14,6 +14,11 @@ Adding a model is one decorated function::
     @register("my_model")
     def my_model(args, input_shape): ...
 """
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
 import keras
 from keras import layers as kl
 
@@ -27,7 +32,7 @@ MODELS = {}
 class ChannelSlice(kl.Layer):
     """Channels ``[start, stop)`` of the last axis (serialisable, unlike a Lambda)."""
 
-    def __init__(self, start, stop, **kwargs):
+    def __init__(self, start: int, stop: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.start, self.stop = int(start), int(stop)
 
@@ -49,7 +54,7 @@ def register(name):
     return wrap
 
 
-def build_model(args, input_shape):
+def build_model(args: argparse.Namespace, input_shape: Sequence[int]) -> keras.Model:
     """Build the model named by ``args.model`` for inputs of shape ``input_shape`` (no batch axis)."""
     if args.model not in MODELS:
         raise ValueError("--model {!r} is not a known model; known: {}"

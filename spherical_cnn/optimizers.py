@@ -19,9 +19,15 @@ The demo trained with ``tf.train.AdamOptimizer`` (``--optimizer adam``) or
   TF1 applies the new rate to the whole accumulated history at once.
   :class:`TF1Momentum` implements TF1's rule.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
 
+# a constant learning rate or a schedule
+LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
 ADAM_EPSILON = 1e-8  # tf.train.AdamOptimizer's default
 MOMENTUM = 0.9
 
@@ -43,8 +49,9 @@ class TF1Adam(keras.optimizers.Adam):
     refused (TF1's optimizer had none).
     """
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=ADAM_EPSILON,
-                 amsgrad=False, name="tf1_adam", **kwargs):
+    def __init__(self, learning_rate: LearningRate = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = ADAM_EPSILON, amsgrad: bool = False,
+                 name: str = "tf1_adam", **kwargs: Any) -> None:
         if amsgrad:
             raise ValueError("TF1Adam: amsgrad is not supported")
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
@@ -96,8 +103,8 @@ class TF1Momentum(keras.optimizers.Optimizer):
     shape and dtype (saved by ``tf.train.Checkpoint(optimizer=...)``).
     """
 
-    def __init__(self, learning_rate=0.01, momentum=MOMENTUM, use_nesterov=True,
-                 name="tf1_momentum", **kwargs):
+    def __init__(self, learning_rate: LearningRate = 0.01, momentum: float = MOMENTUM,
+                 use_nesterov: bool = True, name: str = "tf1_momentum", **kwargs: Any) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         momentum = float(momentum)
         if not 0.0 <= momentum < 1.0:
@@ -129,7 +136,7 @@ class TF1Momentum(keras.optimizers.Optimizer):
         return config
 
 
-def make_optimizer(name, learning_rate):
+def make_optimizer(name: str, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
     """The optimizer of ``--optimizer name`` with TF1's semantics.
 
     ``'adam'``: :class:`TF1Adam` (betas 0.9, 0.999, epsilon 1e-8);

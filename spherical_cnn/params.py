@@ -17,6 +17,7 @@ import os
 
 import yaml
 
+from ._help_format import ARGFILE_HELP, HelpFormatter, epilog
 from .errors import UserError
 
 MODELS_HELP = "model name; a builder registered in spherical_cnn.models.MODELS"
@@ -58,7 +59,6 @@ def _learning_rate(text):
 
 def build_parser():
     """The argument parser (``@file`` arguments read one token per line)."""
-    from .cli.common import ARGFILE_HELP, HelpFormatter, epilog
     p = argparse.ArgumentParser(
         description="Train and test a spherical CNN.", fromfile_prefix_chars="@",
         formatter_class=HelpFormatter,

@@ -24,6 +24,8 @@ transforms through ``get_transform`` so that layers of the same
 Spectral tensors fed to layers are real ``(batch, 2, S, L, L, channels)``
 (axis 1 = real, imaginary); see ``complex_to_spectral`` / ``spectral_to_complex``.
 """
+from __future__ import annotations
+
 import functools
 
 import keras
@@ -32,6 +34,7 @@ from keras import ops
 
 from . import layouts
 from . import sht_tables as tables
+from ._types import ArrayLike, Tensor
 
 
 def _backend_constant(array):
@@ -76,7 +79,8 @@ class SphericalHarmonicTransform:
         dtype: 'float32' (default, the layer path) or 'float64'.
     """
 
-    def __init__(self, n, method="naive", real=True, dtype="float32"):
+    def __init__(self, n: int, method: str = "naive", real: bool = True,
+                 dtype: str = "float32") -> None:
         self.n = tables.check_n(n)
         self.method = tables.check_method(method)
         self.real = bool(real)
@@ -119,7 +123,7 @@ class SphericalHarmonicTransform:
                 raise ValueError(f"{self!r}: {name} must be (batch, {self.S}, {self.L}, {self.L}, "
                                  f"channels), got shape {shape}")
 
-    def forward_packed(self, x):
+    def forward_packed(self, x: Tensor) -> Tensor:
         """Forward transform, coefficients as (batch, 2, S, L, L, channels) (axis 1: re, im)."""
         self._check_map(x)
         x = ops.cast(x, self.dtype)
@@ -190,12 +194,12 @@ class SphericalHarmonicTransform:
         y = ops.reshape(y, (n, n, -1, ch))
         return ops.transpose(y, (2, 0, 1, 3))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Forward transform of real maps (batch, n, n, channels) -> (re, im), each (batch, S, L, L, channels)."""
         y = self.forward_packed(x)
         return y[:, 0], y[:, 1]
 
-    def inverse_packed(self, c):
+    def inverse_packed(self, c: Tensor) -> Tensor:
         """Inverse of packed coefficients (batch, 2, S, L, L, channels) -> real (batch, n, n, channels)."""
         layouts.refuse_complex(c, f"{self!r}.inverse_packed", _SPLIT_COEFFS)
         shape = tuple(c.shape)
@@ -226,7 +230,7 @@ class SphericalHarmonicTransform:
         z = ops.transpose(ops.reshape(c, (-1, 2, L, L2, 2, ch)), (4, 3, 1, 2, 0, 5))
         return self.synthesis(ops.reshape(z, (4 * L2, L, -1, ch)))
 
-    def inverse(self, re, im):
+    def inverse(self, re: Tensor, im: Tensor) -> Tensor:
         """Inverse transform: (re, im), each (batch, S, L, L, channels) -> real (batch, n, n, channels)."""
         self._check_coeffs(re, im)
         return self.inverse_packed(ops.stack([re, im], axis=1))
@@ -250,12 +254,13 @@ def _full_layout_factors(L, dtype):
 
 
 @functools.lru_cache(maxsize=None)
-def get_transform(n, method="naive", real=True, dtype="float32"):
+def get_transform(n: int, method: str = "naive", real: bool = True,
+                  dtype: str = "float32") -> SphericalHarmonicTransform:
     """Shared ``SphericalHarmonicTransform`` for (n, method, real, dtype)."""
     return SphericalHarmonicTransform(int(n), method, bool(real), dtype)
 
 
-def complex_to_spectral(c):
+def complex_to_spectral(c: ArrayLike) -> np.ndarray:
     """Complex coefficients (batch, S, L, L, ch) -> real (batch, 2, S, L, L, ch) (NumPy)."""
     c = np.asarray(c)
     if c.ndim != 5:
@@ -263,7 +268,7 @@ def complex_to_spectral(c):
     return np.stack([c.real, c.imag], axis=1)
 
 
-def spectral_to_complex(x):
+def spectral_to_complex(x: ArrayLike) -> np.ndarray:
     """Real spectral tensor (batch, 2, S, L, L, ch) -> complex (batch, S, L, L, ch) (NumPy)."""
     x = np.asarray(x)
     if x.ndim != 6 or x.shape[1] != 2:

@@ -87,7 +87,7 @@ def make_strategy(name):
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("--distribute multi_worker needs the TF_CONFIG environment variable "
-                             "(cluster and task of this worker); see README")
+                             "(cluster and task of this worker); see docs/demo.md")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 

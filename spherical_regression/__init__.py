@@ -4,10 +4,24 @@ reusable core, imported here), and the tasks in ``spherical_regression.tasks``
 (``tasks.viewpoint`` S^1, ``tasks.normals`` S^2, ``tasks.rotation`` S^3). ``experiment`` and
 ``dataset`` are the old names of ``tasks.rotation_model`` and ``tasks.rotation_data``.
 
-The names below are imported on first use (PEP 562), so that ``import
-spherical_regression.tasks...`` for a command's ``--help`` does not load Keras.
+The names below and the modules are attributes of the package, imported on first
+use (PEP 562), so that ``import spherical_regression.tasks...`` for a command's
+``--help`` does not load Keras. ``import spherical_regression`` makes the
+package's Keras classes (heads, losses, metrics) loadable by
+``keras.models.load_model``, as ``import spherical_cnn`` does (it registers the
+classes of both packages when Keras is imported; ``spherical_cnn/_registration.py``).
 """
+from __future__ import annotations
+
 import importlib
+from typing import TYPE_CHECKING
+
+# spherical_cnn's import registers the Keras classes of both packages; one version for both.
+from spherical_cnn import __version__
+
+# submodules reachable as attributes (``spherical_regression.heads``)
+_SUBMODULES = ("heads", "losses", "metrics", "signs", "rotations", "render", "safe_pickle",
+               "tasks", "dataset", "experiment")
 
 _EXPORTS = {
     "LOGIT_SCALES": "heads",
@@ -74,10 +88,33 @@ __all__ = [
     "quaternion_to_matrix", "axis_angle_to_matrix", "axis_angle_to_quaternion",
     "quaternion_multiply", "canonical", "random_quaternions",
     "sign_labels", "label_signs", "sign_table", "num_sign_classes", "SignLayout",
+    "heads", "losses", "metrics", "signs", "rotations", "tasks",
 ]
 
 
-def __getattr__(name):
+if TYPE_CHECKING:  # what editors and type checkers see; kept equal to _EXPORTS by a test
+    from . import (dataset, experiment, heads, losses, metrics, render, rotations, safe_pickle,
+                   signs, tasks)
+    from .heads import (LOGIT_SCALES, CategoryConditionedHead, DirectHead, SExpHead, SFlatHead,
+                        decode_output, l2_normalize, make_head, sexp_abs, sexp_decode,
+                        sexp_encode)
+    from .losses import (AbsCosineProximityLoss, DirectLoss, SExpLoss, SFlatLoss,
+                         SignCrossEntropyLoss, abs_cosine_proximity, abs_log_likelihood,
+                         check_targets, cosine_proximity, loss_for_head, sign_cross_entropy,
+                         smooth_l1)
+    from .metrics import (THRESHOLDS, AngularAccuracy, MedianAngularError, accuracy_at,
+                          biternion_angle, geodesic_distance_matrices,
+                          geodesic_distance_quaternions, geodesic_distance_quaternions_ops,
+                          median_error_deg, paper_metrics, resolve_kind, summarize_errors, vector_angle,
+                          vector_angle_ops)
+    from .rotations import (axis_angle_to_matrix, axis_angle_to_quaternion, canonical,
+                            quaternion_multiply, quaternion_to_matrix, random_quaternions)
+    from .signs import SignLayout, label_signs, num_sign_classes, sign_labels, sign_table
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -87,4 +124,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))

@@ -6,7 +6,8 @@ that output to unit vectors ``(batch, d)``. Each head splits its forward pass in
 logits the paper's gradient analysis is about) and ``activate(parts)``, so a
 training loop can take dL/dO.
 
-Output layouts:
+Output layouts::
+
   SExpHead   (batch, d + K): [:, :d] absolute values |y| (unit norm, >= 0),
              [:, d:] sign-class logits; K and the class order come from the sign
              layout (signs.py): 2^d, or 2^(d-1) with the first sign fixed
@@ -14,10 +15,12 @@ Output layouts:
   SFlatHead  (batch, d): O / ||O||.
   DirectHead (batch, d): O itself (decode l2-normalises it).
 
-S_exp logit convention (``logit_scale``):
+S_exp logit convention (``logit_scale``)::
+
   'paper'         |y_i| = exp(o_i) / sqrt(sum_j exp(2 o_j)) = sqrt(softmax(2 o))_i,
                   the formula of the paper (the default);
   'original_code' |y_i| = sqrt(softmax(o))_i, what the original PyTorch code computes.
+
 The two give the same |y| for logits o (paper) and 2 o (original code), so a
 network trained with one reaches the same outputs with logits twice as large under
 the other, and dL/dO under 'paper' is exactly 2x dL/dO under 'original_code' at
@@ -25,12 +28,18 @@ matched outputs.
 
 All functions keep the dtype of their input (float16, float32, float64).
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 import numpy as np
 from keras import ops
 
 from . import losses as losses_lib
 from . import signs as signs_lib
+from spherical_cnn._types import ArrayLike, SignLayoutLike, Tensor
 
 _EPS = 1e-12
 LOGIT_SCALES = {"paper": 2.0, "original_code": 1.0}
@@ -43,7 +52,7 @@ def _logit_factor(logit_scale):
     return LOGIT_SCALES[logit_scale]
 
 
-def sexp_abs(logits, logit_scale="paper"):
+def sexp_abs(logits: Tensor, logit_scale: str = "paper") -> Tensor:
     """|y| = sqrt(softmax(s o)), s = 2 for 'paper' (= exp(o_i) / sqrt(sum_j exp(2 o_j)))
     or 1 for 'original_code'; computed in log space (s o_i - logsumexp(s o)) / 2 so that
     neither overflow nor sqrt(0) occurs."""
@@ -53,13 +62,13 @@ def sexp_abs(logits, logit_scale="paper"):
     return ops.exp(log_abs)
 
 
-def l2_normalize(x, axis=-1):
+def l2_normalize(x: Tensor, axis: int = -1) -> Tensor:
     """x / ||x|| with the squared norm floored at 1e-12 (as tf.math.l2_normalize)."""
     sq = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(sq, ops.cast(_EPS, sq.dtype)))
 
 
-def sexp_decode(output, dim, sign_layout=None):
+def sexp_decode(output: Tensor, dim: int, sign_layout: SignLayoutLike = None) -> Tensor:
     """Unit vectors ``(batch, dim)`` from a packed S_exp output ``(batch, dim + K)``:
     |y| * signs[argmax(sign logits)], in the output's dtype. Without ``sign_layout`` the
     default layout is read from the width (2^dim or 2^(dim-1) classes)."""
@@ -73,7 +82,8 @@ def sexp_decode(output, dim, sign_layout=None):
     return abs_y * layout.signs_ops(label, dtype=output.dtype)
 
 
-def decode_output(head, output, dim, sign_layout=None):
+def decode_output(head: str, output: Tensor, dim: int,
+                  sign_layout: SignLayoutLike = None) -> Tensor:
     """Unit vectors from the output of a head named ``head`` ('sexp'|'sflat'|'direct');
     ``sign_layout`` only matters for 'sexp'."""
     if head == "sexp":
@@ -88,7 +98,7 @@ class _Head(keras.layers.Layer):
 
     head_name = None
 
-    def __init__(self, dim, hidden_units=(), **kwargs):
+    def __init__(self, dim: int, hidden_units: Sequence[int] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(dim, int) or dim < 2:
             raise ValueError(f"{type(self).__name__}: dim must be an int >= 2, got {dim!r}")
@@ -163,8 +173,9 @@ class SExpHead(_Head):
 
     head_name = "sexp"
 
-    def __init__(self, dim, fix_first_sign=False, hidden_units=(), logit_scale="paper",
-                 sign_layout=None, **kwargs):
+    def __init__(self, dim: int, fix_first_sign: bool = False, hidden_units: Sequence[int] = (),
+                 logit_scale: str = "paper", sign_layout: SignLayoutLike = None,
+                 **kwargs: Any) -> None:
         super().__init__(dim, hidden_units, **kwargs)
         _logit_factor(logit_scale)
         self.logit_scale = logit_scale
@@ -261,7 +272,7 @@ class CategoryConditionedHead(keras.layers.Layer):
     (``(batch, dim)``), so dL/dO is the gradient that reaches the head that was used.
     """
 
-    def __init__(self, head, dim, num_categories, **head_kwargs):
+    def __init__(self, head: str, dim: int, num_categories: int, **head_kwargs: Any) -> None:
         # the Layer's own arguments stay here (the inner head only activates and decodes)
         layer_kwargs = {k: head_kwargs.pop(k) for k in ("name", "trainable", "dtype", "autocast")
                         if k in head_kwargs}
@@ -322,8 +333,9 @@ class CategoryConditionedHead(keras.layers.Layer):
         return config
 
 
-def make_head(name, dim, fix_first_sign=False, hidden_units=(), logit_scale="paper",
-              sign_layout=None, **kwargs):
+def make_head(name: str, dim: int, fix_first_sign: bool = False, hidden_units: Sequence[int] = (),
+              logit_scale: str = "paper", sign_layout: SignLayoutLike = None,
+              **kwargs: Any) -> keras.layers.Layer:
     """Head by name ('sexp'|'sflat'|'direct'); ``fix_first_sign``, ``logit_scale`` and
     ``sign_layout`` only matter for sexp."""
     if name not in HEADS:
@@ -334,7 +346,8 @@ def make_head(name, dim, fix_first_sign=False, hidden_units=(), logit_scale="pap
     return HEADS[name](dim, hidden_units=hidden_units, **kwargs)
 
 
-def sexp_encode(y, fix_first=False, sign_margin=10.0, logit_scale="paper", sign_layout=None):
+def sexp_encode(y: ArrayLike, fix_first: bool = False, sign_margin: float = 10.0,
+                logit_scale: str = "paper", sign_layout: SignLayoutLike = None) -> np.ndarray:
     """NumPy inverse of the S_exp head's activation: unit vectors ``(n, d)`` ->
     (logits O ``(n, d)`` with sexp_abs(O, logit_scale) = |y|, sign logits ``(n, K)`` whose
     argmax is the sign label of y under the layout). O = log|y| for 'paper' and 2 log|y|

@@ -5,7 +5,8 @@ output (see heads.py). Each loss returns a per-sample value that Keras averages
 over the batch (so the batch mean matches the original's torch means).
 
 - SExpLoss: abs_weight * abs loss + sign_weight * CE(sign logits, sign label of
-  y_true under the sign layout, signs.py). Abs losses (``abs_loss``):
+  y_true under the sign layout, signs.py). Abs losses (``abs_loss``)::
+
     'cosine'          1 - cos(|y_pred|, |y_true|); the original code's S^2 and S^3
                       tasks, with abs_weight=10, sign_weight=1 (the defaults);
     'log_likelihood'  -sum_i y_true_i^2 log(|y_pred_i|^2): the original S^1 task's
@@ -15,16 +16,22 @@ over the batch (so the batch mean matches the original's torch means).
                       with abs_weight=4. log|y_pred| is floored at the dtype's
                       smallest normal number (|y_pred_i| underflows to 0 only for logit
                       gaps beyond ~87 in float32; the gradient there is lost).
+
 - SFlatLoss: 1 - cos(y_pred, y_true).
 - DirectLoss: smooth-L1 (Huber with delta 1, torch.nn.SmoothL1Loss), mean over components.
 """
+from __future__ import annotations
+
 import warnings
+from typing import Any
+
 
 import keras
 import numpy as np
 from keras import ops
 
 from . import signs as signs_lib
+from spherical_cnn._types import SignLayoutLike, Tensor
 
 _COS_EPS = 1e-8  # as torch.nn.CosineSimilarity
 
@@ -36,19 +43,19 @@ def cosine_similarity(a, b):
     return ops.sum(a * b, axis=-1) / (na * nb)
 
 
-def cosine_proximity(y_true, y_pred):
+def cosine_proximity(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Per-sample 1 - cos(y_pred, y_true)."""
     return 1.0 - cosine_similarity(y_pred, y_true)
 
 
-def abs_cosine_proximity(y_true, y_pred):
+def abs_cosine_proximity(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Per-sample 1 - cos(|y_pred[:, :d]|, |y_true|); d from y_true. Works on the
     packed S_exp output (its first d columns are already |y|)."""
     dim = y_true.shape[-1]
     return cosine_proximity(ops.abs(y_true), ops.abs(y_pred[..., :dim]))
 
 
-def abs_log_likelihood(y_true, y_pred):
+def abs_log_likelihood(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Per-sample -sum_i y_true_i^2 log(|y_pred_i|^2) on the first d columns of y_pred
     (the original S^1 abs loss, unweighted; module docstring)."""
     dim = y_true.shape[-1]
@@ -61,7 +68,8 @@ def abs_log_likelihood(y_true, y_pred):
 ABS_LOSSES = {"cosine": abs_cosine_proximity, "log_likelihood": abs_log_likelihood}
 
 
-def sign_cross_entropy(y_true, y_pred, sign_layout=None):
+def sign_cross_entropy(y_true: Tensor, y_pred: Tensor,
+                       sign_layout: SignLayoutLike = None) -> Tensor:
     """Per-sample cross-entropy of the S_exp sign logits ``y_pred[:, d:]`` against the
     sign label of y_true under ``sign_layout`` (None: the default layout read from the
     width, 2^d or 2^(d-1) classes)."""
@@ -72,7 +80,7 @@ def sign_cross_entropy(y_true, y_pred, sign_layout=None):
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
-def smooth_l1(y_true, y_pred):
+def smooth_l1(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Per-sample mean over components of smooth-L1 (delta 1)."""
     diff = ops.abs(y_pred - y_true)
     per = ops.where(diff < 1.0, 0.5 * ops.square(diff), diff - 0.5)
@@ -109,7 +117,8 @@ def _problem_message(who, non_unit, wrong_sign, layout, tol):
     return f"{who}: " + "; ".join(parts)
 
 
-def check_targets(y_true, sign_layout=None, sample_weight=None, tol=UNIT_TOLERANCE, who="SExpLoss"):
+def check_targets(y_true: Tensor, sign_layout: SignLayoutLike = None, sample_weight: Tensor | None = None,
+                  tol: float = UNIT_TOLERANCE, who: str = "SExpLoss") -> Tensor:
     """Refuse targets that S_exp cannot fit: non-unit vectors, and (for a sign layout with a
     fixed, non-antipodal component such as 'normal_yzx') a fixed component of the wrong sign.
 
@@ -188,7 +197,7 @@ def _check_pred_width(name, y_true, y_pred, packed):
 class AbsCosineProximityLoss(keras.losses.Loss):
     """1 - cos(|y_pred|, |y_true|) on the first d columns of y_pred."""
 
-    def __init__(self, name="abs_cosine_proximity", **kwargs):
+    def __init__(self, name: str = "abs_cosine_proximity", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
@@ -202,7 +211,8 @@ class AbsCosineProximityLoss(keras.losses.Loss):
 class SignCrossEntropyLoss(keras.losses.Loss):
     """Cross-entropy of the S_exp sign logits against the target's sign class."""
 
-    def __init__(self, sign_layout=None, name="sign_cross_entropy", **kwargs):
+    def __init__(self, sign_layout: SignLayoutLike = None, name: str = "sign_cross_entropy",
+                 **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.sign_layout = _layout_or_none(sign_layout)
 
@@ -230,8 +240,9 @@ class SExpLoss(keras.losses.Loss):
     fixed sign contradicts the layout (see :func:`check_targets`; samples of weight 0
     are not checked). ``call`` itself does not check."""
 
-    def __init__(self, abs_weight=10.0, sign_weight=1.0, abs_loss="cosine", sign_layout=None,
-                 name="sexp_loss", check_targets=True, **kwargs):
+    def __init__(self, abs_weight: float = 10.0, sign_weight: float = 1.0,
+                 abs_loss: str = "cosine", sign_layout: SignLayoutLike = None,
+                 name: str = "sexp_loss", check_targets: bool = True, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.check_targets = bool(check_targets)
         if abs_loss not in ABS_LOSSES:
@@ -268,7 +279,7 @@ class SExpLoss(keras.losses.Loss):
 class SFlatLoss(keras.losses.Loss):
     """Cosine proximity 1 - cos(y_pred, y_true) for the S_flat head."""
 
-    def __init__(self, name="sflat_loss", **kwargs):
+    def __init__(self, name: str = "sflat_loss", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
@@ -280,7 +291,7 @@ class SFlatLoss(keras.losses.Loss):
 class DirectLoss(keras.losses.Loss):
     """Smooth-L1 between the raw output and the target, for the Direct head."""
 
-    def __init__(self, name="direct_loss", **kwargs):
+    def __init__(self, name: str = "direct_loss", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
@@ -288,7 +299,7 @@ class DirectLoss(keras.losses.Loss):
         return smooth_l1(y_true, y_pred)
 
 
-def loss_for_head(head, **kwargs):
+def loss_for_head(head: str, **kwargs: Any) -> keras.losses.Loss:
     """The paper's loss for a head name: sexp -> SExpLoss(**kwargs), sflat -> SFlatLoss,
     direct -> DirectLoss."""
     if head == "sexp":

@@ -7,7 +7,10 @@ Rotation error (the corrected metric of Liao et al.): the geodesic angle
 arccos(clip((trace(R1^T R2) - 1) / 2, -1, 1)), in [0, pi]; from quaternions
 (w, x, y, z) it is evaluated through their rotation matrices, so q ~ -q.
 """
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import keras
 import numpy as np
@@ -16,13 +19,14 @@ from keras import ops
 from . import heads as heads_lib
 from . import signs as signs_lib
 from .rotations import quaternion_to_matrix
+from spherical_cnn._types import ArrayLike, SignLayoutLike, Tensor
 
 THRESHOLDS = {"pi/6": math.pi / 6, "pi/12": math.pi / 12, "pi/24": math.pi / 24}
 
 
 # ---------------------------------------------------------------- NumPy
 
-def geodesic_distance_matrices(r1, r2):
+def geodesic_distance_matrices(r1: ArrayLike, r2: ArrayLike) -> np.ndarray:
     """Geodesic angles ``(...)`` between rotation matrices ``(..., 3, 3)``."""
     r1, r2 = np.asarray(r1, np.float64), np.asarray(r2, np.float64)
     if r1.shape[-2:] != (3, 3) or r2.shape[-2:] != (3, 3):
@@ -32,7 +36,7 @@ def geodesic_distance_matrices(r1, r2):
     return np.arccos(np.clip((trace - 1.0) / 2.0, -1.0, 1.0))
 
 
-def geodesic_distance_quaternions(q1, q2):
+def geodesic_distance_quaternions(q1: ArrayLike, q2: ArrayLike) -> np.ndarray:
     """Geodesic angles ``(N,)`` between rotations given as quaternions ``(N, 4)``
     (w, x, y, z); not necessarily unit or canonical."""
     q1, q2 = np.asarray(q1), np.asarray(q2)
@@ -42,7 +46,7 @@ def geodesic_distance_quaternions(q1, q2):
     return geodesic_distance_matrices(quaternion_to_matrix(q1), quaternion_to_matrix(q2))
 
 
-def vector_angle(u, v):
+def vector_angle(u: ArrayLike, v: ArrayLike) -> np.ndarray:
     """Angles ``(...)`` between vectors ``(..., d)`` (normalised first), e.g. surface
     normals; 2 atan2(|u - v|, |u + v|) of the unit vectors, accurate at 0 and pi."""
     u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
@@ -53,7 +57,7 @@ def vector_angle(u, v):
     return 2.0 * np.arctan2(np.linalg.norm(u - v, axis=-1), np.linalg.norm(u + v, axis=-1))
 
 
-def biternion_angle(b1, b2):
+def biternion_angle(b1: ArrayLike, b2: ArrayLike) -> np.ndarray:
     """Angular error ``(...)`` in [0, pi] between biternions (cos t, sin t) ``(..., 2)``."""
     b1, b2 = np.asarray(b1, np.float64), np.asarray(b2, np.float64)
     if b1.shape[-1:] != (2,) or b2.shape[-1:] != (2,):
@@ -62,7 +66,7 @@ def biternion_angle(b1, b2):
     return np.abs(np.angle(np.exp(1j * t)))
 
 
-def median_error_deg(angles):
+def median_error_deg(angles: ArrayLike) -> float:
     """MedErr: median of angular errors (radians) in degrees."""
     angles = np.asarray(angles, np.float64)
     if angles.size == 0:
@@ -70,7 +74,7 @@ def median_error_deg(angles):
     return float(np.degrees(np.median(angles)))
 
 
-def accuracy_at(angles, threshold):
+def accuracy_at(angles: ArrayLike, threshold: float) -> float:
     """Fraction of errors strictly below ``threshold`` (radians)."""
     angles = np.asarray(angles, np.float64)
     if angles.size == 0:
@@ -78,7 +82,7 @@ def accuracy_at(angles, threshold):
     return float(np.mean(angles < threshold))
 
 
-def summarize_errors(angles):
+def summarize_errors(angles: ArrayLike) -> dict[str, float]:
     """{'MedErr': degrees, 'Acc@pi/6': frac, 'Acc@pi/12': frac, 'Acc@pi/24': frac}."""
     out = {"MedErr": median_error_deg(angles)}
     out.update({f"Acc@{k}": accuracy_at(angles, t) for k, t in THRESHOLDS.items()})
@@ -87,7 +91,7 @@ def summarize_errors(angles):
 
 # ---------------------------------------------------------------- keras.ops
 
-def geodesic_distance_quaternions_ops(q1, q2):
+def geodesic_distance_quaternions_ops(q1: Tensor, q2: Tensor) -> Tensor:
     """keras.ops geodesic angle ``(batch,)`` between quaternions ``(batch, 4)``.
 
     (trace(R1^T R2) - 1)/2 = 2 <q1,q2>^2 - 1 for unit q, so the angle is
@@ -102,7 +106,7 @@ def geodesic_distance_quaternions_ops(q1, q2):
     return 4.0 * ops.arctan2(ops.norm(q1 - q2, axis=-1), ops.norm(q1 + q2, axis=-1))
 
 
-def vector_angle_ops(u, v):
+def vector_angle_ops(u: Tensor, v: Tensor) -> Tensor:
     """keras.ops angle ``(batch,)`` between vectors ``(batch, d)``."""
     u, v = heads_lib.l2_normalize(u), heads_lib.l2_normalize(v)
     return 2.0 * ops.arctan2(ops.norm(u - v, axis=-1), ops.norm(u + v, axis=-1))
@@ -111,7 +115,7 @@ def vector_angle_ops(u, v):
 KINDS = ("rotation", "vector")
 
 
-def resolve_kind(kind, dim, who="angular error"):
+def resolve_kind(kind: str | None, dim: int | None, who: str = "angular error") -> str:
     """The error kind for targets of width ``dim``: ``None`` gives 'rotation' for d = 4
     (quaternions) and 'vector' otherwise; 'rotation' on targets that are not quaternions
     is refused (it would report twice the angle between S^2 vectors)."""
@@ -156,8 +160,9 @@ class _AngularMetric(keras.metrics.Metric):
     d = 4, else 'vector'). 'rotation' on targets of another width is refused at the
     first update. A head's ``make_metrics()`` fills in head, layout and kind."""
 
-    def __init__(self, kind=None, head="sexp", name=None, dtype="float32",
-                 sign_layout=None, **kwargs):
+    def __init__(self, kind: str | None = None, head: str = "sexp", name: str | None = None,
+                 dtype: str = "float32", sign_layout: SignLayoutLike = None,
+                 **kwargs: Any) -> None:
         super().__init__(name=name, dtype=dtype, **kwargs)
         resolve_kind(kind, None)
         if head not in heads_lib.HEADS:
@@ -206,8 +211,8 @@ class MedianAngularError(_AngularMetric):
     merged: use the NumPy metrics (``median_error_deg``) there.
     """
 
-    def __init__(self, kind=None, head="sexp", bins=3600, capacity=65536,
-                 name="med_err", **kwargs):
+    def __init__(self, kind: str | None = None, head: str = "sexp", bins: int = 3600,
+                 capacity: int = 65536, name: str = "med_err", **kwargs: Any) -> None:
         super().__init__(kind=kind, head=head, name=name, **kwargs)
         self.bins = int(bins)
         self.capacity = int(capacity)
@@ -301,7 +306,8 @@ class MedianAngularError(_AngularMetric):
 class AngularAccuracy(_AngularMetric):
     """Acc@threshold: fraction of angular errors below ``threshold`` radians."""
 
-    def __init__(self, threshold=math.pi / 6, kind=None, head="sexp", name=None, **kwargs):
+    def __init__(self, threshold: float = math.pi / 6, kind: str | None = None, head: str = "sexp",
+                 name: str | None = None, **kwargs: Any) -> None:
         name = name or f"acc_{threshold:.4f}"
         super().__init__(kind=kind, head=head, name=name, **kwargs)
         self.threshold = float(threshold)
@@ -334,7 +340,8 @@ class AngularAccuracy(_AngularMetric):
         return config
 
 
-def paper_metrics(kind=None, head="sexp", sign_layout=None):
+def paper_metrics(kind: str | None = None, head: str = "sexp",
+                  sign_layout: SignLayoutLike = None) -> list[keras.metrics.Metric]:
     """[MedErr, Acc@pi/6, Acc@pi/12, Acc@pi/24] as Keras metrics for compile() (``kind``
     None: by the target width, see :func:`resolve_kind`)."""
     return [MedianAngularError(kind=kind, head=head, name="med_err",

@@ -4,7 +4,8 @@ A target y on S^{d-1} is split into its absolute values |y| (regressed) and the
 signs of its components (classified). Which signs are classified, in which class
 order, and how a zero component counts is a *sign layout* (:class:`SignLayout`).
 
-The default layouts (``fix_first=False`` / ``True`` of the functions below):
+The default layouts (``fix_first=False`` / ``True`` of the functions below)::
+
   - all signs free: 2^d classes, one per sign combination;
   - first sign fixed (``fix_first=True``, quaternions: q and -q are the same
     rotation): the first component is made non-negative by flipping y -> -y when it
@@ -16,7 +17,8 @@ The default layouts (``fix_first=False`` / ``True`` of the functions below):
   1 meaning "+". E.g. d=4, fix_first=True: label 0 = (+, -, -, -), 7 = (+, +, +, +).
 
 The layouts of the original code's three tasks (Liao et al. 2019; see
-``SignLayout.preset``):
+``SignLayout.preset``)::
+
   'quaternion_original'  S^3, (w, x, y, z): flipped so that w >= 0, and w == 0 is
         flipped too (the code keeps q if w > 0, else takes -q); 8 classes over the
         signs of (x, y, z) in product order; sign(0) counts as +1.
@@ -32,11 +34,15 @@ The layouts of the original code's three tasks (Liao et al. 2019; see
 NumPy functions take/return ``(..., d)`` arrays; the ``*_ops`` variants use
 keras.ops, work inside models and losses, and keep the dtype of their input.
 """
+from __future__ import annotations
+
 import itertools
 
 import keras
 import numpy as np
 from keras import ops
+
+from spherical_cnn._types import ArrayLike, SignLayoutLike
 
 
 class SignLayout:
@@ -62,8 +68,9 @@ class SignLayout:
 
     ORDERS = ("product", "quadrant")
 
-    def __init__(self, dim, fixed=None, fixed_sign=1, antipodal=False, flip_zero=False,
-                 zero_sign=1, order="product"):
+    def __init__(self, dim: int, fixed: int | None = None, fixed_sign: int = 1,
+                 antipodal: bool = False, flip_zero: bool = False, zero_sign: int = 1,
+                 order: str = "product") -> None:
         _check_dim(dim)
         self.dim = int(dim)
         if fixed is not None and not (isinstance(fixed, (int, np.integer)) and 0 <= fixed < dim):
@@ -225,13 +232,13 @@ class SignLayout:
 
 # ---------------------------------------------------------------- default-layout functions
 
-def num_sign_classes(dim, fix_first=False):
+def num_sign_classes(dim: int, fix_first: bool = False) -> int:
     """Number of sign classes: 2^dim, or 2^(dim-1) with the first sign fixed."""
     _check_dim(dim)
     return 2 ** (dim - 1 if fix_first else dim)
 
 
-def sign_table(dim, fix_first=False, layout=None):
+def sign_table(dim: int, fix_first: bool = False, layout: SignLayoutLike = None) -> np.ndarray:
     """All sign vectors, ``(num_classes, dim)`` float32 of +-1; row k is label k."""
     return SignLayout.coerce(layout, dim, fix_first).table.copy()
 
@@ -244,7 +251,8 @@ def canonicalize(y):
     return y * s
 
 
-def sign_labels(y, fix_first=False, layout=None):
+def sign_labels(y: ArrayLike, fix_first: bool = False,
+                layout: SignLayoutLike = None) -> np.ndarray:
     """Sign class labels of vectors ``(..., d)`` -> int64 ``(...)`` (``layout``, if given,
     replaces the ``fix_first`` default layout)."""
     y = np.asarray(y, dtype=np.float64)
@@ -253,7 +261,8 @@ def sign_labels(y, fix_first=False, layout=None):
     return SignLayout.coerce(layout, y.shape[-1], fix_first).labels(y)
 
 
-def label_signs(labels, dim, fix_first=False, layout=None):
+def label_signs(labels: ArrayLike, dim: int, fix_first: bool = False,
+                layout: SignLayoutLike = None) -> np.ndarray:
     """Sign vectors ``(..., dim)`` of labels ``(...)``."""
     return SignLayout.coerce(layout, dim, fix_first).signs(labels)
 

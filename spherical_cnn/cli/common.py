@@ -16,17 +16,12 @@ not remove them. :func:`quiet_tensorflow` therefore
 Only logging is changed: ``TF_ENABLE_ONEDNN_OPTS`` (which changes numerics) is
 left alone. ``--verbose`` skips all of it.
 """
-import argparse
 import os
 import re
 import sys
 import tempfile
-import textwrap
 
-ARGFILE_HELP = (
-    "Arguments can also be read from files: @FILE on the command line is replaced by the "
-    "lines of FILE, one token per line (e.g. '--n_epochs' and '32' on two lines); several "
-    "@FILE arguments and further flags can be combined, later ones win.")
+from .._help_format import ARGFILE_HELP, HelpFormatter, epilog  # noqa: F401 (re-exported)
 
 # A line of TensorFlow's / absl's C++ logging: "I0000 00:00:1795317743.979466 4704 port.cc:153] ...".
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
@@ -35,23 +30,6 @@ TF_NOISE = (
     re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
     re.compile(r"^To enable the following instructions: .*rebuild TensorFlow"),
 )
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's line breaks and appends each flag's default.
-
-    Switches (default False) and flags without a default show none.
-    """
-
-    def _get_help_string(self, action):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def epilog(*paragraphs):
-    """Paragraphs wrapped for the end of ``--help`` (the description keeps its own layout)."""
-    return "\n\n".join(textwrap.fill(p, 79) for p in paragraphs)
 
 
 def add_output_flags(parser):

@@ -41,7 +41,13 @@ def size_flags(task):
 
 
 def task_module(name):
+    """The task's light module (flags, data, metrics' names): no Keras at import."""
     return importlib.import_module(TASKS[name])
+
+
+def model_module(name):
+    """The task's model module ``<task>_model`` (imports Keras): its ``make_run``."""
+    return importlib.import_module(TASKS[name] + "_model")
 
 
 def add_task_parser(subparsers_or_none, name, prog=None):
@@ -126,8 +132,9 @@ def run(args):
     print(f"{args.task}: {task.describe_data(train, test)}", flush=True)
     fit_kwargs = dict(epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.learning_rate)
+    model = model_module(args.task)
     results, summary = runner.run_study(
-        lambda head, seed: task.make_run(head, seed, train, test, args),
+        lambda head, seed: model.make_run(head, seed, train, test, args),
         heads=args.heads, seeds=args.seeds, out_dir=args.out, config=task.config(args),
         fit_kwargs=fit_kwargs, primary=task.PRIMARY, metrics=task.METRICS,
         title=f"{task.SUMMARY.split(':')[0]} {args.task}: ||dL/dO|| during training")

@@ -10,7 +10,10 @@ Modes:
   ``z``    rotations about the vertical z axis by a uniform angle;
   ``none`` the identity.
 """
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 MODES = ('so3', 'z', 'none')
 
@@ -30,7 +33,7 @@ def canonical_quaternion(q):
     return np.where(q[..., :1] < 0, -q, q)
 
 
-def quaternion_to_matrix(q):
+def quaternion_to_matrix(q: ArrayLike) -> np.ndarray:
     """Rotation matrices ``(..., 3, 3)`` from quaternions ``(..., 4)`` (w, x, y, z)."""
     q = canonical_quaternion(q)
     w, x, y, z = np.moveaxis(q, -1, 0)

@@ -25,9 +25,12 @@ A task module is driven by ``spherical_cnn.cli.regression`` through:
   load_data(args) -> (train, test)                  dicts; ``train["targets"]`` counts
   describe_data(train, test) -> str                 one line of sizes
   config(args) -> dict                              what determines a run (for reuse)
+and its model module ``<task>_model`` through:
   make_run(head, seed, train, test, args) -> runner.Run
-The module itself must not import Keras, TensorFlow or trimesh at import time (a
-command's ``--help`` reads it); its model code is imported inside ``make_run``.
+The task module must not import Keras, TensorFlow or trimesh at import time (a
+command's ``--help`` reads it) and never imports its model module: the model
+module imports the task's constants, the CLI imports the model module only to
+run (so the two do not import each other).
 
 Modules are imported on use (TensorFlow, trimesh and lmdb are heavy or optional).
 """

@@ -225,8 +225,3 @@ def config(args):
                 shapes_per_scene=args.shapes_per_scene,
                 classes=args.classes, data_seed=args.data_seed, sign_layout=SIGN_LAYOUT,
                 sexp_loss="10 * abs cosine + sign CE")
-
-
-def make_run(head, seed, train, test, args):
-    from .normals_model import build_run
-    return build_run(head, seed, train, test, args.width, args.head_hidden)

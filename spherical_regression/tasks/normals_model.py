@@ -110,3 +110,8 @@ def build_run(head, seed, train, test, width, head_hidden=0):
     model = NormalNet(head, train["inputs"][0].shape[-1], width, head_hidden)
     return runner.Run(model=model, loss_fn=loss_for(head), train=train,
                       evaluate=lambda m: evaluate(m, test))
+
+
+def make_run(head, seed, train, test, args):
+    """The runner.Run of one (head, seed) with the flags of ``normals`` (the CLI's entry point)."""
+    return build_run(head, seed, train, test, args.width, args.head_hidden)

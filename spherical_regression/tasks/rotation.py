@@ -144,11 +144,3 @@ def config(args):
     else:
         keys += ["data", "data_train_set", "data_test_sampling", "data_max_views", "data_gray"]
     return {k: getattr(args, k) for k in keys}
-
-
-def make_run(head, seed, train, test, args):
-    from .rotation_model import build_run
-    return build_run(head, seed, train, test, args.image_size, width=args.width,
-                     conditioned=args.conditioned, logit_scale=args.logit_scale,
-                     sign_layout=args.sign_layout, abs_weight=args.abs_weight,
-                     sign_weight=args.sign_weight)

@@ -115,5 +115,13 @@ def build_run(head, seed, train, test, image_size, width=32, feature_units=256,
                       evaluate=lambda m: evaluate(m, test)[1])
 
 
+def make_run(head, seed, train, test, args):
+    """The runner.Run of one (head, seed) with the flags of ``rotation`` (the CLI's entry point)."""
+    return build_run(head, seed, train, test, args.image_size, width=args.width,
+                     conditioned=args.conditioned, logit_scale=args.logit_scale,
+                     sign_layout=args.sign_layout, abs_weight=args.abs_weight,
+                     sign_weight=args.sign_weight)
+
+
 __all__ = ["HEAD_NAMES", "RotationRegressor", "make_train_step", "evaluate",
-           "per_class_summary", "build_run", "make_loss"]
+           "per_class_summary", "build_run", "make_loss", "make_run"]

@@ -203,8 +203,3 @@ def config(args):
                 data={s: split_manifest(s, **_split_args(args, s)) for s in ("train", "test")},
                 width=args.width, abs_loss=args.abs_loss,
                 abs_weight=ABS_LOSSES[args.abs_loss], sign_layout="biternion")
-
-
-def make_run(head, seed, train, test, args):
-    from .viewpoint_model import build_run
-    return build_run(head, seed, train, test, args.width, args.abs_loss)

@@ -72,3 +72,8 @@ def build_run(head, seed, train, test, width=16, abs_loss="log_likelihood"):
                       train=dict(inputs=(train["images"],), targets=train["targets"]),
                       evaluate=lambda m: azimuth_metrics(test["targets"],
                                                          m.predict_biternions(test["images"])))
+
+
+def make_run(head, seed, train, test, args):
+    """The runner.Run of one (head, seed) with the flags of ``viewpoint`` (the CLI's entry point)."""
+    return build_run(head, seed, train, test, args.width, args.abs_loss)

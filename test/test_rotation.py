@@ -19,7 +19,7 @@ import pytest
 from scipy.special import sph_harm_y
 
 from spherical_cnn import layouts, sht
-from spherical_cnn import rotate as rot
+from spherical_cnn import rotation as rot
 from spherical_cnn.data import rotations as drot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -224,7 +224,7 @@ JAX_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     import jax
-    from spherical_cnn import rotate as rot
+    from spherical_cnn import rotation as rot
     from spherical_cnn.data import rotations as drot
     rng = np.random.default_rng(0)
     f = rng.standard_normal((2, 8, 8, 1)).astype("float32")

@@ -40,11 +40,15 @@ for band-limited maps; for other maps it is the rotation of their band-limited
 part. Gradients flow to ``maps`` and to ``R`` (matrix or quaternion) everywhere,
 the identity included.
 """
+from __future__ import annotations
+
 import functools
 
 import keras
 import numpy as np
 from keras import ops
+
+from ._types import ArrayLike, Tensor
 from scipy.linalg import expm
 
 from . import layouts
@@ -168,7 +172,7 @@ def _phase(c, s, re, im):
     return re * c + im * s, im * c - re * s
 
 
-def rotate_coefficients(coeffs, R):
+def rotate_coefficients(coeffs: Tensor, R: ArrayLike | Tensor) -> Tensor:
     """Rotate packed real-layout coefficients ``(batch, 2, 1, L, L, channels)`` by R.
 
     Args:
@@ -241,7 +245,7 @@ def rotate_coefficients(coeffs, R):
     return ops.transpose(out, (2, 3, 0, 1, 4))[:, :, None]
 
 
-def rotate(maps, R, method="sep"):
+def rotate(maps: Tensor, R: ArrayLike | Tensor, method: str = "sep") -> Tensor:
     """Rotate real maps ``(batch, n, n, channels)`` by R: ``g(x) = f(R^T x)`` (module docstring).
 
     Args:
