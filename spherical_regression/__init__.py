@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from spherical_cnn import __version__
 
 # submodules reachable as attributes (``spherical_regression.heads``)
-_SUBMODULES = ("heads", "losses", "metrics", "signs", "rotations", "render", "safe_pickle",
+_SUBMODULES = ("heads", "decoding", "losses", "metrics", "signs", "rotations", "render", "safe_pickle",
                "tasks", "dataset", "experiment")
 
 _EXPORTS = {
@@ -93,8 +93,8 @@ __all__ = [
 
 
 if TYPE_CHECKING:  # what editors and type checkers see; kept equal to _EXPORTS by a test
-    from . import (dataset, experiment, heads, losses, metrics, render, rotations, safe_pickle,
-                   signs, tasks)
+    from . import (dataset, decoding, experiment, heads, losses, metrics, render, rotations,
+                   safe_pickle, signs, tasks)
     from .heads import (LOGIT_SCALES, CategoryConditionedHead, DirectHead, SExpHead, SFlatHead,
                         decode_output, l2_normalize, make_head, sexp_abs, sexp_decode,
                         sexp_encode)

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from . import heads as heads_lib
+from . import decoding
 from . import signs as signs_lib
 from .rotations import quaternion_to_matrix
 from spherical_cnn._types import ArrayLike, SignLayoutLike, Tensor
@@ -99,8 +99,8 @@ def geodesic_distance_quaternions_ops(q1: Tensor, q2: Tensor) -> Tensor:
     evaluated as 4 atan2(|q1 - s q2|, |q1 + s q2|), which stays accurate in float32
     near 0.
     """
-    q1 = heads_lib.l2_normalize(q1)
-    q2 = heads_lib.l2_normalize(q2)
+    q1 = decoding.l2_normalize(q1)
+    q2 = decoding.l2_normalize(q2)
     s = ops.where(ops.sum(q1 * q2, axis=-1, keepdims=True) < 0, -1.0, 1.0)
     q2 = q2 * ops.cast(s, q2.dtype)
     return 4.0 * ops.arctan2(ops.norm(q1 - q2, axis=-1), ops.norm(q1 + q2, axis=-1))
@@ -108,7 +108,7 @@ def geodesic_distance_quaternions_ops(q1: Tensor, q2: Tensor) -> Tensor:
 
 def vector_angle_ops(u: Tensor, v: Tensor) -> Tensor:
     """keras.ops angle ``(batch,)`` between vectors ``(batch, d)``."""
-    u, v = heads_lib.l2_normalize(u), heads_lib.l2_normalize(v)
+    u, v = decoding.l2_normalize(u), decoding.l2_normalize(v)
     return 2.0 * ops.arctan2(ops.norm(u - v, axis=-1), ops.norm(u + v, axis=-1))
 
 
@@ -165,8 +165,8 @@ class _AngularMetric(keras.metrics.Metric):
                  **kwargs: Any) -> None:
         super().__init__(name=name, dtype=dtype, **kwargs)
         resolve_kind(kind, None)
-        if head not in heads_lib.HEADS:
-            raise ValueError(f"unknown head {head!r}: expected one of {sorted(heads_lib.HEADS)}")
+        if head not in decoding.HEAD_NAMES:
+            raise ValueError(f"unknown head {head!r}: expected one of {sorted(decoding.HEAD_NAMES)}")
         self.kind, self.head = kind, head
         self.sign_layout = None if sign_layout is None else signs_lib.SignLayout.coerce(
             sign_layout)
@@ -179,7 +179,7 @@ class _AngularMetric(keras.metrics.Metric):
         y_true = ops.cast(y_true, dtype)
         y_pred = ops.cast(y_pred, dtype)
         kind = resolve_kind(self.kind, y_true.shape[-1], f"{type(self).__name__}({self.name})")
-        unit = heads_lib.decode_output(self.head, y_pred, y_true.shape[-1], self.sign_layout)
+        unit = decoding.decode_output(self.head, y_pred, y_true.shape[-1], self.sign_layout)
         return angular_error_ops(kind, y_true, unit)
 
     def get_config(self):
