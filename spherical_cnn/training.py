@@ -27,8 +27,8 @@ from . import datasets
 from . import models
 from . import optimizers
 from . import params as params_mod
-from .checkpoints import CheckpointStore
-from .errors import Interrupted, NonFiniteError, raise_if_interrupted
+from .checkpoints import CheckpointDamaged, CheckpointStore
+from .errors import Interrupted, NonFiniteError, UserError, WorkerLost, is_read_only, raise_if_interrupted
 from .losses import softmax_cross_entropy, triplet_semihard_loss
 from .runlock import LogdirLock
 from .summaries import RunSummaries
@@ -64,10 +64,18 @@ def get_logger(logdir=None):
         logger.removeHandler(h)
         h.close()
     if logdir:
-        os.makedirs(logdir, exist_ok=True)
-        fh = logging.FileHandler(os.path.join(logdir, "logging.log"))
-        fh.setFormatter(fmt)
-        logger.addHandler(fh)
+        path = os.path.join(logdir, "logging.log")
+        try:
+            os.makedirs(logdir, exist_ok=True)
+            fh = logging.FileHandler(path)
+        except OSError as err:
+            if not is_read_only(err):
+                raise
+            logger.warning("cannot write {} ({}); logging to the console only".format(
+                path, err.strerror or err))
+        else:
+            fh.setFormatter(fmt)
+            logger.addHandler(fh)
     return logger
 
 
@@ -109,20 +117,46 @@ def write_atomic(path, text):
 
 
 def save_flags(args):
-    write_atomic(os.path.join(args.logdir, FLAGS_FILE),
-                 yaml.safe_dump(params_mod.to_dict(args), sort_keys=True))
+    """``flags.yaml``: the run's flags; ``dset_dir`` and ``logdir`` are stored absolute (for
+    information: a reloaded run uses the ``--logdir`` it is given, see :func:`load_flags`)."""
+    flags = params_mod.to_dict(args)
+    for key in ("dset_dir", "logdir"):
+        if flags.get(key):
+            flags[key] = os.path.abspath(flags[key])
+    write_atomic(os.path.join(args.logdir, FLAGS_FILE), yaml.safe_dump(flags, sort_keys=True))
 
 
 def load_flags(logdir, overrides):
-    """Flags saved by a training run in ``logdir``, with ``overrides`` applied."""
+    """Flags saved by a training run in ``logdir``, with ``overrides`` applied.
+
+    The run is the folder ``logdir`` wherever it is now (copied, moved, archived): the
+    saved ``logdir`` is replaced by it. A damaged file (not YAML, not a mapping, a tag
+    the safe loader refuses, a value of the wrong type) is a :class:`ParamsError`
+    naming it.
+    """
     path = os.path.join(logdir, FLAGS_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError("--test_only: no saved flags at {} (train with --logdir {} first)"
                                 .format(path, logdir))
-    with open(path) as f:
-        saved = yaml.safe_load(f)
-    saved.update(overrides)
-    return params_mod.parse(saved)
+
+    def damaged(why):
+        return params_mod.ParamsError("damaged flags file {}: {} (restore it from a copy, or "
+                                      "rerun the training command)".format(path, why))
+    try:
+        with open(path, "rb") as f:
+            saved = yaml.safe_load(f.read().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise damaged("not a text file") from None
+    except yaml.YAMLError as err:
+        raise damaged("not readable YAML ({})".format(" ".join(str(err).split())[:200])) from None
+    if not isinstance(saved, dict):
+        raise damaged("expected a mapping of flags, found {}".format(
+            "an empty file" if saved is None else type(saved).__name__))
+    saved.update(overrides, logdir=logdir)
+    try:
+        return params_mod.parse(saved)
+    except params_mod.ParamsError as err:
+        raise damaged(err) from None
 
 
 class Trainer:
@@ -354,9 +388,12 @@ class Trainer:
                 for f in os.listdir(args.logdir):
                     if f.startswith("events.out") or f in (RESULTS_FILE, EXPORT_FILE):
                         os.remove(os.path.join(args.logdir, f))
-        elif self.store.restore("latest", self.checkpoint):
-            self.logger.info("Continuing from checkpoint {} at epoch {}"
-                             .format(self.store.path("latest"), int(self.epoch.numpy())))
+        else:
+            prefix = self.store.restore("latest", self.checkpoint, fallbacks=("best",),
+                                        warn=self.logger.warning)
+            if prefix:
+                self.logger.info("Continuing from checkpoint {} at epoch {}"
+                                 .format(prefix, int(self.epoch.numpy())))
         self.saved_epoch = int(self.epoch.numpy())
         return self.saved_epoch
 
@@ -417,8 +454,23 @@ class Trainer:
 
     def test(self, checkpoint="final"):
         """Test accuracy and confusion counts of ``checkpoint`` (None: the weights in memory)."""
-        if checkpoint and not self.store.restore(checkpoint, self.checkpoint, expect_partial=True):
-            raise FileNotFoundError("no '{}' checkpoint in {}".format(checkpoint, self.args.logdir))
+        if checkpoint:
+            fallbacks = ("best",) if checkpoint == "final" and self.args.fallback_to_best else ()
+            try:
+                prefix = self.store.restore(checkpoint, self.checkpoint, expect_partial=True,
+                                            fallbacks=fallbacks, warn=self.logger.warning)
+            except CheckpointDamaged as err:
+                if checkpoint == "final" and not fallbacks and self.store.find("best") is not None:
+                    raise CheckpointDamaged("{}; --fallback_to_best tests 'best' instead".format(err)) from None
+                raise
+            if prefix is None:
+                hint = ("; --fallback_to_best tests 'best' instead" if checkpoint == "final" and not fallbacks
+                        and self.store.path("best") else "")
+                raise FileNotFoundError("no '{}' checkpoint in {}{}".format(checkpoint, self.args.logdir, hint))
+            if os.path.basename(os.path.dirname(prefix)).split(".")[0] != checkpoint:
+                self.logger.warning("testing '{}' instead of '{}', as --fallback_to_best asks; the "
+                                    "table below is of that checkpoint".format(
+                                        os.path.basename(os.path.dirname(prefix)), checkpoint))
         return self.evaluate("test")
 
     def export(self):
@@ -471,14 +523,25 @@ def run(argv=None):
     if args.test_only:
         if not args.logdir:
             raise params_mod.ParamsError("--test_only needs --logdir of a finished run")
-        overrides = {"test_only": True, "from_scratch": False}
-        parser_default = params_mod.build_parser().get_default("dset_dir")
-        if args.dset_dir != os.path.expanduser(parser_default):
+        # the run is the folder given, wherever it is now; flags given here win over the saved ones
+        overrides = {"test_only": True, "from_scratch": False, "fallback_to_best": args.fallback_to_best}
+        parser = params_mod.build_parser()
+        dset_given = args.dset_dir != os.path.expanduser(parser.get_default("dset_dir"))
+        if dset_given:
             overrides["dset_dir"] = args.dset_dir
+        for key in ("progress", "verbose", "debug"):
+            if getattr(args, key) != parser.get_default(key):
+                overrides[key] = getattr(args, key)
         args = load_flags(args.logdir, overrides)
+        if (not dset_given and args.dset == "from_cached_tfrecords"
+                and not os.path.isdir(args.dset_dir)):
+            raise params_mod.ParamsError(
+                "--test_only: the dataset saved in {}, {}, is not there; give its folder with "
+                "--dset_dir".format(os.path.join(args.logdir, FLAGS_FILE), args.dset_dir))
     logger = get_logger(None)
-    os.makedirs(args.logdir, exist_ok=True)
-    with LogdirLock(args.logdir, warn=logger.warning):
+    if not args.test_only:
+        os.makedirs(args.logdir, exist_ok=True)
+    with LogdirLock(args.logdir, warn=logger.warning, read_only_ok=args.test_only):
         logger = get_logger(args.logdir)
         state = {}
         try:

@@ -24,7 +24,7 @@ SPLITS = ("train", "val", "test")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, fromfile_prefix_chars="@",
+    p = common.ArgumentParser(description=__doc__, fromfile_prefix_chars="@",
                                 formatter_class=common.HelpFormatter,
                                 epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("dset_dir", nargs="?", help="folder with train*/val*/test*.tfrecord "

@@ -39,7 +39,7 @@ AUGMENT_PRESETS = ("none", "original")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
+    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
                                 fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("mesh_root", nargs="?",
                    help="ModelNet-style mesh tree (with --synthetic: where to write the meshes, optional)")

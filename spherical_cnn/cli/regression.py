@@ -50,7 +50,7 @@ def add_task_parser(subparsers_or_none, name, prog=None):
     kw = dict(description=task.__doc__, formatter_class=common.HelpFormatter,
               fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     if subparsers_or_none is None:
-        p = argparse.ArgumentParser(prog=prog, **kw)
+        p = common.ArgumentParser(prog=prog, **kw)
     else:
         p = subparsers_or_none.add_parser(name, help=task.SUMMARY, **kw)
     p.set_defaults(task=name)
@@ -73,7 +73,7 @@ def add_task_parser(subparsers_or_none, name, prog=None):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="spherical-regression", description=__doc__,
+    p = common.ArgumentParser(prog="spherical-regression", description=__doc__,
                                 formatter_class=common.HelpFormatter)
     sub = p.add_subparsers(dest="task", metavar="TASK", required=True)
     for name in TASKS:
