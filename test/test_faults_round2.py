@@ -74,7 +74,7 @@ def test_killed_builder_worker_stops_the_build_with_one_line(tmp_path):
     assert proc.returncode == 2, stderr[-2000:]
     lines = [l for l in user_lines(stderr) if "error:" in l]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr[-2000:]
-    assert "builder worker process {} died (killed by signal 9, SIGKILL)".format(victim) in lines[0]
+    assert "builder worker process {} (killed by signal 9, SIGKILL) died".format(victim) in lines[0]
     assert not out.exists()
     assert os.listdir(tmp_path) == [], os.listdir(tmp_path)  # staging folder and lock removed
     for pid in children(proc.pid):
