@@ -166,6 +166,9 @@ def build_parser():
                    help="per-epoch progress bar (auto: only on a terminal)")
     p.add_argument("--tensorboard_histograms", type=int, default=1,
                    help="write weight/activation histograms every N epochs (0: never)")
+    p.add_argument("--ignore_size_check", action="store_true", default=False,
+                   help="train even when the memory estimate (harmonic tables + one batch, from "
+                        "--input_res, --train_bsize, the filters) exceeds the memory available")
     p.add_argument("--debug", action="store_true", default=False,
                    help="show full tracebacks for errors (also: SPHERICAL_CNN_DEBUG=1)")
     p.add_argument("--verbose", action="store_true", default=False,

@@ -109,6 +109,38 @@ def is_chief(strategy):
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def n_workers(strategy):
+    """Number of processes (workers) of a multi-worker strategy; 1 otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, sum(len(v) for v in spec.values())) if spec else 1
+
+
+# Errors of a collective operation whose peer died or cannot be reached.
+_PEER_ERRORS = ("UnavailableError", "AbortedError", "DeadlineExceededError", "CancelledError",
+                "InternalError")
+
+
+def worker_lost(err, trainer):
+    """A :class:`WorkerLost` for ``err`` if it means another worker of a multi-worker run
+    died, else None. The message names the task and what was kept."""
+    if trainer is None or n_workers(trainer.strategy) < 2 or type(err).__name__ not in _PEER_ERRORS:
+        return None
+    import re
+    text = getattr(err, "message", "") or str(err)
+    resolver = trainer.strategy.cluster_resolver
+    me = "/job:{}/replica:0/task:{}".format(resolver.task_type, resolver.task_id)
+    tasks = [t for t in dict.fromkeys(re.findall(r"/job:\w+/replica:\d+/task:\d+", text)) if t != me]
+    who = "worker {}".format(", ".join(tasks)) if tasks else "another worker"
+    epoch = trainer.saved_epoch
+    kept = ("'latest' (epoch {}) in {} is intact".format(epoch, trainer.args.logdir) if epoch
+            else "no epoch had finished, nothing was saved")
+    return WorkerLost("lost {} of the multi-worker run ({}); this worker stopped. Nothing is lost: "
+                      "{}. Restart every worker with the same command to resume".format(
+                          who, "it stopped sending heartbeats" if "heartbeat" in text
+                          else "it cannot be reached", kept))
+
+
 def write_atomic(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -394,8 +426,34 @@ class Trainer:
             if prefix:
                 self.logger.info("Continuing from checkpoint {} at epoch {}"
                                  .format(prefix, int(self.epoch.numpy())))
+        if n_workers(self.strategy) > 1:
+            self._sync_from_chief()
         self.saved_epoch = int(self.epoch.numpy())
         return self.saved_epoch
+
+    def _sync_from_chief(self):
+        """Give every worker the chief's weights, optimizer state and epoch.
+
+        Only the chief keeps checkpoints, so after a restart only the chief restored
+        ``latest``; an all-reduce in which the other workers contribute zeros copies its
+        values to all of them (values go through float64, exact for these dtypes).
+        """
+        variables = [v for v in (list(self.model.variables) + list(self.optimizer.variables)
+                                 + [self.epoch, self.best_valid] + list(self.figures.values()))
+                     if tf.as_dtype(v.dtype).is_floating or tf.as_dtype(v.dtype).is_integer]
+        weight = 1.0 if self.chief else 0.0
+        strategy = self.strategy
+
+        @tf.function
+        def broadcast():
+            def replica_fn():
+                return [tf.cast(tf.convert_to_tensor(v), tf.float64) * weight for v in variables]
+            per_replica = strategy.run(replica_fn)
+            return [strategy.reduce(tf.distribute.ReduceOp.SUM, p, axis=None) for p in per_replica]
+        for v, value in zip(variables, broadcast()):
+            v.assign(tf.cast(value, v.dtype))
+        if not self.chief and int(self.epoch.numpy()):
+            self.logger.info("Continuing from the chief's checkpoint at epoch {}".format(int(self.epoch.numpy())))
 
     def saved_figures(self):
         """(train acc, valid acc, mean seconds per training epoch) kept in the checkpoint."""
@@ -529,7 +587,7 @@ def run(argv=None):
         dset_given = args.dset_dir != os.path.expanduser(parser.get_default("dset_dir"))
         if dset_given:
             overrides["dset_dir"] = args.dset_dir
-        for key in ("progress", "verbose", "debug"):
+        for key in ("progress", "verbose", "debug", "ignore_size_check"):
             if getattr(args, key) != parser.get_default(key):
                 overrides[key] = getattr(args, key)
         args = load_flags(args.logdir, overrides)
@@ -539,6 +597,8 @@ def run(argv=None):
                 "--test_only: the dataset saved in {}, {}, is not there; give its folder with "
                 "--dset_dir".format(os.path.join(args.logdir, FLAGS_FILE), args.dset_dir))
     logger = get_logger(None)
+    from . import sizes
+    sizes.check(sizes.training_estimate(args), ignore=args.ignore_size_check, warn=logger.warning)
     if not args.test_only:
         os.makedirs(args.logdir, exist_ok=True)
     with LogdirLock(args.logdir, warn=logger.warning, read_only_ok=args.test_only):
@@ -565,13 +625,19 @@ def _run_locked(args, logger, state):
     n_params = trainer.model.count_params()
     logger.info("Model {}: {:,} parameters. Logdir {}".format(args.model, n_params, args.logdir))
 
-    if not args.test_only:
-        logger.info("Start training...")
-        train, valid, train_time = trainer.train()
-    logger.info("Start testing...")
-    # Right after training the weights in memory are the final ones (a non-chief
-    # worker keeps no checkpoint); --test_only restores them.
-    test, _ = trainer.test("final" if args.test_only else None)
+    try:
+        if not args.test_only:
+            logger.info("Start training...")
+            train, valid, train_time = trainer.train()
+        logger.info("Start testing...")
+        # Right after training the weights in memory are the final ones (a non-chief
+        # worker keeps no checkpoint); --test_only restores them.
+        test, _ = trainer.test("final" if args.test_only else None)
+    except tf.errors.OpError as err:
+        lost = worker_lost(err, trainer)
+        if lost is None:
+            raise
+        raise lost from None
     if args.test_only:
         train, valid, train_time = trainer.saved_figures()
         if not math.isfinite(train):  # checkpoint of an older version: figures in results.json
