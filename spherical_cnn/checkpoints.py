@@ -55,7 +55,8 @@ def verify(prefix):
     except (tf.errors.OpError, ValueError, OSError) as err:
         return "{} is unreadable ({})".format(index, _first_line(err))
     data = sorted(f for f in os.listdir(folder) if f.startswith(_PREFIX + ".data-"))
-    data_names = ", ".join(os.path.join(folder, f) for f in data) or prefix + ".data-*"
+    data_names = (", ".join(os.path.join(folder, f) for f in data)
+                  or prefix + ".data-00000-of-00001 (missing)")
     try:
         for name in names:
             reader.get_tensor(name)

@@ -29,7 +29,7 @@ AGGREGATES = ("none", "vote", "mean")
 
 def build_parser():
     p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                                fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("--logdir", required=True, help="log directory of a finished training run")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--records", nargs="+", metavar="FILE",

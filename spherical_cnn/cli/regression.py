@@ -74,7 +74,7 @@ def add_task_parser(subparsers_or_none, name, prog=None):
 
 def build_parser():
     p = common.ArgumentParser(prog="spherical-regression", description=__doc__,
-                                formatter_class=common.HelpFormatter)
+                              formatter_class=common.HelpFormatter)
     sub = p.add_subparsers(dest="task", metavar="TASK", required=True)
     for name in TASKS:
         add_task_parser(sub, name)
