@@ -100,7 +100,7 @@ class LogdirLock:
 
     def _read_only(self, err):
         """The lock cannot be written: fine for reading a run (a note), else one line."""
-        folder = os.path.dirname(self.path)
+        folder = self.target
         if self.read_only_ok:
             self.warn("{} {} is read-only ({}): going on without its lock {} (nothing is written "
                       "there)".format(self.what, folder, err.strerror or err, self.path))

@@ -464,12 +464,12 @@ class Trainer:
     def train(self):
         """Run the remaining epochs; return (train acc, valid acc, mean epoch seconds)."""
         args = self.args
+        start = self.resume_or_start()  # first: a run that cannot resume changes nothing
         if self.chief:
             save_flags(args)
             names = getattr(self.dataset, "class_names", None)
             if names:
                 write_atomic(os.path.join(args.logdir, CLASSES_FILE), "\n".join(names) + "\n")
-        start = self.resume_or_start()
         self._build_steps()
         summaries = RunSummaries(args.logdir, enabled=self.chief)
         if start >= args.n_epochs:

@@ -463,13 +463,14 @@ def test_verification_cache_of_the_wrong_shape_is_rebuilt(good_dir, tmp_path, ca
     os.makedirs(os.path.dirname(cache))
     open(cache, "w").write(content)
     monkeypatch.setattr(verify, "cache_path", lambda: cache)
-    assert run_cli(check_dataset.main, [good_dir], prog="check_dataset.py") == 0
+    argv = [good_dir, "--input_res", "16", "--dtype", "complex64", "--n_classes", "3"]
+    assert run_cli(check_dataset.main, argv, prog="check_dataset.py") == 0
     err = capsys.readouterr().err
     assert "warning: verification cache {} is".format(cache) in err and "rebuilt" in err
     assert "Traceback" not in err
     rebuilt = json.load(open(cache))
     assert isinstance(rebuilt, dict) and rebuilt["files"]  # rebuilt with this check's files
-    assert run_cli(check_dataset.main, [good_dir], prog="check_dataset.py") == 0
+    assert run_cli(check_dataset.main, argv, prog="check_dataset.py") == 0
     assert "verification cache" not in capsys.readouterr().err  # good again
 
 
