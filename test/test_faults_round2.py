@@ -53,6 +53,7 @@ def cmdline(pid):
 # --- 1. a killed builder worker ends the build with one line --------------------------------
 
 
+@pytest.mark.slow
 def test_killed_builder_worker_stops_the_build_with_one_line(tmp_path):
     out = tmp_path / "wk"
     cmd = [sys.executable, MAKE_DATASET, "--synthetic", "--out", str(out), "--input_res", "16",
