@@ -28,7 +28,7 @@ from . import models
 from . import optimizers
 from . import params as params_mod
 from .checkpoints import CheckpointDamaged, CheckpointStore
-from .errors import Interrupted, NonFiniteError, UserError, WorkerLost, is_read_only, raise_if_interrupted
+from .errors import Interrupted, NonFiniteError, WorkerLost, is_read_only, raise_if_interrupted
 from .losses import softmax_cross_entropy, triplet_semihard_loss
 from .runlock import LogdirLock
 from .summaries import RunSummaries

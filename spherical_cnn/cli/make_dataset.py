@@ -23,7 +23,6 @@ stores their average (distance averaged over the cell with misses as 0, angle
 averaged over the rays that hit; spherical_cnn/data/raycast.py); rendering costs
 about S^2 times as much. Default 1: one ray per grid point, as before.
 """
-import argparse
 import sys
 
 from . import common

@@ -17,7 +17,6 @@ record or, with --aggregate, per mesh.
 A mesh or record that cannot be read is reported as one line naming the file
 (and record) and skipped; the exit status is then 1.
 """
-import argparse
 import os
 import sys
 

@@ -16,7 +16,6 @@ that is run again skips them) and tensorboard/. --quick runs a tiny version
     spherical-regression normals --head sexp --seeds 0
     spherical-regression rotation --data ~/ModelNet10-SO3 --data_train_set train_20V
 """
-import argparse
 import importlib
 import os
 

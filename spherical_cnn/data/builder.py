@@ -33,9 +33,9 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
-import signal
 import platform
 import shutil
+import signal
 import socket
 import sys
 import time
