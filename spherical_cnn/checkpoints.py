@@ -7,16 +7,70 @@ moved to ``<name>.old``, the new one renamed into place, then the old one is
 removed. An interrupted save therefore leaves either the previous checkpoint
 (``<name>`` or ``<name>.old``) or the new one, never a half-written one, and
 :meth:`CheckpointStore.path` finds whichever is complete.
+
+``latest`` also keeps the one before it as ``latest.prev``.
+
+Restoring verifies a checkpoint first (its index and every tensor, whose CRC32C
+TensorFlow checks on reading). A damaged one (flipped bytes, a truncated or
+missing data file) is never read into the model: :meth:`CheckpointStore.restore`
+falls back to the newest good candidate (``<name>.old``, ``latest.prev``, and the
+names given as ``fallbacks``, e.g. ``best``) with a warning naming the damaged
+files, or raises :class:`CheckpointDamaged` naming them all when none is good.
 """
 import os
 import shutil
 
 import tensorflow as tf
 
-from .errors import DiskFull, is_disk_full
+from .errors import DiskFull, UserError, is_disk_full
 
 NAMES = ("best", "latest", "final")
+KEEP_PREVIOUS = ("latest",)  # names whose previous version is kept as <name>.prev
 _PREFIX = "ckpt"
+_EPOCH_KEY = "epoch/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+class CheckpointDamaged(UserError):
+    """No usable checkpoint: every candidate is damaged; the message names their files."""
+
+
+def _first_line(err):
+    text = getattr(err, "message", None) or str(err) or type(err).__name__
+    return " ".join(text.strip().splitlines()[0].split()) if text.strip() else type(err).__name__
+
+
+def verify(prefix):
+    """None if the checkpoint ``prefix`` reads completely, else why not, naming the file(s).
+
+    Reads the index and every tensor (TensorFlow checks each tensor's CRC32C), so
+    flipped bytes, a truncated or missing data file and a damaged index are all found.
+    """
+    folder = os.path.dirname(prefix)
+    index = prefix + ".index"
+    if not os.path.isfile(index):
+        return "{} is missing".format(index)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        names = list(reader.get_variable_to_shape_map())
+    except Exception as err:  # noqa: B902 - any failure to read the index means damage
+        return "{} is unreadable ({})".format(index, _first_line(err))
+    data = sorted(f for f in os.listdir(folder) if f.startswith(_PREFIX + ".data-"))
+    data_names = (", ".join(os.path.join(folder, f) for f in data)
+                  or prefix + ".data-00000-of-00001 (missing)")
+    try:
+        for name in names:
+            reader.get_tensor(name)
+    except Exception as err:  # noqa: B902 - any failure to read a tensor back means damage
+        return "{} is damaged ({})".format(data_names, _first_line(err))
+    return None
+
+
+def saved_epoch(prefix):
+    """The epoch counter stored in a (verified) checkpoint, or -1 if it has none."""
+    try:
+        return int(tf.train.load_checkpoint(prefix).get_tensor(_EPOCH_KEY))
+    except (tf.errors.OpError, ValueError, KeyError):
+        return -1
 
 
 class CheckpointStore:
@@ -35,6 +89,48 @@ class CheckpointStore:
             prefix = os.path.join(candidate, _PREFIX)
             if os.path.exists(prefix + ".index"):
                 return prefix
+        return None
+
+    def _candidates(self, name):
+        """(label, prefix) of every folder that may hold checkpoint ``name``, newest first."""
+        suffixes = ("", ".old", ".prev") if name in KEEP_PREVIOUS else ("", ".old")
+        out = []
+        for suffix in suffixes:
+            folder = self._dir(name) + suffix
+            if os.path.isdir(folder) and os.listdir(folder):
+                out.append((name + suffix, os.path.join(folder, _PREFIX)))
+        return out
+
+    def find(self, name, fallbacks=(), warn=None):
+        """Prefix of the good checkpoint to restore for ``name``, or None if none exists.
+
+        ``name`` itself is used when it verifies. Otherwise the newest good one (by
+        saved epoch) among ``<name>.old``, ``<name>.prev`` and the checkpoints
+        ``fallbacks`` is used, and ``warn`` receives a line naming the damaged files.
+        Raises :class:`CheckpointDamaged` when checkpoints exist but none is good.
+        """
+        damaged, good = [], []
+        for order, (label, prefix) in enumerate(
+                self._candidates(name) + [c for f in fallbacks for c in self._candidates(f)]):
+            reason = verify(prefix)
+            if reason is not None:
+                damaged.append("{}: {}".format(label, reason))
+                continue
+            if not damaged and order == 0:
+                return prefix  # the checkpoint asked for is good
+            good.append((saved_epoch(prefix), -order, label, prefix))
+        if good:
+            epoch, _, label, prefix = max(good)
+            if damaged and warn is not None:
+                warn("checkpoint '{}' is damaged ({}); using '{}' (epoch {}) instead".format(
+                    name, "; ".join(damaged), label, epoch))
+            elif warn is not None and label.split(".")[0] != name:
+                warn("no '{}' checkpoint in {}; using '{}' (epoch {}) instead".format(
+                    name, self.logdir, label, epoch))
+            return prefix
+        if damaged:
+            raise CheckpointDamaged("no usable '{}' checkpoint in {}: {}".format(
+                name, self.logdir, "; ".join(damaged)))
         return None
 
     def save(self, name, checkpoint):
@@ -66,19 +162,37 @@ class CheckpointStore:
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
         os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        self._keep_previous(name)
 
-    def restore(self, name, checkpoint, expect_partial=False):
-        """Restore ``checkpoint`` from ``name``; return False if that checkpoint does not exist."""
-        prefix = self.path(name)
+    def _keep_previous(self, name):
+        """``<name>.old`` becomes ``<name>.prev`` for names in KEEP_PREVIOUS, else is removed."""
+        old, prev = self._dir(name) + ".old", self._dir(name) + ".prev"
+        if name in KEEP_PREVIOUS and os.path.isdir(old):
+            shutil.rmtree(prev, ignore_errors=True)
+            os.replace(old, prev)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def restore(self, name, checkpoint, expect_partial=False, fallbacks=(), warn=None):
+        """Restore ``checkpoint`` from the good checkpoint :meth:`find` picks for ``name``.
+
+        Returns its prefix, or None if no checkpoint ``name`` (nor a fallback) exists.
+        Raises :class:`CheckpointDamaged` if they all are damaged.
+        """
+        prefix = self.find(name, fallbacks, warn)
         if prefix is None:
-            return False
+            return None
         status = checkpoint.read(prefix)
         if expect_partial:
             status.expect_partial()
         else:
-            status.assert_existing_objects_matched()
-        return True
+            try:
+                status.assert_existing_objects_matched()
+            except AssertionError as err:
+                raise UserError("checkpoint {} does not match the model of these flags ({}); "
+                                "use the flags it was trained with, or --from_scratch".format(
+                                    os.path.dirname(prefix), _first_line(err))) from None
+        return prefix
 
     def clean_leftovers(self):
         """Finish or undo saves that were interrupted; return what was done (for the log).
@@ -97,8 +211,9 @@ class CheckpointStore:
                 done.append("removed unfinished {}".format(tmp))
             if os.path.isdir(old):
                 if os.path.exists(os.path.join(final, _PREFIX + ".index")):
-                    shutil.rmtree(old, ignore_errors=True)
-                    done.append("removed {}".format(old))
+                    self._keep_previous(name)
+                    done.append("kept {} as {}.prev".format(old, final) if name in KEEP_PREVIOUS
+                                else "removed {}".format(old))
                 else:
                     shutil.rmtree(final, ignore_errors=True)
                     os.replace(old, final)
@@ -111,5 +226,5 @@ class CheckpointStore:
     def remove_all(self):
         """Delete every named checkpoint (used by ``--from_scratch``)."""
         for name in NAMES:
-            for suffix in ("", ".tmp", ".old"):
+            for suffix in ("", ".tmp", ".old", ".prev"):
                 shutil.rmtree(self._dir(name) + suffix, ignore_errors=True)

@@ -57,6 +57,19 @@ def is_disk_full(err):
     return "no space left" in text or "disk quota exceeded" in text
 
 
+def is_read_only(err):
+    """True for an OSError or TensorFlow error caused by a read-only file system (or no
+    write permission)."""
+    if isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return True
+    text = str(getattr(err, "message", "") or err).lower()
+    return "read-only file system" in text
+
+
+class WorkerLost(UserError):
+    """A worker of a multi-worker run died or could not be reached; the message says what was kept."""
+
+
 class Interrupted(UserError):
     """The user interrupted the run (Ctrl-C, SIGTERM); the message says what was kept."""
 
@@ -81,6 +94,10 @@ def describe(err):
     if is_disk_full(err) and not isinstance(err, UserError):
         where = getattr(err, "filename", None) or "the output folder"
         return "no space left on the device writing {} (free some space and run again)".format(where)
+    if is_read_only(err) and not isinstance(err, UserError) and isinstance(err, OSError) \
+            and err.errno == errno.EROFS:
+        where = err.filename or "the output folder"
+        return "cannot write {}: read-only file system".format(where)
     if isinstance(err, USER_EXCEPTIONS):
         text = str(err)
         if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
@@ -91,7 +108,8 @@ def describe(err):
     except ImportError:
         return None
     if isinstance(err, (tf.errors.DataLossError, tf.errors.NotFoundError,
-                        tf.errors.PermissionDeniedError)):
+                        tf.errors.PermissionDeniedError)) or (
+            isinstance(err, tf.errors.OpError) and is_read_only(err)):
         return err.message.splitlines()[0]
     return None
 

@@ -17,7 +17,7 @@ import os
 
 import yaml
 
-from ._help_format import ARGFILE_HELP, HelpFormatter, epilog
+from ._arguments import ARGFILE_HELP, ArgumentParser, HelpFormatter, epilog
 from .errors import UserError
 
 MODELS_HELP = "model name; a builder registered in spherical_cnn.models.MODELS"
@@ -59,7 +59,7 @@ def _learning_rate(text):
 
 def build_parser():
     """The argument parser (``@file`` arguments read one token per line)."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Train and test a spherical CNN.", fromfile_prefix_chars="@",
         formatter_class=HelpFormatter,
         epilog=epilog(ARGFILE_HELP, "The demo's params files (params/*.txt in the repository) "
@@ -73,6 +73,9 @@ def build_parser():
                    help="name of this run in the final table (default: last part of --logdir)")
     p.add_argument("--test_only", "-to", action="store_true", default=False,
                    help="reload the flags saved in --logdir and only test the final model")
+    p.add_argument("--fallback_to_best", action="store_true", default=False,
+                   help="with --test_only: if the 'final' checkpoint is missing or damaged, test "
+                        "'best' instead (said in the log); without it such a run is an error")
 
     # dataset
     p.add_argument("--dset", "-d", type=str, default="",
@@ -163,6 +166,9 @@ def build_parser():
                    help="per-epoch progress bar (auto: only on a terminal)")
     p.add_argument("--tensorboard_histograms", type=int, default=1,
                    help="write weight/activation histograms every N epochs (0: never)")
+    p.add_argument("--ignore_size_check", action="store_true", default=False,
+                   help="train even when the memory estimate (harmonic tables + one batch, from "
+                        "--input_res, --train_bsize, the filters) exceeds the memory available")
     p.add_argument("--debug", action="store_true", default=False,
                    help="show full tracebacks for errors (also: SPHERICAL_CNN_DEBUG=1)")
     p.add_argument("--verbose", action="store_true", default=False,
@@ -184,10 +190,11 @@ def parse(args=None):
     if isinstance(args, dict):
         out = parser.parse_args([])
         known = vars(out)
+        actions = {a.dest: a for a in parser._actions}
         for key, value in args.items():
             if key not in known:
                 raise ParamsError("unknown flag {!r} in saved flags".format(key))
-            setattr(out, key, value)
+            setattr(out, key, _checked_value(key, value, actions[key]))
     else:
         out = parser.parse_args(args)
 
@@ -197,6 +204,49 @@ def parse(args=None):
         out.run_id = os.path.basename(os.path.normpath(out.logdir)) if out.logdir else "run"
     check(out)
     return out
+
+
+def _checked_value(key, value, action):
+    """``value`` of a flag given as data (saved flags): of the type the flag takes, else
+    a :class:`ParamsError` naming the flag."""
+    default = action.default
+    kind = type(default)
+
+    def bad():
+        return ParamsError("--{}: {!r} is not a valid value (expected {})".format(
+            key, value, "a number" if kind is float else kind.__name__ if default is not None
+            else "an integer or nothing"))
+    if value is None:
+        if default is None:
+            return None
+        raise bad()
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if kind is dict:  # --learning_rate
+        try:
+            return _learning_rate(yaml.safe_dump(value) if isinstance(value, dict) else str(value))
+        except argparse.ArgumentTypeError:
+            raise bad() from None
+    if kind is list:
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                  for v in value):
+            raise bad()
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if kind is int or (default is None and action.type is int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if kind is str and not isinstance(value, str):
+        raise bad()
+    if action.choices is not None and value not in action.choices:
+        raise bad()
+    return value
 
 
 def check(args):
@@ -217,6 +267,8 @@ def check(args):
         raise ParamsError("--input_res {} cannot be pooled {} times (--pool_layers {}): it must be "
                           "a multiple of {}".format(args.input_res, n_levels, args.pool_layers,
                                                     2 ** (n_levels + 1)))
+    if args.fallback_to_best and not args.test_only:
+        raise ParamsError("--fallback_to_best only applies to --test_only")
     if args.test_only and args.from_scratch:
         raise ParamsError("--test_only and --from_scratch exclude each other")
     if args.extra_loss and args.model != "two_branch":

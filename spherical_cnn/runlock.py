@@ -12,7 +12,7 @@ import os
 import socket
 import time
 
-from .errors import LogdirInUse
+from .errors import LogdirInUse, UserError, is_read_only
 
 LOCK_FILE = ".lock"
 
@@ -31,12 +31,16 @@ def pid_alive(pid):
 class LogdirLock:
     """Context manager holding ``logdir/.lock`` for this process."""
 
-    def __init__(self, logdir, warn=None):
-        self.path = os.path.join(logdir, LOCK_FILE)
+    def __init__(self, logdir, warn=None, read_only_ok=False, path=None, what="--logdir",
+                 holder_name="trainer"):
+        self.path = path or os.path.join(logdir, LOCK_FILE)
+        self.read_only_ok = read_only_ok
+        self.what, self.holder_name = what, holder_name
         self.warn = warn or (lambda msg: None)
         self.info = {"host": socket.gethostname(), "pid": os.getpid(),
                      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         self.held = False
+        self.target = logdir
 
     def _read(self):
         try:
@@ -59,32 +63,50 @@ class LogdirLock:
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
             except FileExistsError:
-                try:
-                    holder = self._read()
-                    reason = self._stale_reason(holder)
-                except FileNotFoundError:
-                    continue  # released meanwhile
-                if reason is None:
-                    if holder is None:
-                        time.sleep(1)
-                        continue
-                    raise LogdirInUse(
-                        "--logdir {} is in use by another trainer (PID {} on {}, started {}); wait for "
-                        "it to finish or use another --logdir (if that run is gone, delete {})".format(
-                            os.path.dirname(self.path), holder.get("pid"), holder.get("host"),
-                            holder.get("started"), self.path))
-                self.warn("taking over the lock of {}: {}".format(os.path.dirname(self.path), reason))
-                try:
-                    os.remove(self.path)
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.info, f)
-            self.held = True
+                pass
+            except OSError as err:
+                if is_read_only(err):
+                    return self._read_only(err)
+                raise
+            try:
+                holder = self._read()
+                reason = self._stale_reason(holder)
+            except FileNotFoundError:
+                continue  # released meanwhile
+            if reason is None:
+                if holder is None:
+                    time.sleep(1)
+                    continue
+                raise LogdirInUse(
+                    "{} {} is in use by another {} (PID {} on {}, started {}); wait for "
+                    "it to finish or use another {} (if that one is gone, delete {})".format(
+                        self.what, self.target, self.holder_name, holder.get("pid"), holder.get("host"),
+                        holder.get("started"), self.what, self.path))
+            self.warn("taking over the lock of {}: {}".format(self.target, reason))
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+            continue
+        else:
+            raise LogdirInUse("could not take the lock {} (another {} keeps taking it)".format(
+                self.path, self.holder_name))
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.info, f)
+        self.held = True
+        return self
+
+    def _read_only(self, err):
+        """The lock cannot be written: fine for reading a run (a note), else one line."""
+        folder = self.target
+        if self.read_only_ok:
+            self.warn("{} {} is read-only ({}): going on without its lock {} (nothing is written "
+                      "there)".format(self.what, folder, err.strerror or err, self.path))
             return self
-        raise LogdirInUse("could not take the lock {} (another trainer keeps taking it)".format(self.path))
+        raise UserError("cannot write to {} {} ({}: {}); use a writable folder".format(
+            self.what, folder, self.path, err.strerror or err))
 
     def release(self):
         if self.held:

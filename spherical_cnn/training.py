@@ -27,8 +27,8 @@ from . import datasets
 from . import models
 from . import optimizers
 from . import params as params_mod
-from .checkpoints import CheckpointStore
-from .errors import Interrupted, NonFiniteError, raise_if_interrupted
+from .checkpoints import CheckpointDamaged, CheckpointStore
+from .errors import Interrupted, NonFiniteError, WorkerLost, is_read_only, raise_if_interrupted
 from .losses import softmax_cross_entropy, triplet_semihard_loss
 from .runlock import LogdirLock
 from .summaries import RunSummaries
@@ -64,10 +64,18 @@ def get_logger(logdir=None):
         logger.removeHandler(h)
         h.close()
     if logdir:
-        os.makedirs(logdir, exist_ok=True)
-        fh = logging.FileHandler(os.path.join(logdir, "logging.log"))
-        fh.setFormatter(fmt)
-        logger.addHandler(fh)
+        path = os.path.join(logdir, "logging.log")
+        try:
+            os.makedirs(logdir, exist_ok=True)
+            fh = logging.FileHandler(path)
+        except OSError as err:
+            if not is_read_only(err):
+                raise
+            logger.warning("cannot write {} ({}); logging to the console only".format(
+                path, err.strerror or err))
+        else:
+            fh.setFormatter(fmt)
+            logger.addHandler(fh)
     return logger
 
 
@@ -101,6 +109,38 @@ def is_chief(strategy):
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def n_workers(strategy):
+    """Number of processes (workers) of a multi-worker strategy; 1 otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, sum(len(v) for v in spec.values())) if spec else 1
+
+
+# Errors of a collective operation whose peer died or cannot be reached.
+_PEER_ERRORS = ("UnavailableError", "AbortedError", "DeadlineExceededError", "CancelledError",
+                "InternalError")
+
+
+def worker_lost(err, trainer):
+    """A :class:`WorkerLost` for ``err`` if it means another worker of a multi-worker run
+    died, else None. The message names the task and what was kept."""
+    if trainer is None or n_workers(trainer.strategy) < 2 or type(err).__name__ not in _PEER_ERRORS:
+        return None
+    import re
+    text = getattr(err, "message", "") or str(err)
+    resolver = trainer.strategy.cluster_resolver
+    me = "/job:{}/replica:0/task:{}".format(resolver.task_type, resolver.task_id)
+    tasks = [t for t in dict.fromkeys(re.findall(r"/job:\w+/replica:\d+/task:\d+", text)) if t != me]
+    who = "worker {}".format(", ".join(tasks)) if tasks else "another worker"
+    epoch = trainer.saved_epoch
+    kept = ("'latest' (epoch {}) in {} is intact".format(epoch, trainer.args.logdir) if epoch
+            else "no epoch had finished, nothing was saved")
+    return WorkerLost("lost {} of the multi-worker run ({}); this worker stopped. Nothing is lost: "
+                      "{}. Restart every worker with the same command to resume".format(
+                          who, "it stopped sending heartbeats" if "heartbeat" in text
+                          else "it cannot be reached", kept))
+
+
 def write_atomic(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -109,20 +149,46 @@ def write_atomic(path, text):
 
 
 def save_flags(args):
-    write_atomic(os.path.join(args.logdir, FLAGS_FILE),
-                 yaml.safe_dump(params_mod.to_dict(args), sort_keys=True))
+    """``flags.yaml``: the run's flags; ``dset_dir`` and ``logdir`` are stored absolute (for
+    information: a reloaded run uses the ``--logdir`` it is given, see :func:`load_flags`)."""
+    flags = params_mod.to_dict(args)
+    for key in ("dset_dir", "logdir"):
+        if flags.get(key):
+            flags[key] = os.path.abspath(flags[key])
+    write_atomic(os.path.join(args.logdir, FLAGS_FILE), yaml.safe_dump(flags, sort_keys=True))
 
 
 def load_flags(logdir, overrides):
-    """Flags saved by a training run in ``logdir``, with ``overrides`` applied."""
+    """Flags saved by a training run in ``logdir``, with ``overrides`` applied.
+
+    The run is the folder ``logdir`` wherever it is now (copied, moved, archived): the
+    saved ``logdir`` is replaced by it. A damaged file (not YAML, not a mapping, a tag
+    the safe loader refuses, a value of the wrong type) is a :class:`ParamsError`
+    naming it.
+    """
     path = os.path.join(logdir, FLAGS_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError("--test_only: no saved flags at {} (train with --logdir {} first)"
                                 .format(path, logdir))
-    with open(path) as f:
-        saved = yaml.safe_load(f)
-    saved.update(overrides)
-    return params_mod.parse(saved)
+
+    def damaged(why):
+        return params_mod.ParamsError("damaged flags file {}: {} (restore it from a copy, or "
+                                      "rerun the training command)".format(path, why))
+    try:
+        with open(path, "rb") as f:
+            saved = yaml.safe_load(f.read().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise damaged("not a text file") from None
+    except yaml.YAMLError as err:
+        raise damaged("not readable YAML ({})".format(" ".join(str(err).split())[:200])) from None
+    if not isinstance(saved, dict):
+        raise damaged("expected a mapping of flags, found {}".format(
+            "an empty file" if saved is None else type(saved).__name__))
+    saved.update(overrides, logdir=logdir)
+    try:
+        return params_mod.parse(saved)
+    except params_mod.ParamsError as err:
+        raise damaged(err) from None
 
 
 class Trainer:
@@ -354,11 +420,40 @@ class Trainer:
                 for f in os.listdir(args.logdir):
                     if f.startswith("events.out") or f in (RESULTS_FILE, EXPORT_FILE):
                         os.remove(os.path.join(args.logdir, f))
-        elif self.store.restore("latest", self.checkpoint):
-            self.logger.info("Continuing from checkpoint {} at epoch {}"
-                             .format(self.store.path("latest"), int(self.epoch.numpy())))
+        else:
+            prefix = self.store.restore("latest", self.checkpoint, fallbacks=("best",),
+                                        warn=self.logger.warning)
+            if prefix:
+                self.logger.info("Continuing from checkpoint {} at epoch {}"
+                                 .format(prefix, int(self.epoch.numpy())))
+        if n_workers(self.strategy) > 1:
+            self._sync_from_chief()
         self.saved_epoch = int(self.epoch.numpy())
         return self.saved_epoch
+
+    def _sync_from_chief(self):
+        """Give every worker the chief's weights, optimizer state and epoch.
+
+        Only the chief keeps checkpoints, so after a restart only the chief restored
+        ``latest``; an all-reduce in which the other workers contribute zeros copies its
+        values to all of them (values go through float64, exact for these dtypes).
+        """
+        variables = [v for v in (list(self.model.variables) + list(self.optimizer.variables)
+                                 + [self.epoch, self.best_valid] + list(self.figures.values()))
+                     if tf.as_dtype(v.dtype).is_floating or tf.as_dtype(v.dtype).is_integer]
+        weight = 1.0 if self.chief else 0.0
+        strategy = self.strategy
+
+        @tf.function
+        def broadcast():
+            def replica_fn():
+                return [tf.cast(tf.convert_to_tensor(v), tf.float64) * weight for v in variables]
+            per_replica = strategy.run(replica_fn)
+            return [strategy.reduce(tf.distribute.ReduceOp.SUM, p, axis=None) for p in per_replica]
+        for v, value in zip(variables, broadcast()):
+            v.assign(tf.cast(value, v.dtype))
+        if not self.chief and int(self.epoch.numpy()):
+            self.logger.info("Continuing from the chief's checkpoint at epoch {}".format(int(self.epoch.numpy())))
 
     def saved_figures(self):
         """(train acc, valid acc, mean seconds per training epoch) kept in the checkpoint."""
@@ -369,12 +464,12 @@ class Trainer:
     def train(self):
         """Run the remaining epochs; return (train acc, valid acc, mean epoch seconds)."""
         args = self.args
+        start = self.resume_or_start()  # first: a run that cannot resume changes nothing
         if self.chief:
             save_flags(args)
             names = getattr(self.dataset, "class_names", None)
             if names:
                 write_atomic(os.path.join(args.logdir, CLASSES_FILE), "\n".join(names) + "\n")
-        start = self.resume_or_start()
         self._build_steps()
         summaries = RunSummaries(args.logdir, enabled=self.chief)
         if start >= args.n_epochs:
@@ -417,8 +512,23 @@ class Trainer:
 
     def test(self, checkpoint="final"):
         """Test accuracy and confusion counts of ``checkpoint`` (None: the weights in memory)."""
-        if checkpoint and not self.store.restore(checkpoint, self.checkpoint, expect_partial=True):
-            raise FileNotFoundError("no '{}' checkpoint in {}".format(checkpoint, self.args.logdir))
+        if checkpoint:
+            fallbacks = ("best",) if checkpoint == "final" and self.args.fallback_to_best else ()
+            try:
+                prefix = self.store.restore(checkpoint, self.checkpoint, expect_partial=True,
+                                            fallbacks=fallbacks, warn=self.logger.warning)
+            except CheckpointDamaged as err:
+                if checkpoint == "final" and not fallbacks and self.store.find("best") is not None:
+                    raise CheckpointDamaged("{}; --fallback_to_best tests 'best' instead".format(err)) from None
+                raise
+            if prefix is None:
+                hint = ("; --fallback_to_best tests 'best' instead" if checkpoint == "final" and not fallbacks
+                        and self.store.path("best") else "")
+                raise FileNotFoundError("no '{}' checkpoint in {}{}".format(checkpoint, self.args.logdir, hint))
+            if os.path.basename(os.path.dirname(prefix)).split(".")[0] != checkpoint:
+                self.logger.warning("testing '{}' instead of '{}', as --fallback_to_best asks; the "
+                                    "table below is of that checkpoint".format(
+                                        os.path.basename(os.path.dirname(prefix)), checkpoint))
         return self.evaluate("test")
 
     def export(self):
@@ -471,14 +581,27 @@ def run(argv=None):
     if args.test_only:
         if not args.logdir:
             raise params_mod.ParamsError("--test_only needs --logdir of a finished run")
-        overrides = {"test_only": True, "from_scratch": False}
-        parser_default = params_mod.build_parser().get_default("dset_dir")
-        if args.dset_dir != os.path.expanduser(parser_default):
+        # the run is the folder given, wherever it is now; flags given here win over the saved ones
+        overrides = {"test_only": True, "from_scratch": False, "fallback_to_best": args.fallback_to_best}
+        parser = params_mod.build_parser()
+        dset_given = args.dset_dir != os.path.expanduser(parser.get_default("dset_dir"))
+        if dset_given:
             overrides["dset_dir"] = args.dset_dir
+        for key in ("progress", "verbose", "debug", "ignore_size_check"):
+            if getattr(args, key) != parser.get_default(key):
+                overrides[key] = getattr(args, key)
         args = load_flags(args.logdir, overrides)
+        if (not dset_given and args.dset == "from_cached_tfrecords"
+                and not os.path.isdir(args.dset_dir)):
+            raise params_mod.ParamsError(
+                "--test_only: the dataset saved in {}, {}, is not there; give its folder with "
+                "--dset_dir".format(os.path.join(args.logdir, FLAGS_FILE), args.dset_dir))
     logger = get_logger(None)
-    os.makedirs(args.logdir, exist_ok=True)
-    with LogdirLock(args.logdir, warn=logger.warning):
+    from . import sizes
+    sizes.check(sizes.training_estimate(args), ignore=args.ignore_size_check, warn=logger.warning)
+    if not args.test_only:
+        os.makedirs(args.logdir, exist_ok=True)
+    with LogdirLock(args.logdir, warn=logger.warning, read_only_ok=args.test_only):
         logger = get_logger(args.logdir)
         state = {}
         try:
@@ -502,13 +625,19 @@ def _run_locked(args, logger, state):
     n_params = trainer.model.count_params()
     logger.info("Model {}: {:,} parameters. Logdir {}".format(args.model, n_params, args.logdir))
 
-    if not args.test_only:
-        logger.info("Start training...")
-        train, valid, train_time = trainer.train()
-    logger.info("Start testing...")
-    # Right after training the weights in memory are the final ones (a non-chief
-    # worker keeps no checkpoint); --test_only restores them.
-    test, _ = trainer.test("final" if args.test_only else None)
+    try:
+        if not args.test_only:
+            logger.info("Start training...")
+            train, valid, train_time = trainer.train()
+        logger.info("Start testing...")
+        # Right after training the weights in memory are the final ones (a non-chief
+        # worker keeps no checkpoint); --test_only restores them.
+        test, _ = trainer.test("final" if args.test_only else None)
+    except tf.errors.OpError as err:
+        lost = worker_lost(err, trainer)
+        if lost is None:
+            raise
+        raise lost from None
     if args.test_only:
         train, valid, train_time = trainer.saved_figures()
         if not math.isfinite(train):  # checkpoint of an older version: figures in results.json

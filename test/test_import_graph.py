@@ -160,7 +160,7 @@ def test_regression_tasks_and_their_models_do_not_import_each_other():
 def test_params_builds_its_parser_without_the_cli():
     graph = import_graph()
     assert not [t for t in graph["spherical_cnn.params"] if _inside(t, CLI)]
-    assert "spherical_cnn._help_format" in graph["spherical_cnn.params"]
+    assert "spherical_cnn._arguments" in graph["spherical_cnn.params"]
 
 
 @pytest.fixture

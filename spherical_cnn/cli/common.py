@@ -21,7 +21,8 @@ import re
 import sys
 import tempfile
 
-from .._help_format import ARGFILE_HELP, HelpFormatter, epilog  # noqa: F401 (re-exported)
+from .._arguments import (  # noqa: F401 (re-exported)
+    ARGFILE_HELP, ArgumentParser, HelpFormatter, epilog, expand_argfiles)
 
 # A line of TensorFlow's / absl's C++ logging: "I0000 00:00:1795317743.979466 4704 port.cc:153] ...".
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")

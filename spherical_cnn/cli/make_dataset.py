@@ -23,7 +23,6 @@ stores their average (distance averaged over the cell with misses as 0, angle
 averaged over the rays that hit; spherical_cnn/data/raycast.py); rendering costs
 about S^2 times as much. Default 1: one ray per grid point, as before.
 """
-import argparse
 import sys
 
 from . import common
@@ -39,8 +38,8 @@ AUGMENT_PRESETS = ("none", "original")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                                fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
+                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("mesh_root", nargs="?",
                    help="ModelNet-style mesh tree (with --synthetic: where to write the meshes, optional)")
     p.add_argument("--out", required=True, help="output folder for the records")
@@ -63,6 +62,9 @@ def build_parser():
                         "counting as 0; angle over the rays that hit); costs about S^2 times one ray")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace the dataset in a non-empty --out")
+    p.add_argument("--ignore_size_check", action="store_true",
+                   help="build even when the memory estimate (per mesh x workers) exceeds the memory "
+                        "available")
     p.add_argument("--n_train_per_class", type=int, default=DEFAULT_TRAIN_PER_CLASS,
                    help="train meshes per class (--synthetic)")
     p.add_argument("--n_test_per_class", type=int, default=DEFAULT_TEST_PER_CLASS,
@@ -113,7 +115,7 @@ def main(argv=None):
                      val_fraction=args.val_fraction, r0=args.r0, workers=args.workers,
                      overwrite=args.overwrite, progress=True, aniso_scale=args.aniso_scale,
                      center_shift=args.center_shift, augment_preset=args.augment,
-                     supersample=args.supersample)
+                     supersample=args.supersample, ignore_size_check=args.ignore_size_check)
     command = " ".join(sys.argv if argv is None else ["make_dataset"] + list(argv))
     common_kw["extra_manifest"] = {"args": vars(args), "command": command}
     if args.synthetic:

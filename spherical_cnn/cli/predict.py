@@ -17,7 +17,6 @@ record or, with --aggregate, per mesh.
 A mesh or record that cannot be read is reported as one line naming the file
 (and record) and skipped; the exit status is then 1.
 """
-import argparse
 import os
 import sys
 
@@ -28,8 +27,8 @@ AGGREGATES = ("none", "vote", "mean")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                                fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
+                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("--logdir", required=True, help="log directory of a finished training run")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--records", nargs="+", metavar="FILE",
@@ -67,7 +66,7 @@ def load(logdir):
         raise UserError("no exported model at {} (train with spherical-cnn-train --logdir {} first)"
                         .format(path, logdir))
     args = training.load_flags(logdir, {"test_only": True, "from_scratch": False})
-    model = keras.models.load_model(path)
+    model = load_model(path)
     names_file = os.path.join(logdir, training.CLASSES_FILE)
     if os.path.exists(names_file):
         with open(names_file) as f:
@@ -75,6 +74,37 @@ def load(logdir):
     else:
         names = ["class {}".format(i) for i in range(args.n_classes)]
     return args, model, names
+
+
+def load_model(path):
+    """``keras.models.load_model(path)``; a damaged file (a directory, text, truncated, a zip
+    without ``config.json``) is one :class:`UserError` naming it."""
+    import zipfile
+    import keras
+
+    def damaged(why):
+        return UserError("cannot load the exported model {}: {} (export it again: spherical-cnn-train "
+                         "--test_only does not, a training run with --logdir does)".format(path, why))
+    if os.path.isdir(path):
+        raise damaged("it is a directory, not a .keras file")
+    if not zipfile.is_zipfile(path):
+        raise damaged("not a .keras archive (truncated, or not a zip file)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise damaged("unreadable zip archive ({})".format(err)) from None
+    missing = [n for n in ("config.json", "model.weights.h5") if n not in names]
+    if missing:
+        raise damaged("the archive has no {}".format(" and no ".join(missing)))
+    if bad is not None:
+        raise damaged("{} in the archive is damaged (CRC mismatch)".format(bad))
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # noqa: B902 - any failure of the loader means the file is bad
+        text = " ".join(str(err).split())[:300] or type(err).__name__
+        raise damaged(text) from None
 
 
 # ---------------------------------------------------------------- records

@@ -16,7 +16,6 @@ that is run again skips them) and tensorboard/. --quick runs a tiny version
     spherical-regression normals --head sexp --seeds 0
     spherical-regression rotation --data ~/ModelNet10-SO3 --data_train_set train_20V
 """
-import argparse
 import importlib
 import os
 
@@ -56,7 +55,7 @@ def add_task_parser(subparsers_or_none, name, prog=None):
     kw = dict(description=task.__doc__, formatter_class=common.HelpFormatter,
               fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     if subparsers_or_none is None:
-        p = argparse.ArgumentParser(prog=prog, **kw)
+        p = common.ArgumentParser(prog=prog, **kw)
     else:
         p = subparsers_or_none.add_parser(name, help=task.SUMMARY, **kw)
     p.set_defaults(task=name)
@@ -79,8 +78,8 @@ def add_task_parser(subparsers_or_none, name, prog=None):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="spherical-regression", description=__doc__,
-                                formatter_class=common.HelpFormatter)
+    p = common.ArgumentParser(prog="spherical-regression", description=__doc__,
+                              formatter_class=common.HelpFormatter)
     sub = p.add_subparsers(dest="task", metavar="TASK", required=True)
     for name in TASKS:
         add_task_parser(sub, name)

@@ -29,11 +29,13 @@ and val instance anisotropically and shift the ray sphere's centre, on top of th
 rotation (order and sampling in ``augment.py``); such records also carry ``scale``
 and ``center``, and ``manifest.json`` records the ranges under ``augmentation``.
 """
+import concurrent.futures
 import json
 import multiprocessing
 import os
 import platform
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -42,7 +44,13 @@ import zlib
 import numpy as np
 
 from . import augment, meshes, raycast, rotations, synthetic
-from ..runlock import pid_alive
+from .. import sizes
+from ..errors import DiskFull, UserError, is_disk_full
+from ..runlock import LogdirLock, pid_alive
+
+
+class WorkerDied(UserError):
+    """A worker process of the build died (killed, out of memory); the build was stopped."""
 
 SPLIT_ORDER = ('train', 'val', 'test')
 
@@ -87,6 +95,54 @@ def _render(job):
         return job['index'], None, None, None, msg
 
 
+def _pool_results(pool, jobs):
+    """Results of ``_render`` over ``jobs`` in completion order; a worker process that dies
+    (killed, out of memory) raises :class:`WorkerDied` naming it instead of a hang."""
+    futures = [pool.submit(_render, job) for job in jobs]
+    processes = dict(getattr(pool, '_processes', None) or {})
+    for future in concurrent.futures.as_completed(futures):
+        try:
+            result = future.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            processes.update(getattr(pool, '_processes', None) or {})
+            raise WorkerDied(_dead_workers(processes) + '; the build is stopped, its partial output '
+                             'removed and --out left unchanged (a killed worker is often the '
+                             'out-of-memory killer: try fewer --workers or a lower --input_res)') from None
+        processes.update(getattr(pool, '_processes', None) or {})
+        yield result
+
+
+def _dead_workers(processes):
+    """'builder worker process PID died (killed by signal 9, SIGKILL)' for the dead ones."""
+    dead = []
+    for pid, proc in sorted(processes.items()):
+        proc.join(timeout=1)
+        code = proc.exitcode
+        if code is None or code == 0:
+            continue
+        how = (f'killed by signal {-code}, {signal.Signals(-code).name}' if code < 0
+               else f'exit status {code}')
+        dead.append((code == -signal.SIGTERM, f'{pid} ({how})'))
+    # the pool ends the other workers with SIGTERM once one died: name the first cause
+    dead = [text for terminated, text in dead if not terminated] or [text for _, text in dead]
+    if not dead:
+        return 'a builder worker process died'
+    return 'builder worker process {} died'.format(', '.join(dead))
+
+
+def _stop_pool(pool):
+    """Stop a ProcessPoolExecutor now: cancel what waits, end its workers."""
+    processes = list((getattr(pool, '_processes', None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+
+
 def _split_val(train_items, val_fraction, seed):
     """Pick validation meshes among the train meshes, per class; returns a set of relpaths."""
     by_class = {}
@@ -124,11 +180,18 @@ def _staging_dir(out_dir):
     return stage
 
 
-def _replace_dir(stage, out_dir):
-    """Move the complete ``stage`` folder to ``out_dir``, replacing an old dataset only now."""
+def _replace_dir(stage, out_dir, overwrite=False, existed=False):
+    """Move the complete ``stage`` folder to ``out_dir``, replacing an old dataset only now.
+
+    Without ``overwrite`` a dataset that appeared in ``out_dir`` while this build ran
+    (another build, without the lock: e.g. from another host) is never replaced.
+    """
     out_dir = os.path.abspath(out_dir)
     if os.path.isdir(out_dir) and not os.listdir(out_dir):
         os.rmdir(out_dir)
+    if os.path.exists(out_dir) and not overwrite and not existed:
+        raise FileExistsError(f'output folder {out_dir!r} was filled by someone else while this build '
+                              'ran; not replacing it without --overwrite (this build is discarded)')
     if os.path.exists(out_dir):
         parent, base = os.path.split(out_dir)
         old = os.path.join(parent, f'.{base}.old-{socket.gethostname()}-{os.getpid()}')
@@ -214,15 +277,31 @@ def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, *
     Returns:
       the manifest dict (also written to ``out_dir/manifest.json``).
     """
-    _check_destination(out_dir, overwrite)
+    ignore_size_check = kwargs.pop('ignore_size_check', False)
     _check_classes(jobs_items, class_names)
-    stage = _staging_dir(out_dir)
-    try:
-        manifest = _build_in(stage, jobs_items, class_names, progress=progress, **kwargs)
-        _replace_dir(stage, out_dir)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    workers = int(kwargs.get('workers') or os.cpu_count() or 1)
+    sizes.check(sizes.build_estimate(kwargs.get('input_res', 64), kwargs.get('n_rotations', 8),
+                                     kwargs.get('n_test_rotations', 4), kwargs.get('supersample', 1) or 1,
+                                     max(1, min(workers, len(jobs_items)))),
+                ignore=ignore_size_check, warn=lambda m: print(m, file=sys.stderr))
+    parent, base = os.path.split(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    # one build per --out: a second one started meanwhile stops with one line
+    lock = LogdirLock(out_dir, path=os.path.join(parent, f'.{base}.lock'), what='--out',
+                      holder_name='dataset build', warn=lambda m: print(m, file=sys.stderr))
+    with lock:
+        _check_destination(out_dir, overwrite)
+        existed = os.path.isdir(out_dir) and bool(os.listdir(out_dir))
+        stage = _staging_dir(out_dir)
+        try:
+            manifest = _build_in(stage, jobs_items, class_names, progress=progress, **kwargs)
+            _replace_dir(stage, out_dir, overwrite=overwrite, existed=existed)
+        except BaseException as err:
+            shutil.rmtree(stage, ignore_errors=True)
+            if is_disk_full(err) and not isinstance(err, DiskFull):
+                raise DiskFull(f'no space left on the device writing the dataset {out_dir} (in its '
+                               f'staging folder {stage}, now removed; {out_dir} is unchanged)') from err
+            raise
     if progress:
         print_summary(manifest, out_dir)
     return manifest
@@ -284,8 +363,9 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
 
     workers = int(workers or os.cpu_count() or 1)
     if workers > 1 and len(jobs) > 1:
-        pool = multiprocessing.get_context('spawn').Pool(workers)
-        results = pool.imap_unordered(_render, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers))))
+        pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)),
+                                                      mp_context=multiprocessing.get_context('spawn'))
+        results = _pool_results(pool, jobs)
     else:
         pool, results = None, map(_render, jobs)
     try:
@@ -312,11 +392,11 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
                 counts[split]['records'] += 1
         bar.close()
         if pool is not None:
-            pool.close()
+            pool.shutdown(wait=True)
+            pool = None
     finally:
-        if pool is not None:
-            pool.terminate()  # at once on an error or Ctrl-C; no-op after a clean close
-            pool.join()
+        if pool is not None:  # at once on an error or Ctrl-C
+            _stop_pool(pool)
         for ws in writers.values():
             for w in ws:
                 w.close()

@@ -362,6 +362,13 @@ def _readable_prefix(path):
             return
 
 
+def _cache_warning(path, why):
+    """One line on stderr: the cache is ignored and rebuilt (records are verified again)."""
+    import sys
+    print("warning: verification cache {} is {}; ignoring it and verifying again (the cache is "
+          "rebuilt)".format(path, why), file=sys.stderr)
+
+
 class VerifiedCache:
     """Remembers files verified with a given spec, keyed by (real path, size, mtime)."""
 
@@ -371,12 +378,20 @@ class VerifiedCache:
 
     def _load(self):
         if self._data is None:
+            data = {}
             try:
-                with open(self.path) as f:
-                    data = json.load(f)
-                self._data = data if data.get("version") == CACHE_VERSION else {}
-            except (OSError, ValueError):
-                self._data = {}
+                with open(self.path, "rb") as f:
+                    data = json.loads(f.read().decode("utf-8"))
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError too
+                _cache_warning(self.path, "unreadable ({})".format(" ".join(str(err).split())[:120]))
+                data = {}
+            if not (isinstance(data, dict) and isinstance(data.get("files", {}), dict)):
+                _cache_warning(self.path, "not a cache of this program (a JSON {})".format(
+                    type(data).__name__ if data is not None else "null"))
+                data = {}
+            self._data = data if data.get("version") == CACHE_VERSION else {}
             self._data.setdefault("version", CACHE_VERSION)
             self._data.setdefault("files", {})
         return self._data
@@ -389,7 +404,13 @@ class VerifiedCache:
 
     def get(self, path, spec):
         entry = self._load()["files"].get(self._key(path, spec))
-        return None if entry is None else FileSummary.from_json(entry)
+        if entry is None:
+            return None
+        try:
+            return FileSummary.from_json(entry)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            _cache_warning(self.path, "an entry of the wrong shape")
+            return None  # verified again, and the entry rewritten
 
     def put(self, path, spec, summary):
         self._load()["files"][self._key(path, spec)] = summary.to_json()

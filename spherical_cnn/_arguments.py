@@ -1,0 +1,74 @@
+"""The commands' argument parsing: ``@file`` expansion and how ``--help`` looks (stdlib only).
+
+Used by the training flags (:mod:`spherical_cnn.params`, a core module) and by
+every command of :mod:`spherical_cnn.cli` (which re-exports these names), so
+that no core module imports the command-line package.
+"""
+import argparse
+import os
+import textwrap
+
+ARGFILE_HELP = (
+    "Arguments can also be read from files: @FILE on the command line is replaced by the "
+    "lines of FILE, one token per line (e.g. '--n_epochs' and '32' on two lines); several "
+    "@FILE arguments and further flags can be combined, later ones win.")
+
+
+def expand_argfiles(tokens, prefix_chars="@", _chain=()):
+    """``tokens`` with every ``@FILE`` replaced by the lines of FILE (one token per line),
+    recursively, as argparse does, but a file that includes itself (directly or through
+    others), an unreadable file or one that is not text is one :class:`UserError` naming it."""
+    from .errors import UserError
+    out = []
+    for token in tokens:
+        if not token or token[0] not in prefix_chars:
+            out.append(token)
+            continue
+        path = token[1:]
+        real = os.path.realpath(path)
+        if real in _chain:
+            names = [p for p in _chain[_chain.index(real):]] + [real]
+            raise UserError("@file {} includes itself ({}); remove the @ line that closes the cycle"
+                            .format(path, " -> ".join(names)))
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise UserError("cannot read @file {}: {}".format(path, err.strerror or err)) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            text = None
+            where = err.start
+        else:
+            where = text.find("\0")
+        if text is None or where >= 0:
+            raise UserError("@file {} is not a text file (binary data at byte {}); an @file holds "
+                            "flags, one token per line".format(path, where))
+        out.extend(expand_argfiles(text.splitlines(), prefix_chars, _chain + (real,)))
+    return out
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose ``@file`` expansion detects cycles and names bad files
+    (:func:`expand_argfiles`) instead of a RecursionError or UnicodeDecodeError."""
+
+    def _read_args_from_files(self, arg_strings):
+        return expand_argfiles(arg_strings, self.fromfile_prefix_chars)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks and appends each flag's default.
+
+    Switches (default False) and flags without a default show none.
+    """
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def epilog(*paragraphs):
+    """Paragraphs wrapped for the end of ``--help`` (the description keeps its own layout)."""
+    return "\n\n".join(textwrap.fill(p, 79) for p in paragraphs)
