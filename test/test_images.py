@@ -264,6 +264,7 @@ def test_deb_source_and_atomic_output(tmp_path, monkeypatch):
     out = str(tmp_path / "out")
     made = images.build_from_source(str(deb), out, input_res=8, n_val=0, progress=False)
     assert made["classes"] == ["0", "1", "2"] and made["counts"]["test"]["records"] == N_TEST
+    assert made["input"] == deb.name
     assert made["source"]["train_images"]["file"] == "train-images-idx3-ubyte.gz"
 
     # interrupted while writing: the old dataset stays, nothing half-written is left

@@ -61,6 +61,8 @@ def build_parser():
     p.add_argument("--test_accuracy", type=float, default=None,
                    help="full test-set accuracy (default: from results.json or study_run.json)")
     p.add_argument("--test_set", default=None, help="what the test accuracy was measured on")
+    p.add_argument("--classes", default=None,
+                   help="class names, comma-separated, or 'fashion-mnist' (default: the run's classes.txt)")
     p.add_argument("--images", default=None, metavar="SOURCE",
                    help="image models: the image set's .deb or IDX folder (raw test images for the subset)")
     p.add_argument("--subset_size", type=int, default=None,
@@ -190,6 +192,15 @@ def main(argv=None):
         shutil.copy(classes, os.path.join(stage, "classes.txt"))
         with open(os.path.join(stage, "classes.txt")) as f:
             class_names = [l.strip() for l in f if l.strip()]
+        if a.classes:
+            from spherical_cnn.data import images
+            names = list(images.FASHION_MNIST_CLASSES) if a.classes == "fashion-mnist" else \
+                [c.strip() for c in a.classes.split(",") if c.strip()]
+            if len(names) != len(class_names):
+                raise UserError("--classes names {} classes, the model has {}".format(len(names), len(class_names)))
+            class_names = names
+            with open(os.path.join(stage, "classes.txt"), "w") as f:
+                f.write("".join(c + "\n" for c in class_names))
         acc, test_set, all_tests = test_figures(logdir)
         if a.test_accuracy is not None:
             acc = a.test_accuracy

@@ -169,9 +169,11 @@ def extract_deb(deb, dest):
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
             members = [m for m in tar.getmembers() if m.isfile() and IDX_NAME.match(os.path.basename(m.name))]
             for m in members:
-                src = tar.extractfile(m)
-                with open(os.path.join(dest, os.path.basename(m.name)), "wb") as out:
-                    shutil.copyfileobj(src, out)
+                # keep the package's folder name (e.g. fashion-mnist/): it names the class set
+                folder = os.path.join(dest, os.path.basename(os.path.dirname(m.name)) or "idx")
+                os.makedirs(folder, exist_ok=True)
+                with open(os.path.join(folder, os.path.basename(m.name)), "wb") as out:
+                    shutil.copyfileobj(tar.extractfile(m), out)
     except tarfile.ReadError:
         if not shutil.which("dpkg-deb"):
             raise UserError("{}: cannot read its {} (compression not supported here, and dpkg-deb "
@@ -479,6 +481,7 @@ def build_from_source(source, out_dir, explicit=None, log=print, **kwargs):
     with tempfile.TemporaryDirectory(prefix="spherical-images-") as tmp:
         paths = resolve_source(source, tmp, explicit, log=log)
         extra = dict(kwargs.pop("extra_manifest", None) or {})
-        extra.setdefault("input", "download ({})".format(PACKAGE) if source is None and not explicit
+        given = any((explicit or {}).values())
+        extra.setdefault("input", "download ({})".format(PACKAGE) if source is None and not given
                          else os.path.basename(os.path.abspath(source)) if source else "IDX files")
         return build(paths, out_dir, extra_manifest=extra, **kwargs)
