@@ -482,6 +482,11 @@ def spherical_args(cfg, dset_dir, logdir, seed=0, more=()):
     tokens += ["--dset", "from_cached_tfrecords", "--dset_dir", dset_dir, "--logdir", logdir,
                "--input_res", str(cfg.input_res), "--seed", str(seed), "--skip_val",
                "--from_scratch", "--no_export", "--progress", "none", "--tensorboard_histograms", "0"]
+    if getattr(cfg, "images", None):  # the image set's own number of classes (MNIST-format sets vary)
+        from ..datasets import read_class_names
+        names = read_class_names(dset_dir)
+        if names:
+            tokens += ["--n_classes", str(len(names))]
     tokens += list(cfg.extra_flags) + list(more)
     return params.parse(tokens)
 
