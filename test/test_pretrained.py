@@ -77,3 +77,41 @@ def test_predict_pretrained_image_files(tmp_path, capsys):
     assert [r.split(": ", 1)[1].split(" (")[0] for r in rows] == [names[k] for k in want]
     status = errors.run_cli(predict.main, ["--pretrained", "fashion-mnist", "--images", str(tmp_path / "img.npy")])
     assert status == 0 and ": {} (".format(names[want[0]]) in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ship_pretrained_tool(tmp_path):
+    """tools/ship_pretrained.py on a tiny run: copied (train.py export) or exported from the
+    'final' checkpoint (a study run has no model.keras); the subset's stated accuracy reproduces."""
+    import importlib.util
+    import shutil
+    from spherical_cnn import training
+    from test_training import TINY_MODEL, write_records
+    dset_dir = write_records(str(tmp_path / "records"))
+    logdir = str(tmp_path / "run")
+    training.run(TINY_MODEL + ["--dset_dir", dset_dir, "--logdir", logdir, "--n_epochs", "2"])
+    spec = importlib.util.spec_from_file_location("ship", os.path.join(ROOT, "tools", "ship_pretrained.py"))
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    dest = tmp_path / "pretrained"
+    dest.mkdir()
+    assert errors.run_cli(ship.main, [logdir, "tiny", "--dest", str(dest), "--subset_size", "10",
+                                      "--revision", "0" * 40, "--command", "train tiny"]) == 0
+    meta = json.load(open(dest / "tiny" / "meta.json"))
+    assert meta["subset"]["kind"] == "records" and meta["subset"]["n"] == 10
+    assert meta["test_accuracy"] == json.load(open(os.path.join(logdir, "results.json")))["test"]
+    assert sorted(os.listdir(dest / "tiny")) == ["classes.txt", "flags.yaml", "meta.json", "model.keras",
+                                                 "subset.tfrecord"]
+    assert "logdir: ." in open(dest / "tiny" / "flags.yaml").read()
+    acc, n = pretrained.evaluate(str(dest / "tiny"))
+    assert (acc, n) == (meta["subset"]["accuracy"], 10)
+
+    os.remove(os.path.join(logdir, "model.keras"))  # as a study run: exported from 'final'
+    assert errors.run_cli(ship.main, [logdir, "tiny", "--dest", str(dest), "--subset_size", "10",
+                                      "--revision", "0" * 40, "--command", "x"]) == 2  # exists
+    assert errors.run_cli(ship.main, [logdir, "tiny", "--dest", str(dest), "--subset_size", "10",
+                                      "--revision", "0" * 40, "--command", "x", "--overwrite"]) == 0
+    again = json.load(open(dest / "tiny" / "meta.json"))
+    assert again["subset"]["accuracy"] == meta["subset"]["accuracy"]
+    assert [f for f in os.listdir(dest) if f.startswith(".ship")] == []
+    shutil.rmtree(tmp_path / "records")

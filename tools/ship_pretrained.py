@@ -11,8 +11,8 @@ rotation study (exported here from its 'final' checkpoint). Written: model.keras
 flags.yaml (paths made relative), classes.txt, meta.json (command, revision, test
 accuracy, the fixed test subset and its accuracy) and the subset's data:
 
-- built-in synthetic set (--dset synthetic): no data, the subset (first
-  --subset_size test meshes per class... see --n_per_class) is regenerated;
+- built-in synthetic set (--dset synthetic): no data, the subset (the first
+  --n_per_class test meshes of each class, all their test rotations) is regenerated;
 - image models (2-channel float32 records): the first --subset_size raw test
   images from --images SOURCE (.deb or folder of IDX files), projected as the
   training set was (its manifest gives rotation and seed);
@@ -186,12 +186,13 @@ def main(argv=None):
         else:
             args = export_from_checkpoint(logdir, os.path.join(stage, "model.keras"))
         relative_flags(os.path.join(logdir, training.FLAGS_FILE), os.path.join(stage, "flags.yaml"), a.name)
-        classes = os.path.join(logdir, training.CLASSES_FILE)
-        if not os.path.exists(classes):
-            classes = os.path.join(args.dset_dir, "classes.txt")
-        shutil.copy(classes, os.path.join(stage, "classes.txt"))
-        with open(os.path.join(stage, "classes.txt")) as f:
-            class_names = [l.strip() for l in f if l.strip()]
+        classes = [p for p in (os.path.join(logdir, training.CLASSES_FILE),
+                               os.path.join(args.dset_dir, "classes.txt")) if os.path.exists(p)]
+        if classes:
+            with open(classes[0]) as f:
+                class_names = [l.strip() for l in f if l.strip()]
+        else:  # as predict names them without a classes.txt
+            class_names = ["class {}".format(i) for i in range(args.n_classes)]
         if a.classes:
             from spherical_cnn.data import images
             names = list(images.FASHION_MNIST_CLASSES) if a.classes == "fashion-mnist" else \
@@ -199,8 +200,8 @@ def main(argv=None):
             if len(names) != len(class_names):
                 raise UserError("--classes names {} classes, the model has {}".format(len(names), len(class_names)))
             class_names = names
-            with open(os.path.join(stage, "classes.txt"), "w") as f:
-                f.write("".join(c + "\n" for c in class_names))
+        with open(os.path.join(stage, "classes.txt"), "w") as f:
+            f.write("".join(c + "\n" for c in class_names))
         acc, test_set, all_tests = test_figures(logdir)
         if a.test_accuracy is not None:
             acc = a.test_accuracy
@@ -225,7 +226,6 @@ def main(argv=None):
                 "shipped": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "shipped_by": "tools/ship_pretrained.py", "subset": subset}
         if subset["kind"] == "images":
-            meta["image_shape"] = [28, 28]
             import numpy as np
             with np.load(os.path.join(stage, subset["file"])) as d:
                 meta["image_shape"] = list(d["images"].shape[1:])
