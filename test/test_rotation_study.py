@@ -365,3 +365,70 @@ def test_quick_study(tmp_path):
     for l in res_eq["variants"]["spectral, sep, linear"]["layers"]:
         assert l["so3"] < 1e-5
     assert os.path.getsize(tmp_path / "equivariance.png") > 1000
+
+
+# --------------------------------------------------------------------------- image study
+
+def test_image_study_regimes_tables_and_config(tmp_path):
+    def run(acc_nr, acc_r, seconds):
+        r = _fake_run(acc_nr, acc_r, seconds)
+        r["test"] = {"nr": r["test"]["z"], "r": r["test"]["so3"]}
+        return r
+    runs = {0: {"nr": run(0.9, 0.5, 10.0), "r": run(0.8, 0.78, 20.0)},
+            1: {"nr": run(0.8, 0.3, 12.0), "r": run(0.82, 0.8, 22.0)}}
+    m = rs.summarize(rs.MODELS["planar"], runs, rs.IMAGE_REGIMES)
+    assert list(m["summary"]) == ["NR/NR", "R/R", "NR/R", "R/NR"]
+    assert m["summary"]["NR/R"]["accuracy"]["mean"] == pytest.approx(0.4)
+    results = {"seeds": [0, 1], "models": {"planar": m}, "regimes": list(m["summary"]),
+               "regime_pairs": [list(p) for p in rs.IMAGE_REGIMES]}
+    table = rs.format_table(results)
+    assert "| model | NR/NR (%) | R/R (%) | NR/R (%) | R/NR (%) | params | train time (NR / R) |" in table
+    assert "| planar CNN | 85.0 ± 7.1 | 79.0 ± 1.4 | 40.0 ± 14.1 | 81.0 ± 1.4 | 1,234 | 11 s / 21 s |" in table
+    assert "test images (%)" in table
+    rs.write_outputs(json.loads(json.dumps(results)), str(tmp_path))  # as read back from results.json
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["regime"], r["train"], r["test"]) for r in rows] == [
+        ("NR/NR", "nr", "nr"), ("R/R", "r", "r"), ("NR/R", "nr", "r"), ("R/NR", "r", "nr")]
+
+    a = cli.build_parser().parse_args(["--images", "some.deb", "--n_train_images", "100", "--out", str(tmp_path)])
+    cfg = cli.make_config(a)
+    assert cfg.images == "some.deb" and cfg.n_train_images == 100 and cfg.n_test_rotations == 1
+    assert [os.path.basename(p) for p in cfg.params_files] == ["model-32.txt", "fmnist-32.txt", "training-cpu.txt"]
+    assert rs.dataset_dirs(cfg, "plain") == {m: os.path.join(str(tmp_path), "data", "images", m) for m in ("nr", "r")}
+    with pytest.raises(errors.UserError, match="not both"):
+        cli.make_config(cli.build_parser().parse_args(["--images", "x.deb", "--mesh_root", "m"]))
+
+
+@pytest.mark.slow
+def test_quick_image_study(tmp_path):
+    """The image study end to end on a tiny MNIST-format set written here."""
+    import gzip
+    from spherical_cnn.data import images
+    rng = np.random.default_rng(0)
+    src = tmp_path / "idx"
+    src.mkdir()
+    for name, arr in (("train-images-idx3-ubyte.gz", rng.integers(0, 256, (40, 8, 8))),
+                      ("train-labels-idx1-ubyte.gz", np.arange(40) % 3),
+                      ("t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (12, 8, 8))),
+                      ("t10k-labels-idx1-ubyte.gz", np.arange(12) % 3)):
+        images.write_idx(str(src / name), arr)
+    out = tmp_path / "study"
+    a = cli.build_parser().parse_args(["--quick", "--images", str(src), "--out", str(out),
+                                       "--models", "spherical-spectral,planar", "--n_train_images", "30",
+                                       "--n_test_images", "12"])
+    cfg = cli.make_config(a)
+    cfg.quiet = True
+    res = rs.run_study(cfg, log=None)
+    regimes = ["NR/NR", "R/R", "NR/R", "R/NR"]
+    assert res["regimes"] == regimes
+    made = {m: json.load(open(out / "data" / "images" / m / "manifest.json")) for m in ("nr", "r")}
+    assert made["nr"]["protocol"]["rotation"] == "NR" and made["r"]["protocol"]["rotation"] == "R"
+    assert made["nr"]["counts"] == made["r"]["counts"] and made["r"]["counts"]["test"]["records"] == 12
+    for m in res["models"].values():
+        assert list(m["summary"]) == regimes
+        assert m["seeds"]["0"]["regimes"]["NR/R"]["n_meshes"] == 12  # one row per test image
+    run = rs.load_run(rs.run_dir(cfg, "planar", 0, "nr"))["result"]
+    assert run["predictions"]["r"]["fname"] == ["test/{:05d}".format(i) for i in range(12)]
+    table = open(out / "table.md").read()
+    assert "| NR/NR (%) | R/R (%) | NR/R (%) | R/NR (%) |" in table

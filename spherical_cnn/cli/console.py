@@ -23,6 +23,11 @@ def make_dataset():
     return _run("make_dataset")
 
 
+def make_images():
+    """``spherical-cnn-make-images``: an MNIST-format image set -> spherical TFRecord dataset."""
+    return _run("make_images")
+
+
 def predict():
     """``spherical-cnn-predict``: classify records or meshes with a trained model."""
     return _run("predict")

@@ -1,12 +1,16 @@
-"""Classify records or meshes with a model exported by spherical-cnn-train.
+"""Classify records, meshes or images with a model exported by spherical-cnn-train or a
+model shipped with the package.
 
+    spherical-cnn-predict --list_pretrained
+    spherical-cnn-predict --pretrained synthetic --meshes examples/chair.off --top_k 3
+    spherical-cnn-predict --pretrained fashion-mnist --images shoe.png --invert --top_k 3
     spherical-cnn-predict --logdir logs/synthetic --meshes examples/chair.off examples/mug.off --top_k 3
     spherical-cnn-predict --logdir logs/synthetic --records data/synthetic-32/test_000.tfrecord
     spherical-cnn-predict --logdir logs/synthetic --records data/synthetic-32/test_000.tfrecord \\
         --aggregate vote
 
-Reads LOGDIR/model.keras and the flags saved with it (resolution, dtype,
---mag_ang) and prints the top classes with their probabilities: one row per
+Reads LOGDIR/model.keras (or the shipped model NAME, docs/pretrained.md) and the
+flags saved with it (resolution, dtype, --mag_ang) and prints the top classes with their probabilities: one row per
 mesh, or per record ("FNAME rot IDROT" when the records name their mesh and
 rotation). With --aggregate, the rotations of one mesh (records with the same
 fname) are combined into one prediction: "vote" takes the class most of them
@@ -14,7 +18,13 @@ predict (ties: the higher mean probability), "mean" averages their
 probabilities. For labelled records the accuracy is printed at the end, per
 record or, with --aggregate, per mesh.
 
-A mesh or record that cannot be read is reported as one line naming the file
+Images (PNG, JPEG, ... read as greyscale, or .npy 2-D arrays: uint8, or floats in
+[0, 1]) are resized to the training images' size (28 x 28 for Fashion-MNIST) and
+projected onto the sphere as spherical-cnn-make-images does (NR, not rotated).
+Fashion-MNIST shows light objects on black: pass --invert for dark objects on a
+light background (a photo or a drawing).
+
+A mesh, image or record that cannot be read is reported as one line naming the file
 (and record) and skipped; the exit status is then 1.
 """
 import os
@@ -29,11 +39,18 @@ AGGREGATES = ("none", "vote", "mean")
 def build_parser():
     p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
                               fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
-    p.add_argument("--logdir", required=True, help="log directory of a finished training run")
-    src = p.add_mutually_exclusive_group(required=True)
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--logdir", help="log directory of a finished training run")
+    model.add_argument("--pretrained", metavar="NAME", help="a model shipped with the package (see --list_pretrained)")
+    p.add_argument("--list_pretrained", action="store_true", help="list the shipped models and exit")
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--records", nargs="+", metavar="FILE",
                      help="TFRecord files in the training data's format")
     src.add_argument("--meshes", nargs="+", metavar="FILE", help="mesh files (.off, .obj, .stl, .ply)")
+    src.add_argument("--images", nargs="+", metavar="FILE",
+                     help="greyscale images (PNG, JPEG, ... or .npy) for an image model")
+    p.add_argument("--invert", action="store_true",
+                   help="images: invert the grey levels (dark object on a light background)")
     p.add_argument("--top_k", type=int, default=1, help="how many classes to print per row")
     p.add_argument("--batch", type=int, default=64,
                    help="inputs per forward pass (lower it if memory is short; results do not change)")
@@ -46,6 +63,12 @@ def build_parser():
 def parse_args(argv=None):
     p = build_parser()
     a = p.parse_args(argv)
+    if a.list_pretrained:
+        return a
+    if not (a.logdir or a.pretrained):
+        p.error("give --logdir or --pretrained (or --list_pretrained)")
+    if not (a.records or a.meshes or a.images):
+        p.error("give --records, --meshes or --images")
     if a.top_k < 1:
         p.error("--top_k must be >= 1, got {}".format(a.top_k))
     if a.batch < 1:
@@ -146,6 +169,53 @@ def mesh_rows(paths, args, report):
     return rows
 
 
+# ---------------------------------------------------------------- images
+def is_image_model(args):
+    """Image models read 2 real channels (image, support) of spherical_cnn.data.images."""
+    return not args.mag_ang and int(args.nchannels) == 2
+
+
+def read_image(path, shape, invert=False):
+    """A greyscale image as floats in [0, 1], resized to ``shape`` (H, W)."""
+    import numpy as np
+    if path.lower().endswith(".npy"):
+        a = np.load(path, allow_pickle=False)
+        if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
+            a = a[..., :3].mean(-1) if a.shape[-1] >= 3 else a[..., 0]
+        if a.ndim != 2:
+            raise ValueError("{}: expected a 2-D greyscale array, got shape {}".format(path, a.shape))
+        a = a.astype(np.float64) / (255.0 if a.dtype == np.uint8 or a.max() > 1 else 1.0)
+        from PIL import Image
+        img = Image.fromarray(np.clip(a * 255, 0, 255).astype(np.uint8))
+    else:
+        from PIL import Image, UnidentifiedImageError
+        try:
+            img = Image.open(path)
+            img.load()
+        except UnidentifiedImageError:
+            raise ValueError("{}: not an image file PIL can read".format(path)) from None
+        img = img.convert("L")
+    if img.size != (shape[1], shape[0]):
+        img = img.resize((shape[1], shape[0]), Image.BILINEAR)
+    x = np.asarray(img, dtype=np.float64) / 255.0
+    return 1.0 - x if invert else x
+
+
+def image_rows(paths, args, report, shape=(28, 28), invert=False):
+    """Each image projected onto the training resolution's grid (not rotated)."""
+    from ..data import images
+    rows = []
+    for path in paths:
+        try:
+            x = read_image(path, shape, invert)
+        except (OSError, ValueError) as err:
+            text = " ".join(str(err).split()) or type(err).__name__
+            report(text if path in text else "{}: {}".format(path, text))
+            continue
+        rows.append({"x": images.project(x[None], args.input_res)[0], "y": None, "name": path, "group": path})
+    return rows
+
+
 # ---------------------------------------------------------------- prediction
 def softmax(logits):
     import numpy as np
@@ -180,6 +250,11 @@ def aggregate(prob, groups, how):
 def main(argv=None):
     """Predict; exit status 1 if some input failed, 2 for a missing model or bad flags."""
     a = parse_args(argv)
+    if a.list_pretrained:
+        from .. import pretrained
+        lines = pretrained.describe()
+        print("\n".join(lines) if lines else "no pretrained model is shipped with this installation")
+        return 0
     common.quiet_tensorflow(a.verbose)
     import numpy as np
     from ..datasets import to_model_input
@@ -191,8 +266,24 @@ def main(argv=None):
         print("{}: error: {}".format(os.path.basename(sys.argv[0]) or "predict", message),
               file=sys.stderr, flush=True)
 
-    args, model, names = load(a.logdir)
-    rows = record_rows(a.records, args, report) if a.records else mesh_rows(a.meshes, args, report)
+    shape = (28, 28)
+    if a.pretrained:
+        from .. import pretrained
+        folder = pretrained.model_dir(a.pretrained)
+        shape = tuple(pretrained.meta(a.pretrained).get("image_shape", shape))
+    else:
+        folder = a.logdir
+    args, model, names = load(folder)
+    what = "images" if is_image_model(args) else "meshes"
+    if (a.images and what != "images") or (a.meshes and what != "meshes"):
+        raise UserError("{} was trained on {}: give --{} (or a model trained on {})".format(
+            a.pretrained or a.logdir, what, what, "images" if a.images else "meshes"))
+    if a.records:
+        rows = record_rows(a.records, args, report)
+    elif a.meshes:
+        rows = mesh_rows(a.meshes, args, report)
+    else:
+        rows = image_rows(a.images, args, report, shape, a.invert)
     if rows:
         x = np.asarray(to_model_input(np.stack([r["x"] for r in rows]), args.mag_ang))
         logits = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + a.batch])["logits"])

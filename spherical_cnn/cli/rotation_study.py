@@ -5,6 +5,16 @@
   spherical-cnn-rotation-study --models spherical-cwap,planar --seeds 0
   spherical-cnn-rotation-study --mesh_root ~/data/ModelNet10 --input_res 64 \\
       --params params/model-64.txt params/m40-64.txt params/training.txt --flags --n_classes 10
+  spherical-cnn-rotation-study --images dataset-fashion-mnist_*.deb --n_train_images 4000 \\
+      --n_test_images 2000 --models planar,spherical-spectral-aa --out logs/fmnist-study \\
+      --flags --n_epochs 6 --learning_rate "{0: 0.001, 5: 0.0002}"    # ~66 min on 2 shared cores
+
+With --images (an MNIST-format image set: its .deb, a folder holding the IDX
+files, or "download" for apt-get download dataset-fashion-mnist) the study
+follows the spherical MNIST protocol instead: the images are projected onto the
+sphere not rotated (NR) and rotated (R, one uniform rotation per image), each
+model is trained on both and tested on both: NR/NR, R/R, NR/R and R/NR
+(spherical_cnn/data/images.py; default params model-32, fmnist-32, training-cpu).
 
 Every model is trained on z- and on SO(3)-rotated data once per seed and tested
 on both test sets: accuracy, consistency over rotations (test meshes predicted
@@ -43,9 +53,16 @@ def build_parser():
                    help="tiny dataset and model, 2 epochs, seed 0 only (smoke test)")
     p.add_argument("--mesh_root", default=None,
                    help="ModelNet-style mesh tree <class>/{train,test}/<mesh> (default: built-in synthetic shapes)")
-    p.add_argument("--params", nargs="+", default=list(rs.DEFAULT_PARAMS),
+    p.add_argument("--params", nargs="+", default=None,
                    help="flag files of the spherical model (default: the installed model-32, "
-                        "synthetic-32 and training-cpu)")
+                        "synthetic-32 and training-cpu; with --images fmnist-32 instead of synthetic-32)")
+    p.add_argument("--images", default=None, metavar="SOURCE",
+                   help="image study on an MNIST-format set: a .deb, a folder with its IDX files, or "
+                        "'download' (apt-get download dataset-fashion-mnist)")
+    p.add_argument("--n_train_images", type=int, default=None,
+                   help="train images (the first ones of the file; default all but --n_val_images)")
+    p.add_argument("--n_val_images", type=int, default=0, help="validation images (after the train ones)")
+    p.add_argument("--n_test_images", type=int, default=None, help="test images (the first ones; default all)")
     p.add_argument("--flags", nargs=argparse.REMAINDER, default=[],
                    help="more training flags for all models, e.g. --flags --n_epochs 8 (must come last)")
     p.add_argument("--input_res", type=int, default=None, help="grid size n (default 32; 16 with --quick)")
@@ -74,7 +91,16 @@ def make_config(a):
     from ..studies import rotation_study as rs
     cfg = rs.quick_config(a.out) if a.quick else rs.StudyConfig(out_dir=a.out)
     cfg.mesh_root = a.mesh_root
-    cfg.params_files = tuple(a.params)
+    if a.images and a.mesh_root:
+        raise UserError("give --images or --mesh_root, not both")
+    if a.images:
+        cfg.images = a.images
+        cfg.n_val_images = a.n_val_images
+        cfg.n_train_images = a.n_train_images or (200 if a.quick else None)
+        cfg.n_test_images = a.n_test_images or (100 if a.quick else None)
+        if a.n_test_rotations is None:
+            cfg.n_test_rotations = 1  # the protocol: one rotation per test image
+    cfg.params_files = tuple(a.params or (rs.IMAGE_PARAMS if a.images else rs.DEFAULT_PARAMS))
     cfg.extra_flags = tuple(cfg.extra_flags) + tuple(a.flags)
     for key in ("input_res", "n_rotations", "n_test_rotations", "workers"):
         if getattr(a, key) is not None:
@@ -122,6 +148,6 @@ def main(argv=None):
         print(rs.format_table(results))
         print()
         print("wrote {}".format(", ".join(os.path.join(cfg.out_dir, f) for f in rs.OUTPUT_FILES)))
-    if not a.no_equivariance:
+    if not a.no_equivariance and not cfg.images:
         run_equivariance(cfg, a.quick)
     return 0

@@ -37,6 +37,16 @@ A run whose key matches and that has a result is reused without training; one
 without a result resumes from its ``latest`` checkpoint; any other is trained
 from scratch.
 
+Image sets (``cfg.images``: the IDX files of an MNIST-format set, e.g. Fashion-MNIST,
+as a ``.deb``, a folder or None to download it; :mod:`spherical_cnn.data.images`):
+the spherical MNIST protocol instead of meshes. The same images are projected
+onto the sphere twice, ``<out>/data/images/nr`` (not rotated) and
+``<out>/data/images/r`` (one uniformly random rotation per image and rotation
+index); each model is trained on both and tested on both: regimes NR/NR, R/R,
+NR/R (the protocol's) and R/NR. Records name the image (``fname`` =
+``test/<index>``) and the rotation (``idrot``), so the invariance measures work
+as for meshes (with one test rotation per image consistency is trivially 100 %).
+
 Outputs in ``<out>`` (see :func:`write_outputs`): ``results.json``,
 ``results.csv`` (mean and std over seeds), ``results_per_seed.csv``,
 ``table.md`` and ``rotation_study.png``.
@@ -61,7 +71,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ROTATIONS = ("z", "so3")
 # (train rotations, test rotations), in table order
 REGIMES = (("z", "z"), ("so3", "so3"), ("z", "so3"), ("so3", "z"))
-LABELS = {"z": "z", "so3": "SO(3)", "none": "none"}
+# the image study (spherical MNIST protocol): not rotated / rotated
+IMAGE_ROTATIONS = ("nr", "r")
+IMAGE_REGIMES = (("nr", "nr"), ("r", "r"), ("nr", "r"), ("r", "nr"))
+IMAGE_PROTOCOL = {"nr": "NR", "r": "R"}  # -> spherical_cnn.data.images.build(rotation=...)
+LABELS = {"z": "z", "so3": "SO(3)", "none": "none", "nr": "NR", "r": "R"}
 # measures per (model, regime, seed), averaged over seeds; fractions in [0, 1]
 METRICS = ("accuracy", "consistency", "spread_std", "spread_range")
 RUN_FILE = "study_run.json"
@@ -119,7 +133,30 @@ EQUIVARIANCE_SOURCES = {"wap": "spherical-wap", "cwap": "spherical-cwap", "spect
 
 DEFAULT_PARAMS = tuple(os.path.join(PARAMS_DIR, name) for name in (
     "model-32.txt", "synthetic-32.txt", "training-cpu.txt"))
+IMAGE_PARAMS = tuple(os.path.join(PARAMS_DIR, name) for name in (
+    "model-32.txt", "fmnist-32.txt", "training-cpu.txt"))
 DEFAULT_SEEDS = (0, 1, 2)
+
+
+def study_rotations(cfg):
+    """The rotation kinds the datasets are built with: z/so3 (meshes) or nr/r (images)."""
+    return IMAGE_ROTATIONS if getattr(cfg, "images", None) else ROTATIONS
+
+
+def study_regimes(cfg):
+    """(train, test) pairs of the study, in table order."""
+    return IMAGE_REGIMES if getattr(cfg, "images", None) else REGIMES
+
+
+def result_regimes(results):
+    """(train, test) pairs of a results dict (meshes: :data:`REGIMES`)."""
+    pairs = results.get("regime_pairs")
+    return tuple(tuple(p) for p in pairs) if pairs else REGIMES
+
+
+def result_rotations(results):
+    """Rotation kinds of a results dict, in order."""
+    return tuple(dict.fromkeys(t for t, _ in result_regimes(results)))
 
 
 def regime_label(train, test):
@@ -153,6 +190,13 @@ class StudyConfig:
         seeds: training seeds; each (model, train rotations) is trained once per seed.
         models: names from :data:`MODEL_TABLE`; None for every variant this version supports.
         rebuild: rebuild the datasets even when a matching one exists.
+        images: an image set's IDX files (a ``.deb``, a folder, or ``"download"`` to fetch
+            the Fashion-MNIST package with apt-get): the image study instead of meshes.
+        image_files: ``{role: path}`` of IDX files given one by one (roles of
+            :data:`spherical_cnn.data.images.ROLES`).
+        n_train_images, n_test_images: subset sizes (first images of each file; None: all
+            but the validation images / all); n_val_images: validation images (after the
+            train ones).
     """
     out_dir: str = "logs/rotation_study"
     mesh_root: str = None
@@ -170,6 +214,11 @@ class StudyConfig:
     models: tuple = None
     rebuild: bool = False
     quiet: bool = False
+    images: str = None
+    image_files: dict = None
+    n_train_images: int = None
+    n_val_images: int = 0
+    n_test_images: int = None
 
 
 def quick_config(out_dir):
@@ -255,8 +304,43 @@ def select_models(requested, flags=None, options=None):
 # --------------------------------------------------------------------------- datasets
 
 def dataset_dirs(cfg, data):
-    """``{'z': dir, 'so3': dir}`` of dataset variant ``data``."""
-    return {mode: os.path.join(cfg.out_dir, "data", data, mode) for mode in ROTATIONS}
+    """``{'z': dir, 'so3': dir}`` of dataset variant ``data`` (images: ``{'nr': dir, 'r': dir}``)."""
+    if getattr(cfg, "images", None):
+        data = "images"
+    return {mode: os.path.join(cfg.out_dir, "data", data, mode) for mode in study_rotations(cfg)}
+
+
+def _image_spec(cfg, mode):
+    source = cfg.images if cfg.images in (None, "download") else os.path.abspath(cfg.images)
+    return {"images": source, "image_files": {k: os.path.abspath(v) for k, v in
+                                              sorted((cfg.image_files or {}).items()) if v},
+            "input_res": cfg.input_res, "rotation": IMAGE_PROTOCOL[mode],
+            "n_train": cfg.n_train_images, "n_val": cfg.n_val_images, "n_test": cfg.n_test_images,
+            "n_test_rotations": cfg.n_test_rotations, "seed": cfg.seed}
+
+
+def build_image_datasets(cfg, log=print):
+    """Project the image set twice (NR and R) into ``<out>/data/images/{nr,r}``; reuse matching ones."""
+    import tempfile
+    from ..data import images
+    dirs = dataset_dirs(cfg, "images")
+    todo = {m: d for m, d in dirs.items() if cfg.rebuild or not _matches(d, _image_spec(cfg, m))}
+    for m, d in dirs.items():
+        if m not in todo:
+            log("reusing dataset {} ({})".format(d, IMAGE_PROTOCOL[m]))
+    if todo:
+        with tempfile.TemporaryDirectory(prefix="rotation-study-images-") as tmp:
+            source = None if cfg.images == "download" else cfg.images
+            paths = images.resolve_source(source, tmp, cfg.image_files, log=log)
+            for m, d in todo.items():
+                log("building dataset {} ({}, res {}) ...".format(d, IMAGE_PROTOCOL[m], cfg.input_res))
+                images.build(paths, d, rotation=IMAGE_PROTOCOL[m], input_res=cfg.input_res,
+                             n_train=cfg.n_train_images, n_val=cfg.n_val_images, n_test=cfg.n_test_images,
+                             n_rotations=1, n_test_rotations=cfg.n_test_rotations, seed=cfg.seed,
+                             overwrite=True, progress=False,
+                             extra_manifest={"rotation_study": _image_spec(cfg, m)})
+    _check_same_split(list(dirs.values()))
+    return {"plain": dirs}
 
 
 def _dataset_spec(cfg, mode, data):
@@ -298,6 +382,8 @@ def build_datasets(cfg, data_variants=("plain",), log=print):
     same settings is reused (unless ``cfg.rebuild``).
     """
     from ..data import builder
+    if getattr(cfg, "images", None):
+        return build_image_datasets(cfg, log=log)
     out = {}
     for data in data_variants:
         out[data] = dataset_dirs(cfg, data)
@@ -396,6 +482,11 @@ def spherical_args(cfg, dset_dir, logdir, seed=0, more=()):
     tokens += ["--dset", "from_cached_tfrecords", "--dset_dir", dset_dir, "--logdir", logdir,
                "--input_res", str(cfg.input_res), "--seed", str(seed), "--skip_val",
                "--from_scratch", "--no_export", "--progress", "none", "--tensorboard_histograms", "0"]
+    if getattr(cfg, "images", None):  # the image set's own number of classes (MNIST-format sets vary)
+        from ..datasets import read_class_names
+        names = read_class_names(dset_dir)
+        if names:
+            tokens += ["--n_classes", str(len(names))]
     tokens += list(cfg.extra_flags) + list(more)
     return params.parse(tokens)
 
@@ -601,24 +692,27 @@ def run_study(cfg, log=print):
     t_start = time.time()
     dirs = build_datasets(cfg, tuple(dict.fromkeys(v.data for v in variants)), log=log)
     data_seconds = time.time() - t_start
-    input_shape, sph_params = _probe(cfg, next(iter(dirs.values()))["z"])
+    input_shape, sph_params = _probe(cfg, next(iter(next(iter(dirs.values())).values())))
 
+    regimes = study_regimes(cfg)
     results = {"config": _config_dict(cfg), "input_shape": list(input_shape), "seeds": list(seeds),
-               "regimes": list(REGIME_LABELS), "dataset_seconds": data_seconds,
+               "regimes": [regime_label(*r) for r in regimes],
+               "regime_pairs": [list(r) for r in regimes], "dataset_seconds": data_seconds,
                "skipped_models": skipped, "models": {}}
     for v in variants:
         runs = {}
         for seed in seeds:
-            for train_mode in ROTATIONS:
+            for train_mode in study_rotations(cfg):
                 logdir = run_dir(cfg, v.name, seed, train_mode)
                 args = model_args(cfg, v, dirs[v.data][train_mode], logdir, seed, sph_params, input_shape)
                 log("{} seed {} on {} rotations ({} epochs) ...".format(
                     v.name, seed, LABELS[train_mode], args.n_epochs))
                 r = run_once(args, dirs[v.data], quiet=cfg.quiet, log=log)
                 runs.setdefault(seed, {})[train_mode] = r
-                log("  test z {:.4f}, test SO(3) {:.4f}, {:.0f} s".format(
-                    r["test"]["z"]["accuracy"], r["test"]["so3"]["accuracy"], r["train_seconds"]))
-        results["models"][v.name] = summarize(v, runs)
+                log("  {}, {:.0f} s".format(", ".join(
+                    "test {} {:.4f}".format(LABELS[m], r["test"][m]["accuracy"]) for m in study_rotations(cfg)),
+                    r["train_seconds"]))
+        results["models"][v.name] = summarize(v, runs, regimes)
     results["total_seconds"] = time.time() - t_start
     write_outputs(results, cfg.out_dir)
     return results
@@ -642,16 +736,16 @@ def _config_dict(cfg):
 
 # --------------------------------------------------------------------------- summaries
 
-def seed_metrics(run_by_train):
+def seed_metrics(run_by_train, regimes=REGIMES):
     """``{train rotations: run result}`` of one seed -> ``{regime label: metrics}``."""
     out = {}
-    for train, test in REGIMES:
+    for train, test in regimes:
         if train in run_by_train:
             out[regime_label(train, test)] = dict(run_by_train[train]["test"][test])
     return out
 
 
-def summarize(variant, runs):
+def summarize(variant, runs, regime_pairs=REGIMES):
     """One model's entry of ``results['models']``.
 
     Args:
@@ -663,14 +757,14 @@ def summarize(variant, runs):
         :data:`METRICS`); ``train_seconds`` ``{'z' | 'SO(3)': {'mean', 'std', 'values'}}``;
         ``seeds`` ``{seed (str): {'regimes': {regime: metrics}, 'train_seconds': {...}}}``.
     """
-    per_seed = {str(s): {"regimes": seed_metrics(r),
+    per_seed = {str(s): {"regimes": seed_metrics(r, regime_pairs),
                          "train_seconds": {LABELS[k]: v["train_seconds"] for k, v in r.items()}}
                 for s, r in runs.items()}
     regimes = list(next(iter(per_seed.values()))["regimes"])
     summary = {reg: rm.aggregate_seeds([p["regimes"][reg] for p in per_seed.values()], METRICS)
                for reg in regimes}
     secs = {LABELS[m]: rm.mean_std([r[m]["train_seconds"] for r in runs.values()])
-            for m in ROTATIONS if all(m in r for r in runs.values())}
+            for m in dict.fromkeys(t for t, _ in regime_pairs) if all(m in r for r in runs.values())}
     any_run = next(iter(next(iter(runs.values())).values()))
     return {"label": variant.label, "data": variant.data, "flags": dict(variant.flags),
             "n_params": any_run["n_params"], "nfilters": any_run["nfilters"],
@@ -695,25 +789,28 @@ def _cell(model, regime, metric, digits=1):
 def accuracy_rows(results):
     """Rows ``[model, accuracy per regime (%), params, train time]`` as strings."""
     rows = []
+    labels = [regime_label(*r) for r in result_regimes(results)]
     for m in results["models"].values():
-        cells = [m["label"]] + [_cell(m, r, "accuracy") for r in REGIME_LABELS]
+        cells = [m["label"]] + [_cell(m, r, "accuracy") for r in labels]
         cells.append("{:,}".format(m["n_params"]))
         secs = m["train_seconds"]
-        cells.append(" / ".join("{:.0f} s".format(secs[k]["mean"]) for k in ("z", "SO(3)") if k in secs))
+        cells.append(" / ".join("{:.0f} s".format(secs[LABELS[k]]["mean"]) for k in result_rotations(results)
+                                if LABELS[k] in secs))
         rows.append(cells)
     return rows
 
 
 def consistency_rows(results):
     """Rows ``[model, consistency per regime (%)]`` as strings."""
-    return [[m["label"]] + [_cell(m, r, "consistency") for r in REGIME_LABELS]
+    labels = [regime_label(*r) for r in result_regimes(results)]
+    return [[m["label"]] + [_cell(m, r, "consistency") for r in labels]
             for m in results["models"].values()]
 
 
 def spread_rows(results):
     """Rows ``[model, 'std / max-min' of the per-rotation accuracy per regime (points)]``."""
     return [[m["label"]] + ["{} / {}".format(_cell(m, r, "spread_std"), _cell(m, r, "spread_range"))
-                            for r in REGIME_LABELS]
+                            for r in [regime_label(*p) for p in result_regimes(results)]]
             for m in results["models"].values()]
 
 
@@ -730,17 +827,19 @@ def _seeds_text(results):
 
 def format_table(results):
     """Markdown: accuracy, consistency and spread tables (train/test columns), each under a title."""
-    regimes = list(REGIME_LABELS)
+    regimes = [regime_label(*r) for r in result_regimes(results)]
     n_rot = _n_test_rotations(results)
+    what = "meshes" if result_regimes(results) == REGIMES else "images"
     parts = [
         ["Test accuracy (%), {}:".format(_seeds_text(results)), ""] + _markdown(
-            ["model"] + ["{} (%)".format(r) for r in regimes] + ["params", "train time (z / SO(3))"],
+            ["model"] + ["{} (%)".format(r) for r in regimes] + ["params", "train time ({})".format(
+                " / ".join(LABELS[k] for k in result_rotations(results)))],
             accuracy_rows(results)),
-        ["Consistency over rotations: test meshes (%) classified the same under all {} of their "
-         "test rotations, {}:".format(n_rot, _seeds_text(results)), ""] + _markdown(
+        ["Consistency over rotations: test {} (%) classified the same under all {} of their "
+         "test rotations, {}:".format(what, n_rot, _seeds_text(results)), ""] + _markdown(
             ["model"] + regimes, consistency_rows(results)),
         ["Spread of accuracy across test rotations (percentage points): std / max - min over the "
-         "rotation index r of the accuracy on the r-th rotation of every test mesh, {}:".format(
+         "rotation index r of the accuracy on the r-th rotation of every test {}, {}:".format(what[:-1],
              _seeds_text(results)), ""] + _markdown(["model"] + regimes, spread_rows(results)),
     ]
     return "\n\n".join("\n".join(p) for p in parts)
@@ -769,7 +868,7 @@ def summary_csv_rows(results):
     """Rows of ``results.csv`` (columns :data:`SUMMARY_COLUMNS`): one per (model, regime)."""
     rows = []
     for name, m in results["models"].items():
-        for train, test in REGIMES:
+        for train, test in result_regimes(results):
             reg = regime_label(train, test)
             if reg not in m["summary"]:
                 continue
@@ -788,7 +887,7 @@ def per_seed_csv_rows(results):
     for name, m in results["models"].items():
         for seed, p in m["seeds"].items():
             for reg, v in p["regimes"].items():
-                train = LABELS[next(t for t, s in REGIMES if regime_label(t, s) == reg)]
+                train = LABELS[next(t for t, s in result_regimes(results) if regime_label(t, s) == reg)]
                 rows.append([name, seed, reg] + [_num(v[k]) for k in PER_SEED_COLUMNS[3:9]]
                             + [" ".join("{:.4f}".format(a) for a in v["per_rotation_accuracy"]),
                                _num(p["train_seconds"].get(train), "{:.1f}")])
@@ -826,7 +925,7 @@ def write_outputs(results, out_dir):
 
 def _bars(ax, results, metric, ylabel):
     """Grouped bars of ``metric`` (percent): groups = regimes, bars = models, error bars = std over seeds."""
-    regimes = list(REGIME_LABELS)
+    regimes = [regime_label(*r) for r in result_regimes(results)]
     names = list(results["models"])
     width = 0.8 / max(1, len(names))
     xs = np.arange(len(regimes))

@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Accuracy on the R test set of an image rotation study, by where each test image's rotation puts
+the image centre (polar angle of R @ (0, 0, -1); 180 deg = the south pole, where NR images sit).
+
+  python tools/image_study_by_latitude.py logs/fmnist-study
+
+Reads <study>/data/images/r/test_000.tfrecord (the rotations) and every run's study_run.json
+(per-image predictions on the R test set); prints a markdown table, mean over the seeds.
+"""
+import json, os, sys
+import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from spherical_cnn.data import records, rotations
+study = sys.argv[1]
+recs = [records.decode_example(r) for r in records.iter_records(os.path.join(study, "data/images/r/test_000.tfrecord"))]
+q = np.stack([r["rotation"] for r in recs]).astype(np.float64)
+centre = rotations.quaternion_to_matrix(q) @ np.array([0, 0, -1.0])
+polar = np.degrees(np.arccos(np.clip(centre[:, 2], -1, 1)))
+fname = [r["fname"] for r in recs]
+bins = [(0, 45), (45, 90), (90, 135), (135, 180)]
+rows = []
+for model in sorted(os.listdir(os.path.join(study, "runs"))):
+    for train in ("nr", "r"):
+        accs = {b: [] for b in bins}
+        for seed in sorted(os.listdir(os.path.join(study, "runs", model))):
+            path = os.path.join(study, "runs", model, seed, train, "study_run.json")
+            if not os.path.exists(path):
+                continue
+            run = json.load(open(path))
+            if not run.get("result"):
+                continue
+            p = run["result"]["predictions"]["r"]
+            assert p["fname"] == fname
+            ok = np.array(p["pred"]) == np.array(p["label"])
+            for lo, hi in bins:
+                sel = (polar >= lo) & (polar < hi)
+                accs[(lo, hi)].append(ok[sel].mean())
+        if accs[bins[0]]:
+            rows.append((model, train.upper(), [100 * np.mean(accs[b]) for b in bins], len(accs[bins[0]])))
+print("| model | trained on | " + " | ".join("centre at polar {}-{} deg (n={})".format(lo, hi, int(((polar >= lo) & (polar < hi)).sum())) for lo, hi in bins) + " | seeds |")
+print("|---|---|" + "---:|" * len(bins) + "---:|")
+for m, t, a, n in rows:
+    print("| {} | {} | {} | {} |".format(m, t, " | ".join("{:.1f}".format(v) for v in a), n))
