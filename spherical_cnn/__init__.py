@@ -61,7 +61,8 @@ _EXPORTS = {
 # submodules reachable as attributes (``spherical_cnn.layers``)
 _SUBMODULES = ("layers", "models", "sht", "sht_tables", "spherical", "losses", "optimizers",
                "datasets", "data", "training", "checkpoints", "summaries", "errors", "params",
-               "util", "runlock", "studies", "cli", "layouts", "rotation")
+               "util", "runlock", "studies", "cli", "layouts", "rotation", "trained_run",
+               "pretrained", "sizes")
 
 __all__ = [
     "SphConv", "SphericalActivation", "DegreePowerPooling", "AreaWeightedPooling",
@@ -76,8 +77,8 @@ __all__ = [
 
 if TYPE_CHECKING:  # what editors and type checkers see; kept equal to _EXPORTS by a test
     from . import (checkpoints, cli, data, datasets, errors, layers, layouts, losses, models,
-                   optimizers, params, rotation, runlock, sht, sht_tables, spherical, studies,
-                   summaries, training, util)
+                   optimizers, params, pretrained, rotation, runlock, sht, sht_tables, sizes,
+                   spherical, studies, summaries, trained_run, training, util)
     from .layouts import (complex_to_channels, from_polar_first, from_pyshtools, to_polar_first,
                           to_pyshtools)
     from .rotation import rotate, rotate_coefficients

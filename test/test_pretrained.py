@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from spherical_cnn import errors, pretrained
+from spherical_cnn import errors, pretrained, trained_run
 from spherical_cnn.cli import predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +72,7 @@ def test_predict_pretrained_image_files(tmp_path, capsys):
     assert len(rows) == 4
     # the projected PNG gives the prediction of the projected array
     from spherical_cnn.data import images
-    args, model, names = predict.load(folder)
+    args, model, names = trained_run.load(folder)
     want = np.asarray(model.predict_on_batch(images.project(imgs, args.input_res))["logits"]).argmax(1)
     assert [r.split(": ", 1)[1].split(" (")[0] for r in rows] == [names[k] for k in want]
     status = errors.run_cli(predict.main, ["--pretrained", "fashion-mnist", "--images", str(tmp_path / "img.npy")])

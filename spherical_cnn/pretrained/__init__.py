@@ -130,9 +130,9 @@ def evaluate(folder, spec=None, batch=64):
     Returns ``(accuracy, n)``.
     """
     import numpy as np
-    from ..cli import predict
+    from .. import trained_run
     from ..datasets import to_model_input
-    args, model, _ = predict.load(folder)
+    args, model, _ = trained_run.load(folder)
     if spec is None:
         with open(os.path.join(folder, META_FILE)) as f:
             spec = json.load(f)["subset"]
