@@ -16,9 +16,19 @@ from . import util
 _PACKAGE = "spherical_cnn"
 
 
+_COMPUTE_DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
 def _compute_dtype(layer):
-    """float64 when the layer's policy asks for it, else float32 (tables are float32/64 only)."""
-    return "float64" if layer.compute_dtype == "float64" else "float32"
+    """The dtype a layer's transforms and filters compute in: its policy's compute dtype.
+
+    Under ``mixed_bfloat16`` / ``mixed_float16`` that is bfloat16 / float16: the
+    transform and filter matmuls run in it (accumulating in float32, see
+    :mod:`spherical_cnn.sht`), and the layer returns it, as its policy declares.
+    Variables stay float32 (the policy's variable dtype) and are cast per call.
+    """
+    dtype = layer.compute_dtype
+    return dtype if dtype in _COMPUTE_DTYPES else "float32"
 
 
 def _check_grid(shape, who):
@@ -61,6 +71,12 @@ class SphConv(keras.layers.Layer):
     n' = n // 2**spectral_pool.
 
     Weights: ``kernel`` (in_ch, nw, filters); ``bias`` (filters,).
+
+    Precision: the transforms and the per-degree filter compute in the policy's
+    compute dtype (bfloat16 / float16 under the mixed policies, matmuls
+    accumulating in float32) and the output has that dtype; the kernel and bias
+    are float32 variables, the filter per degree is formed in float32 and then
+    rounded.
     """
 
     def __init__(self, filters, n_filter_params=0, use_bias=True, spectral_pool=0,
@@ -117,13 +133,30 @@ class SphConv(keras.layers.Layer):
         # interpolation over degrees and the zonal-convolution factor, as one (nw, L) matrix
         interp = tables.degree_interpolation(self.n_weights, L) * tables.zonal_factor(L)[None, :]
         self._degree_matrix = interp
+        Lp = L // 2 ** self.spectral_pool
+        self._parity_matrices = {Lp: self._parity_degree_matrix(Lp)}
         self.built = True
 
-    def _degree_kernel(self, dtype):
-        """The filter per degree, ``(L, in_ch, filters)``."""
-        return ops.matmul(ops.convert_to_tensor(self._degree_matrix.T.astype(dtype)),
-                          ops.reshape(ops.transpose(ops.cast(self.kernel, dtype), (1, 0, 2)),
-                                      (self.n_weights, -1)))
+    def _degree_kernel(self, dtype, matrix=None):
+        """The filter per degree, ``(L, in_ch * filters)`` (rows of ``matrix.T``: default one per degree).
+
+        Formed in float32 (float64 for a float64 policy) and cast to ``dtype``.
+        """
+        wide = "float64" if dtype == "float64" else "float32"
+        matrix = self._degree_matrix if matrix is None else matrix
+        k = ops.matmul(ops.convert_to_tensor(matrix.T.astype(wide)),
+                       ops.reshape(ops.transpose(ops.cast(self.kernel, wide), (1, 0, 2)),
+                                   (self.n_weights, -1)))
+        return ops.cast(k, dtype)
+
+    def _parity_degree_matrix(self, Lp):
+        """The (nw, 2 * ceil(Lp / 2)) degree matrix for degrees l < Lp in the order of the
+        order-major layout, ``(s, i)`` with l = 2 i + s (zero columns for l >= Lp)."""
+        Lh = (Lp + 1) // 2
+        M = np.zeros((self.n_weights, 2, Lh))
+        for l in range(Lp):
+            M[:, l % 2, l // 2] = self._degree_matrix[:, l]
+        return M.reshape(self.n_weights, 2 * Lh)
 
     def call(self, inputs):
         dtype = _compute_dtype(self)
@@ -151,8 +184,9 @@ class SphConv(keras.layers.Layer):
     def _call_order_major(self, inputs, dtype):
         """The 'sep' path for maps: analysis -> filter per degree -> synthesis.
 
-        Works in the transform's order-major layout ``((kf, mh, r), l, batch,
-        channels)`` and applies the filter as one matmul batched over degrees,
+        Works in the transform's order-major layout ``((kf, s, mh, r), i, batch,
+        channels)`` (order m = 2 mh + kf, degree l = 2 i + s) and applies the
+        filter as one matmul batched over degrees ``(s, i)``,
         so no packed ``(batch, 2, S, L, L, ch)`` tensor is formed. Inputs are real
         maps, whose negative orders follow from the others, so the result is the
         same for ``real_inputs`` True and False (the full layout would filter
@@ -161,16 +195,19 @@ class SphConv(keras.layers.Layer):
         fwd = sht.get_transform(self.n, "sep", True, dtype)
         inv = sht.get_transform(self.n // 2 ** self.spectral_pool, "sep", True, dtype)
         c, f = self.in_channels, self.filters
-        z = fwd.analysis(inputs)  # (4 * L2, L, b, c)
-        Lp, L2p = inv.L, inv._L2
+        z = fwd.analysis(inputs)  # (8 * L2, Lh, b, c)
+        Lp, L2p, Lhp = inv.L, inv._L2, inv._Lh
+        z = ops.reshape(z, (2, 2, fwd._L2, 2, fwd._Lh, -1, c))  # (kf, s, mh, r, i, b, c)
         if self.spectral_pool:
-            # keep degrees < Lp and orders m = 2 mh + kf with mh < L2p (an order Lp, present
-            # when Lp is odd, meets a zero row of the smaller synthesis table)
-            z = ops.reshape(z, (2, fwd._L2, 2, fwd.L, -1, c))[:, :L2p, :, :Lp]
-        z = ops.reshape(ops.transpose(ops.reshape(z, (4 * L2p, Lp, -1, c)), (1, 0, 2, 3)), (Lp, -1, c))
-        kernel = ops.reshape(self._degree_kernel(dtype), (-1, c, f))[:Lp]
-        out = ops.reshape(ops.matmul(z, kernel), (Lp, 4 * L2p, -1, f))  # (l, (kf, mh, r) * b, f)
-        x = inv.synthesis(ops.transpose(out, (1, 0, 2, 3)))
+            # keep degrees l = 2 i + s with i < Lhp and orders m = 2 mh + kf with mh < L2p (a
+            # degree or order Lp, present when Lp is odd, meets a zero of the smaller synthesis table)
+            z = z[:, :, :L2p, :, :Lhp]
+        # per degree (s, i): ((kf, mh, r) * b, c) @ (c, f)
+        z = ops.reshape(ops.transpose(z, (1, 4, 0, 2, 3, 5, 6)), (2 * Lhp, -1, c))
+        kernel = ops.reshape(self._degree_kernel(dtype, self._parity_matrices[Lp]), (2 * Lhp, c, f))
+        out = ops.reshape(ops.matmul(z, kernel), (2, Lhp, 2, L2p, 2, -1, f))  # (s, i, kf, mh, r, b, f)
+        out = ops.reshape(ops.transpose(out, (2, 0, 3, 4, 1, 5, 6)), (8 * L2p, Lhp, -1, f))
+        x = inv.synthesis(out)
         if self.use_bias:
             x = x + ops.cast(self.bias, dtype)
         return x
@@ -402,6 +439,9 @@ class DegreePowerPooling(keras.layers.Layer):
     ``|c_l0|^2 + 2 sum_{m>0} |c_lm|^2``, equal for real maps).  The power per
     degree is invariant under rotations of the map.
 
+    Precision: the transform runs in the policy's compute dtype; squares and
+    sums in float32 (float64 under a float64 policy); the output has the compute dtype.
+
     Note: the original summed ``Re(c^2)`` over m >= 0 only ("magnitudes"),
     which is not rotation invariant; this layer uses the invariant power.
     """
@@ -416,13 +456,15 @@ class DegreePowerPooling(keras.layers.Layer):
         dtype = _compute_dtype(self)
         L, c = n // 2, inputs.shape[3]
         coeffs = sht.get_transform(n, self.method, self.real_inputs, dtype).forward_packed(inputs)
-        w = np.ones(L, dtype=dtype)
+        # squares and sums in float32 at least: the power spans many octaves across degrees
+        wide = "float64" if dtype == "float64" else "float32"
+        w = np.ones(L, dtype=wide)
         if self.real_inputs:
             w[1:] = 2.0  # |c_{l,-m}| = |c_{lm}| for real maps
         # coeffs (b, r, s, l, m, c): sum over re/im, layout and order
-        power = ops.sum(ops.square(coeffs) * ops.convert_to_tensor(w.reshape(1, 1, 1, 1, L, 1)),
+        power = ops.sum(ops.square(ops.cast(coeffs, wide)) * ops.convert_to_tensor(w.reshape(1, 1, 1, 1, L, 1)),
                         axis=(1, 2, 4))  # (b, L, c)
-        return ops.reshape(power, (-1, L * c))
+        return ops.cast(ops.reshape(power, (-1, L * c)), dtype)
 
     def compute_output_shape(self, input_shape):
         n = _check_grid(input_shape, f"DegreePowerPooling({self.name})")
