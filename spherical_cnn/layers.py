@@ -375,6 +375,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     ``renorm=True`` (TF1 ran batch renorm unfused, without the correction)
     are Keras' own. Arguments are those of ``keras.layers.BatchNormalization``;
     ``synchronized=True`` is refused (its variance is cross-replica).
+
+    Precision: under a mixed policy the maps are normalised in their compute
+    dtype (bfloat16 / float16) while the batch moments, the moving statistics
+    and the centre/scale stay float32 (the fused kernel's and the ``keras.ops``
+    path's arithmetic alike): a variance summed in bfloat16 over
+    batch * azimuth * polar values would lose most of its digits.
     """
 
     def __init__(self, *args, **kwargs):
@@ -404,9 +410,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         return ops.cast(out, self.compute_dtype)
 
     def _can_use_tf_kernel(self, inputs):
-        """TensorFlow's own fused kernel applies: TF backend, 4-D float32 maps, channels last."""
+        """TensorFlow's own fused kernel applies: TF backend, 4-D float32 / bfloat16 / float16
+        maps, channels last (for the reduced dtypes the kernel keeps its statistics in float32)."""
         return (keras.backend.backend() == "tensorflow" and len(inputs.shape) == 4
-                and self.axis in (-1, 3) and inputs.dtype == "float32" and self.epsilon >= 1.001e-5)
+                and self.axis in (-1, 3) and inputs.dtype in ("float32", "bfloat16", "float16")
+                and self.epsilon >= 1.001e-5)
 
     def _tf_fused_call(self, x):
         """Training step through ``FusedBatchNormV3``, the kernel TF1's fused batch norm ran.
@@ -419,10 +427,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         import tensorflow as tf
 
         channels = x.shape[-1]
-        gamma = self.gamma if self.scale else tf.ones((channels,), x.dtype)
-        beta = self.beta if self.center else tf.zeros((channels,), x.dtype)
+        # scale, offset and statistics in float32 whatever the maps' dtype (mixed precision)
+        gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones((channels,), tf.float32)
+        beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros((channels,), tf.float32)
         out, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(
-            x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
+            x, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
+            variance=tf.cast(self.moving_variance, tf.float32),
             epsilon=self.epsilon, data_format="NHWC", is_training=True,
             exponential_avg_factor=1.0 - self.momentum)
         self.moving_mean.assign(moving_mean)

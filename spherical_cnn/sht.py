@@ -188,7 +188,10 @@ class SphericalHarmonicTransform:
         c = x.shape[3]  # static; the batch may be unknown (-1 below)
         # polar rows (jh, j'): the northern rows 1..h and their mirrors n-1..h (the pole
         # row 0 has quadrature weight 0; the equator h is its own mirror)
-        x = ops.concatenate([x[:, :, 1:h + 1], x[:, :, n - 1:h - 1:-1]], axis=2)
+        # (split, reverse, concatenate: kernels whose gradients are as cheap; strided slices with
+        # a negative stride and their gradients cost more than the Legendre step on a CPU)
+        _, north, equator, south = ops.split(x, [1, h, h + 1], axis=2)
+        x = ops.concatenate([north, equator, ops.flip(south, axis=2), equator], axis=2)
         # (b, (kh, k'), (jh, j'), c) -> ((kh, jh), k'*j'*b*c); both butterflies in one matmul:
         # kf = m parity (azimuth), s = l parity (g_j +- g_{n-j} as l + m is even or odd)
         xt = ops.reshape(ops.transpose(ops.reshape(x, (-1, 2, h, 2, h, c)), (1, 3, 2, 4, 0, 5)), (4, -1))
@@ -217,7 +220,8 @@ class SphericalHarmonicTransform:
         y = ops.transpose(ops.reshape(y, (2, 2, h, h + 1, -1, ch)), (4, 0, 2, 1, 3, 5))
         y = ops.reshape(y, (-1, n, 2 * (h + 1), ch))  # (b, k, (jh, j'), ch)
         # rows 0..h from jh = 0, rows h+1..n-1 from the mirrors j' = h-1..1
-        return ops.concatenate([y[:, :, :h + 1], y[:, :, 2 * h:h + 1:-1]], axis=2)
+        north, _, south, _ = ops.split(y, [h + 1, h + 2, 2 * h + 1], axis=2)
+        return ops.concatenate([north, ops.flip(south, axis=2)], axis=2)
 
     def forward(self, x):
         """Forward transform of real maps (batch, n, n, channels) -> (re, im), each (batch, S, L, L, channels)."""
