@@ -506,6 +506,8 @@ def main():
                     + (["--mixed"] if v["mixed"] else []) + common,
                     python=a.torch_python if v["tree"] == "torch" else None)
                 v["medians_ms"].append(1e3 * median(res["times_s"]))
+                print("  {}: median {:.0f} ms/step".format(v["name"], v["medians_ms"][-1]), file=sys.stderr,
+                      flush=True)
                 v["peak_rss_mb"] = max(v["peak_rss_mb"], res["peak_rss_mb"])
                 v["backend"], v["n_params"] = res["backend"], res["n_params"]
                 v["n_trainable"] = res.get("n_trainable")
