@@ -14,14 +14,20 @@ over all repeats of all rounds, as maps per second. Implementations:
 - ``current:sep`` / ``current:naive``: this tree, ``tf.function`` on TensorFlow;
 - ``current:sep:xla``: the same compiled with XLA (``jit_compile=True``);
 - ``baseline:sep``: ``--baseline REV`` checked out in a temporary git worktree;
+- ``current:sep:bf16`` / ``current:sep:f16``: this tree's sep transform computing
+  in bfloat16 / float16 (the layers' path under the mixed-precision policies);
 - ``torch_harmonics``: ``RealSHT`` / ``InverseRealSHT`` (equiangular n x n grid,
-  lmax = mmax = n/2), if torch and torch_harmonics are importable.
+  lmax = mmax = n/2), if torch and torch_harmonics are importable by
+  ``--torch_python`` (default: this interpreter; e.g. a virtual environment with
+  ``pip install .[bench]``).
 
 ``--threads N`` (default 2) gives TensorFlow (intra- and inter-op) and PyTorch
 the same number of threads. Prints a table and writes benchmarks/results/sht.json.
 
     python3 benchmarks/sht.py --baseline c43df2f
     python3 benchmarks/sht.py --sizes 32,64,128,256 --impls current:sep,torch_harmonics
+    python3 benchmarks/sht.py --sizes 32,64,128 --impls current:sep,current:sep:xla,current:sep:bf16,torch_harmonics \
+        --torch_python .venv-bench/bin/python
 """
 import argparse
 import json
@@ -53,7 +59,7 @@ def _best_times(calls, repeats, warmup=3):
     return best
 
 
-def keras_worker(root, method, xla, sizes, batch, channels, repeats, threads):
+def keras_worker(root, method, xla, sizes, batch, channels, repeats, threads, dtype="float32"):
     sys.path.insert(0, root)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
@@ -66,7 +72,7 @@ def keras_worker(root, method, xla, sizes, batch, channels, repeats, threads):
     out = {}
     for n in sizes:
         x = tf.constant(np.random.default_rng(n).standard_normal((batch, n, n, channels)).astype("float32"))
-        tr = sht.get_transform(n, method, True)
+        tr = sht.get_transform(n, method, True, dtype)
         fwd = tf.function(lambda v: tr.forward_packed(v), jit_compile=xla)
         inv = tf.function(lambda c: tr.inverse_packed(c), jit_compile=xla)
         c = fwd(x)
@@ -92,9 +98,9 @@ def torch_worker(sizes, batch, channels, repeats, threads):
     return out
 
 
-def torch_available():
+def torch_available(python=None):
     code = "import torch, torch_harmonics.sht"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    return subprocess.run([python or sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
 # ----------------------------------------------------------------------------- driver
@@ -117,6 +123,8 @@ def main():
     ap.add_argument("--impls", help="comma-separated; default: baseline:sep (with --baseline), current:sep, "
                                     "current:sep:xla, torch_harmonics (if importable)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "sht.json"))
+    ap.add_argument("--torch_python", default=sys.executable,
+                    help="interpreter with torch and torch-harmonics (default: this one)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--root", default=ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -126,15 +134,17 @@ def main():
         if args.worker == "torch_harmonics":
             res = torch_worker(sizes, *shape)
         else:
-            _, method, *xla = args.worker.split(":")
-            res = keras_worker(args.root, method, bool(xla), sizes, *shape)
+            _, method, *opts = args.worker.split(":")
+            dtype = {"bf16": "bfloat16", "f16": "float16"}.get(opts[0] if opts else "", "float32")
+            res = keras_worker(args.root, method, "xla" in opts, sizes, *shape, dtype=dtype)
         print(json.dumps(res))
         return
 
     impls = args.impls.split(",") if args.impls else (
         (["baseline:sep"] if args.baseline else []) + ["current:sep", "current:sep:xla"]
-        + (["torch_harmonics"] if torch_available() else []))
-    known = {"current:sep", "current:naive", "current:sep:xla", "baseline:sep", "torch_harmonics"}
+        + (["torch_harmonics"] if torch_available(args.torch_python) else []))
+    known = {"current:sep", "current:naive", "current:sep:xla", "current:sep:bf16", "current:sep:f16",
+             "baseline:sep", "torch_harmonics"}
     for impl in impls:
         if impl not in known:
             sys.exit("--impls: unknown {!r}; known: {}".format(impl, ", ".join(sorted(known))))
@@ -150,7 +160,8 @@ def main():
                 res = side_by_side.run_worker(__file__, [
                     "--worker", impl, "--root", root, "--sizes", args.sizes, "--batch", str(args.batch),
                     "--channels", str(args.channels), "--repeats", str(args.repeats),
-                    "--threads", str(args.threads)])
+                    "--threads", str(args.threads)],
+                    python=args.torch_python if impl == "torch_harmonics" else None)
                 res = {int(n): v for n, v in res.items()}
                 for n, t in res.items():
                     for d, s in t.items():

@@ -2,7 +2,8 @@
 
 - ``checkout(rev)`` / ``remove(path)``: a git revision of this repository in a temporary
   worktree (the "baseline" of a before/after comparison), and its removal;
-- ``run_worker(script, argv)``: ``script`` run again as a worker process with ``argv``;
+- ``run_worker(script, argv, python=None)``: ``script`` run again as a worker process with ``argv``
+  (under another interpreter if given, e.g. a virtual environment with PyTorch);
   its last stdout line is the JSON result. A failed worker ends the benchmark with its stderr.
 """
 import json
@@ -28,8 +29,10 @@ def remove(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
-def run_worker(script, argv):
-    out = subprocess.run([sys.executable, os.path.abspath(script)] + argv, capture_output=True, text=True)
+def run_worker(script, argv, python=None):
+    """Run ``script`` with ``argv`` under ``python`` (default: this interpreter)."""
+    out = subprocess.run([python or sys.executable, os.path.abspath(script)] + argv, capture_output=True,
+                         text=True)
     if out.returncode != 0:
         sys.exit("benchmark worker {} failed:\n{}".format(" ".join(argv), out.stderr[-3000:]))
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -5,12 +5,23 @@ Every measurement runs in its own subprocess (so that peak memory is its own)
 and the variants alternate for ``--rounds`` rounds (in reverse order every
 other round), so that load from other
 processes falls on all of them alike; a variant's figure is the best of its
-rounds' median step times. A variant is ``TREE:METHOD[:xla]``:
+rounds' median step times. A variant is ``TREE:METHOD[:xla][:mixed]`` or ``torch``:
 
 - TREE ``current`` is this checkout; ``baseline`` is ``--baseline REV`` checked out
   with ``git worktree add`` in a temporary folder (removed afterwards);
 - METHOD is the ``--transform_method`` (``sep`` or ``naive``);
-- ``xla`` adds ``--xla`` (the steps compiled with XLA; current tree only).
+- ``xla`` adds ``--xla`` (the steps compiled with XLA; current tree only);
+- ``mixed`` adds ``--mixed_precision`` (bfloat16 on a CPU; current tree only);
+- ``torch``: the same network written the way a PyTorch user would write it with
+  torch-harmonics (``RealSHT`` -> per-degree channel mixing with the same
+  interpolated zonal filters -> ``InverseRealSHT``, batch norm with a centre only,
+  PReLU, area-weighted 2x2 pooling, the same widths, branches and heads, Adam),
+  eager, in float32, run by ``--torch_python`` (an interpreter with torch and
+  torch-harmonics: ``pip install .[bench]`` in a separate virtual environment).
+
+Every variant gets the same batch and ``--threads`` threads (TensorFlow intra- and
+inter-op, ``torch.set_num_threads``); the parameter counts of both networks are
+printed (trainable; Keras' total also counts the batch norms' moving statistics).
 
 The model is ``params/model-64.txt`` + ``params/m40-64.txt`` with random
 ``(batch, 64, 64, 2)`` inputs; a step is forward, losses, backward and the
@@ -30,6 +41,8 @@ Also measured in the same run:
     python3 benchmarks/train_step.py --baseline c43df2f        # before/after table
     python3 benchmarks/train_step.py --baseline c43df2f --profile   # ... and where the time goes
     python3 benchmarks/train_step.py --variants current:sep,current:naive
+    python3 benchmarks/train_step.py --baseline main --variants baseline:sep,current:sep,current:sep:mixed,torch \
+        --torch_python .venv-bench/bin/python
     KERAS_BACKEND=jax python3 benchmarks/train_step.py --variants current:sep   # JAX path
 
 Prints a table and writes benchmarks/results/train_step.json.
@@ -54,24 +67,32 @@ ORIGINAL_SAMPLES = 468_000   # ~48 augmented copies of the 9,843 ModelNet40 trai
 
 # ----------------------------------------------------------------------------- workers
 
-def _flags(root, method, batch, res, xla, logdir):
+def _flags(root, method, batch, res, xla, logdir, mixed=False):
     argv = ["@" + os.path.join(root, "params", "model-64.txt"),
             "@" + os.path.join(root, "params", "m40-64.txt"),
             "--transform_method", method, "--input_res", str(res), "--train_bsize", str(batch),
             "--logdir", logdir]
-    return argv + (["--xla"] if xla else [])
+    return argv + (["--xla"] if xla else []) + (["--mixed_precision"] if mixed else [])
 
 
-def step_worker(root, method, xla, batch, res, steps, warmup):
+def _tf_threads(threads):
+    if threads:
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def step_worker(root, method, xla, batch, res, steps, warmup, mixed=False, threads=0):
     """Time the training step of the tree at ``root``; print one JSON line."""
     sys.path.insert(0, root)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _tf_threads(threads)
     import numpy as np
     import keras
     from spherical_cnn import models, params
 
     logdir = tempfile.mkdtemp(prefix="train_step_")
-    args = params.parse(_flags(root, method, batch, res, xla, logdir))
+    args = params.parse(_flags(root, method, batch, res, xla, logdir, mixed))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, res, res, 2)).astype("float32")
     y = rng.integers(0, args.n_classes, size=batch).astype("int64")
@@ -90,6 +111,7 @@ def step_worker(root, method, xla, batch, res, steps, warmup):
         def step():
             return trainer._train_step(x, y).numpy()
         n_params = trainer.model.count_params()
+        n_trainable = int(sum(np.prod(v.shape) for v in trainer.model.trainable_weights))
     else:
         model = models.build_model(args, (res, res, 2))
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
@@ -100,6 +122,7 @@ def step_worker(root, method, xla, batch, res, steps, warmup):
         def step():
             return model.train_on_batch(x, targets)
         n_params = model.count_params()
+        n_trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     for _ in range(warmup):
         step()
     build_s = time.perf_counter() - t_build
@@ -109,7 +132,127 @@ def step_worker(root, method, xla, batch, res, steps, warmup):
         step()
         times.append(time.perf_counter() - t0)
     shutil.rmtree(logdir, ignore_errors=True)
-    print(json.dumps({"backend": backend, "n_params": int(n_params), "times_s": times,
+    print(json.dumps({"backend": backend, "n_params": int(n_params), "n_trainable": n_trainable,
+                      "times_s": times,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                      "build_and_warmup_s": build_s}))
+
+
+def torch_worker(batch, res, steps, warmup, threads):
+    """The model-64 network as a PyTorch user would write it with torch-harmonics; one JSON line.
+
+    Same architecture as ``params/model-64.txt`` (two branches, widths
+    16,16,32,32,64,64,128,128, 2x2 area-weighted pooling after layers 2, 4, 6,
+    branches concatenated at those layers, 8 filter parameters per (input, output)
+    pair interpolated over the degrees, batch norm with a centre only, PReLU with
+    per-channel slopes, area-weighted global average, a classifier on all features
+    and an extra one on branch 1's, 40 classes, Adam), written here from the
+    description of the model (no code of another project). Maps are torch-harmonics'
+    ``(batch, channels, polar, azimuth)`` on the equiangular n x n grid.
+    """
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch_harmonics import InverseRealSHT, RealSHT
+    if threads:
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(threads)
+    torch.manual_seed(0)
+    nfilters = [16, 16, 32, 32, 64, 64, 128, 128]
+    pools = [0, 0, 1, 0, 1, 0, 1, 0]
+    concats = [0, 0, 1, 0, 1, 0, 1, 0]
+    nfp, n_classes = 8, 40
+
+    def cell_weights(n):  # sin at the cell centre, one per polar row
+        return torch.tensor(np.sin(np.pi * np.arange(n) / n + np.pi / (2 * n)), dtype=torch.float32)
+
+    class SphConv(nn.Module):
+        def __init__(self, n, cin, cout):
+            super().__init__()
+            L = n // 2
+            self.sht = RealSHT(n, n, lmax=L, mmax=L, grid="equiangular")
+            self.isht = InverseRealSHT(n, n, lmax=L, mmax=L, grid="equiangular")
+            self.weight = nn.Parameter(torch.randn(cin, min(nfp, L), cout) * 2 / (2 * np.pi * np.sqrt(L * cin)))
+            w = min(nfp, L)
+            interp = np.stack([np.interp(np.linspace(0, 1, L), np.linspace(0, 1, w), np.eye(w)[i])
+                               for i in range(w)])
+            zonal = 2 * np.pi * np.sqrt(4 * np.pi / (2 * np.arange(L) + 1))
+            self.register_buffer("degree", torch.tensor(interp * zonal, dtype=torch.float32))
+
+        def forward(self, x):
+            c = self.sht(x)  # (b, cin, l, m) complex
+            k = torch.einsum("cwf,wl->clf", self.weight, self.degree).to(c.dtype)
+            return self.isht(torch.einsum("bclm,clf->bflm", c, k))
+
+    class Block(nn.Module):
+        def __init__(self, n, cin, cout, pool):
+            super().__init__()
+            self.conv = SphConv(n, cin, cout)
+            self.bn = nn.BatchNorm2d(cout, affine=False)
+            self.beta = nn.Parameter(torch.zeros(cout, 1, 1))  # centre only, as the original
+            self.act = nn.PReLU(cout, init=0.1)
+            self.pool = pool
+            if pool:
+                self.register_buffer("w_fine", cell_weights(n)[:, None])
+                self.register_buffer("w_coarse", cell_weights(n // 2)[:, None])
+
+        def forward(self, x):
+            x = self.act(self.bn(self.conv(x)) + self.beta)
+            if self.pool:
+                x = nn.functional.avg_pool2d(x * self.w_fine, 2) / self.w_coarse
+            return x
+
+    class TwoBranch(nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.blocks = nn.ModuleList()
+            cin = [1, 1]
+            for nf, pool, concat in zip(nfilters, pools, concats):
+                ins = [cin[0] + cin[1] if concat else cin[0], cin[1]]
+                self.blocks.append(nn.ModuleList([Block(n, ins[b], nf, pool) for b in (0, 1)]))
+                cin = [nf, nf]
+                n = n // 2 if pool else n
+            self.register_buffer("w_final", cell_weights(n)[:, None])
+            self.out = nn.Linear(2 * nfilters[-1], n_classes)
+            self.out_extra = nn.Linear(nfilters[-1], n_classes)
+
+        def forward(self, x):
+            br = [x[:, :1], x[:, 1:]]
+            for (b0, b1), concat in zip(self.blocks, concats):
+                if concat:
+                    br[0] = torch.cat(br, dim=1)
+                br = [b0(br[0]), b1(br[1])]
+            f = (torch.cat(br, dim=1) * self.w_final).mean(dim=(2, 3))
+            return self.out(f), self.out_extra(f[:, nfilters[-1]:])
+
+    model = TwoBranch(res)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(batch, 2, res, res)).astype("float32"))
+    y = torch.from_numpy(rng.integers(0, n_classes, size=batch).astype("int64"))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits, extra = model(x)
+        loss = loss_fn(logits, y) + loss_fn(extra, y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    t_build = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    build_s = time.perf_counter() - t_build
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    n_trainable = sum(p.numel() for p in model.parameters())
+    n_buffers = sum(b.numel() for name, b in model.named_buffers() if "running" in name)
+    print(json.dumps({"backend": "torch " + torch.__version__, "n_params": int(n_trainable + n_buffers),
+                      "n_trainable": int(n_trainable), "times_s": times,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
                       "build_and_warmup_s": build_s}))
 
@@ -117,8 +260,9 @@ def step_worker(root, method, xla, batch, res, steps, warmup):
 def conv_flops(model, batch):
     """Floating-point operations of the ``SphConv`` layers of ``model`` for one training step.
 
-    Counts the matmuls of the 'sep' transforms as implemented (radix-2 butterfly,
-    two half-length DFTs, Legendre per order and part; see ``sht.analysis``) and
+    Counts the matmuls of the 'sep' transforms as implemented (the 4 x 4 azimuth and
+    equator butterfly, half-length DFTs, Legendre per order, degree parity and part
+    over half the polar rows; see ``sht.analysis``) and
     of the per-degree filter, forward and backward: the backward pass of a
     linear map costs what its forward pass costs for the input gradient, and the
     filter also needs its kernel gradient; the first layer needs no input
@@ -127,9 +271,10 @@ def conv_flops(model, batch):
     from spherical_cnn import layers
 
     def per_map(n):  # analysis or synthesis of one map on the n x n grid
-        L, h = n // 2, n // 2
-        L2 = (L + 1) // 2
-        return 4 * n * n + 8 * L2 * h * n + 8 * L2 * L * n
+        h = n // 2
+        L2 = Lh = (h + 1) // 2
+        # 4 x 4 butterfly, half-length DFTs, Legendre over half the rows (synthesis: h + 1 rows)
+        return 8 * n * n + 16 * L2 * h * h + 16 * L2 * Lh * (h + 1)
 
     total = {"transforms": 0.0, "filters": 0.0}
     convs = [l for l in model.layers if isinstance(l, layers.SphConv)]
@@ -155,10 +300,11 @@ def _has_weights_upstream(tensor):
     return any(_has_weights_upstream(t) for t in inputs)
 
 
-def info_worker(root, batch, res):
+def info_worker(root, batch, res, threads=0):
     """Matmul speed of this machine and the step's convolution FLOPs; one JSON line."""
     sys.path.insert(0, root)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _tf_threads(threads)
     import numpy as np
     import tensorflow as tf
     from spherical_cnn import models, params
@@ -209,7 +355,7 @@ def pipeline_worker(root, batch, res, records):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def profile_worker(root, batch, res, steps):
+def profile_worker(root, batch, res, steps, mixed=False, threads=0):
     """Where the time of the current step goes: TensorFlow profiler, self time per op type
     and per kind of layer (summed over threads), one JSON line. Uses the profiler's
     converter to op statistics (a TensorFlow-internal module: if it is missing, says so)."""
@@ -226,8 +372,9 @@ def profile_worker(root, batch, res, steps):
         print(json.dumps({"error": "this TensorFlow has no profiler plugin converter"}))
         return
 
+    _tf_threads(threads)
     logdir = tempfile.mkdtemp(prefix="train_step_profile_")
-    args = params.parse(_flags(root, "sep", batch, res, False, logdir))
+    args = params.parse(_flags(root, "sep", batch, res, False, logdir, mixed))
 
     class OneBatch:
         input_shape = (res, res, 2)
@@ -287,14 +434,17 @@ def print_profile(prof):
 # ----------------------------------------------------------------------------- driver
 
 def parse_variant(text, have_baseline):
+    if text == "torch":
+        return {"name": text, "tree": "torch", "method": None, "xla": False, "mixed": False}
     parts = text.split(":")
-    if len(parts) not in (2, 3) or parts[0] not in ("current", "baseline") or \
-            parts[1] not in ("sep", "naive") or parts[2:] not in ([], ["xla"]):
-        sys.exit("--variants: expected TREE:METHOD[:xla] with TREE current|baseline and METHOD "
-                 "sep|naive, got {!r}".format(text))
+    if len(parts) < 2 or parts[0] not in ("current", "baseline") or \
+            parts[1] not in ("sep", "naive") or parts[2:] not in ([], ["xla"], ["mixed"], ["xla", "mixed"]):
+        sys.exit("--variants: expected TREE:METHOD[:xla][:mixed] with TREE current|baseline and METHOD "
+                 "sep|naive, or torch; got {!r}".format(text))
     if parts[0] == "baseline" and not have_baseline:
         sys.exit("--variants {}: needs --baseline REV".format(text))
-    return {"name": text, "tree": parts[0], "method": parts[1], "xla": len(parts) == 3}
+    return {"name": text, "tree": parts[0], "method": parts[1], "xla": "xla" in parts[2:],
+            "mixed": "mixed" in parts[2:]}
 
 
 def median(v):
@@ -312,7 +462,12 @@ def main():
     p.add_argument("--steps", type=int, default=8, help="timed steps per round")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--pipeline_records", type=int, default=512)
+    p.add_argument("--pipeline_records", type=int, default=512,
+                   help="records of the input pipeline measurement (0: skip it)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads for TensorFlow (intra- and inter-op) and PyTorch alike (0: defaults)")
+    p.add_argument("--torch_python", default=sys.executable,
+                   help="interpreter with torch and torch-harmonics for the torch variant")
     p.add_argument("--out", default=os.path.join(HERE, "results", "train_step.json"))
     p.add_argument("--profile", action="store_true",
                    help="also profile the current tree's step (TensorFlow) and print where the time goes")
@@ -320,21 +475,24 @@ def main():
     p.add_argument("--root", default=ROOT, help=argparse.SUPPRESS)
     p.add_argument("--method", default="sep", help=argparse.SUPPRESS)
     p.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mixed", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.worker == "step" and a.method == "torch":
+        return torch_worker(a.batch, a.res, a.steps, a.warmup, a.threads)
     if a.worker == "step":
-        return step_worker(a.root, a.method, a.xla, a.batch, a.res, a.steps, a.warmup)
+        return step_worker(a.root, a.method, a.xla, a.batch, a.res, a.steps, a.warmup, a.mixed, a.threads)
     if a.worker == "info":
-        return info_worker(a.root, a.batch, a.res)
+        return info_worker(a.root, a.batch, a.res, a.threads)
     if a.worker == "pipeline":
         return pipeline_worker(a.root, a.batch, a.res, a.pipeline_records)
     if a.worker == "profile":
-        return profile_worker(a.root, a.batch, a.res, a.steps)
+        return profile_worker(a.root, a.batch, a.res, a.steps, a.mixed, a.threads)
 
     default = (["baseline:sep"] if a.baseline else []) + ["current:sep", "current:sep:xla"]
     variants = [parse_variant(v, bool(a.baseline)) for v in (a.variants.split(",") if a.variants else default)]
     base_dir = side_by_side.checkout(a.baseline) if a.baseline else None
     try:
-        common = ["--batch", str(a.batch), "--res", str(a.res)]
+        common = ["--batch", str(a.batch), "--res", str(a.res), "--threads", str(a.threads)]
         for v in variants:
             v["medians_ms"], v["peak_rss_mb"] = [], 0.0
         speeds = []
@@ -343,15 +501,21 @@ def main():
                 print("round {}/{}: {} ...".format(r + 1, a.rounds, v["name"]), file=sys.stderr, flush=True)
                 root = base_dir if v["tree"] == "baseline" else ROOT
                 res = side_by_side.run_worker(__file__, [
-                    "--worker", "step", "--root", root, "--method", v["method"],
-                    "--steps", str(a.steps), "--warmup", str(a.warmup)] + (["--xla"] if v["xla"] else []) + common)
+                    "--worker", "step", "--root", root, "--method", v["method"] or "torch",
+                    "--steps", str(a.steps), "--warmup", str(a.warmup)] + (["--xla"] if v["xla"] else [])
+                    + (["--mixed"] if v["mixed"] else []) + common,
+                    python=a.torch_python if v["tree"] == "torch" else None)
                 v["medians_ms"].append(1e3 * median(res["times_s"]))
+                print("  {}: median {:.0f} ms/step".format(v["name"], v["medians_ms"][-1]), file=sys.stderr,
+                      flush=True)
                 v["peak_rss_mb"] = max(v["peak_rss_mb"], res["peak_rss_mb"])
                 v["backend"], v["n_params"] = res["backend"], res["n_params"]
+                v["n_trainable"] = res.get("n_trainable")
             info = side_by_side.run_worker(__file__, ["--worker", "info"] + common)
             speeds.append(info["matmul_gflops"])
-        pipe = side_by_side.run_worker(
+        pipe = (side_by_side.run_worker(
             __file__, ["--worker", "pipeline", "--pipeline_records", str(a.pipeline_records)] + common)
+            if a.pipeline_records else {"pipeline_samples_per_s": float("nan")})
         prof = (side_by_side.run_worker(__file__, ["--worker", "profile", "--steps", str(a.steps)] + common)
                 if a.profile else None)
     finally:
@@ -375,13 +539,14 @@ def main():
               platform.processor() or platform.machine(), a.rounds, a.steps))
     if a.baseline:
         print("baseline = {}".format(a.baseline))
-    print("| variant | ms/step | samples/s | x {} | x FLOP limit | peak RSS (MB) | 48-epoch ModelNet40 (h) |"
-          .format(ref["name"]))
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("{} threads per variant".format(a.threads or "default"))
+    print("| variant | ms/step | samples/s | x {} | x FLOP limit | peak RSS (MB) | 48-epoch ModelNet40 (h) "
+          "| parameters (trainable / total) |".format(ref["name"]))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for v in variants:
-        print("| {} | {:.0f} | {:.1f} | {:.2f} | {:.1f} | {:.0f} | {:.1f} |".format(
+        print("| {} | {:.0f} | {:.1f} | {:.2f} | {:.1f} | {:.0f} | {:.1f} | {} / {} |".format(
             v["name"], v["step_ms"], v["samples_per_s"], v["x_vs_ref"], v["x_flop_limit"],
-            v["peak_rss_mb"], v["original_schedule_h"]))
+            v["peak_rss_mb"], v["original_schedule_h"], v.get("n_trainable"), v["n_params"]))
     print("\nSpherical convolutions: {:.2f} GFLOP per step (transforms {:.2f}, filters {:.2f}); "
           "float32 matmul speed {:.0f} GFLOP/s (best of the rounds: {}) -> FLOP limit {:.0f} ms/step"
           .format(conv / 1e9, info["transforms"] / 1e9, info["filters"] / 1e9, gflops,

@@ -22,9 +22,19 @@ from . import util
 _PACKAGE = "spherical_cnn"
 
 
+_COMPUTE_DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
 def _compute_dtype(layer):
-    """float64 when the layer's policy asks for it, else float32 (tables are float32/64 only)."""
-    return "float64" if layer.compute_dtype == "float64" else "float32"
+    """The dtype a layer's transforms and filters compute in: its policy's compute dtype.
+
+    Under ``mixed_bfloat16`` / ``mixed_float16`` that is bfloat16 / float16: the
+    transform and filter matmuls run in it (accumulating in float32, see
+    :mod:`spherical_cnn.sht`), and the layer returns it, as its policy declares.
+    Variables stay float32 (the policy's variable dtype) and are cast per call.
+    """
+    dtype = layer.compute_dtype
+    return dtype if dtype in _COMPUTE_DTYPES else "float32"
 
 
 def _check_grid(shape, who):
@@ -101,6 +111,12 @@ class SphConv(keras.layers.Layer):
     Weights: ``kernel`` (in_ch, nw, filters); ``bias`` (filters,).
     Once built, the layer accepts only its grid size and channel count (a Keras
     ``InputSpec``); complex inputs are refused (the transform is real).
+
+    Precision: the transforms and the per-degree filter compute in the policy's
+    compute dtype (bfloat16 / float16 under the mixed policies, matmuls
+    accumulating in float32) and the output has that dtype; the kernel and bias
+    are float32 variables, the filter per degree is formed in float32 and then
+    rounded.
     """
 
     def __init__(self, filters: int, n_filter_params: int = 0, use_bias: bool = True,
@@ -166,13 +182,30 @@ class SphConv(keras.layers.Layer):
         # interpolation over degrees and the zonal-convolution factor, as one (nw, L) matrix
         interp = tables.degree_interpolation(self.n_weights, L) * tables.zonal_factor(L)[None, :]
         self._degree_matrix = interp
+        Lp = L // 2 ** self.spectral_pool
+        self._parity_matrices = {Lp: self._parity_degree_matrix(Lp)}
         self.built = True
 
-    def _degree_kernel(self, dtype):
-        """The filter per degree, ``(L, in_ch, filters)``."""
-        return ops.matmul(ops.convert_to_tensor(self._degree_matrix.T.astype(dtype)),
-                          ops.reshape(ops.transpose(ops.cast(self.kernel, dtype), (1, 0, 2)),
-                                      (self.n_weights, -1)))
+    def _degree_kernel(self, dtype, matrix=None):
+        """The filter per degree, ``(L, in_ch * filters)`` (rows of ``matrix.T``: default one per degree).
+
+        Formed in float32 (float64 for a float64 policy) and cast to ``dtype``.
+        """
+        wide = "float64" if dtype == "float64" else "float32"
+        matrix = self._degree_matrix if matrix is None else matrix
+        k = ops.matmul(ops.convert_to_tensor(matrix.T.astype(wide)),
+                       ops.reshape(ops.transpose(ops.cast(self.kernel, wide), (1, 0, 2)),
+                                   (self.n_weights, -1)))
+        return ops.cast(k, dtype)
+
+    def _parity_degree_matrix(self, Lp):
+        """The (nw, 2 * ceil(Lp / 2)) degree matrix for degrees l < Lp in the order of the
+        order-major layout, ``(s, i)`` with l = 2 i + s (zero columns for l >= Lp)."""
+        Lh = (Lp + 1) // 2
+        M = np.zeros((self.n_weights, 2, Lh))
+        for l in range(Lp):
+            M[:, l % 2, l // 2] = self._degree_matrix[:, l]
+        return M.reshape(self.n_weights, 2 * Lh)
 
     def call(self, inputs):
         _refuse_complex(inputs, f"SphConv({self.name})")
@@ -201,8 +234,9 @@ class SphConv(keras.layers.Layer):
     def _call_order_major(self, inputs, dtype):
         """The 'sep' path for maps: analysis -> filter per degree -> synthesis.
 
-        Works in the transform's order-major layout ``((kf, mh, r), l, batch,
-        channels)`` and applies the filter as one matmul batched over degrees,
+        Works in the transform's order-major layout ``((kf, s, mh, r), i, batch,
+        channels)`` (order m = 2 mh + kf, degree l = 2 i + s) and applies the
+        filter as one matmul batched over degrees ``(s, i)``,
         so no packed ``(batch, 2, S, L, L, ch)`` tensor is formed. Inputs are real
         maps, whose negative orders follow from the others, so the result is the
         same for ``real_inputs`` True and False (the full layout would filter
@@ -211,16 +245,19 @@ class SphConv(keras.layers.Layer):
         fwd = sht.get_transform(self.n, "sep", True, dtype)
         inv = sht.get_transform(self.n // 2 ** self.spectral_pool, "sep", True, dtype)
         c, f = self.in_channels, self.filters
-        z = fwd.analysis(inputs)  # (4 * L2, L, b, c)
-        Lp, L2p = inv.L, inv._L2
+        z = fwd.analysis(inputs)  # (8 * L2, Lh, b, c)
+        Lp, L2p, Lhp = inv.L, inv._L2, inv._Lh
+        z = ops.reshape(z, (2, 2, fwd._L2, 2, fwd._Lh, -1, c))  # (kf, s, mh, r, i, b, c)
         if self.spectral_pool:
-            # keep degrees < Lp and orders m = 2 mh + kf with mh < L2p (an order Lp, present
-            # when Lp is odd, meets a zero row of the smaller synthesis table)
-            z = ops.reshape(z, (2, fwd._L2, 2, fwd.L, -1, c))[:, :L2p, :, :Lp]
-        z = ops.reshape(ops.transpose(ops.reshape(z, (4 * L2p, Lp, -1, c)), (1, 0, 2, 3)), (Lp, -1, c))
-        kernel = ops.reshape(self._degree_kernel(dtype), (-1, c, f))[:Lp]
-        out = ops.reshape(ops.matmul(z, kernel), (Lp, 4 * L2p, -1, f))  # (l, (kf, mh, r) * b, f)
-        x = inv.synthesis(ops.transpose(out, (1, 0, 2, 3)))
+            # keep degrees l = 2 i + s with i < Lhp and orders m = 2 mh + kf with mh < L2p (a
+            # degree or order Lp, present when Lp is odd, meets a zero of the smaller synthesis table)
+            z = z[:, :, :L2p, :, :Lhp]
+        # per degree (s, i): ((kf, mh, r) * b, c) @ (c, f)
+        z = ops.reshape(ops.transpose(z, (1, 4, 0, 2, 3, 5, 6)), (2 * Lhp, -1, c))
+        kernel = ops.reshape(self._degree_kernel(dtype, self._parity_matrices[Lp]), (2 * Lhp, c, f))
+        out = ops.reshape(ops.matmul(z, kernel), (2, Lhp, 2, L2p, 2, -1, f))  # (s, i, kf, mh, r, b, f)
+        out = ops.reshape(ops.transpose(out, (2, 0, 3, 4, 1, 5, 6)), (8 * L2p, Lhp, -1, f))
+        x = inv.synthesis(out)
         if self.use_bias:
             x = x + ops.cast(self.bias, dtype)
         return x
@@ -388,6 +425,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     ``renorm=True`` (TF1 ran batch renorm unfused, without the correction)
     are Keras' own. Arguments are those of ``keras.layers.BatchNormalization``;
     ``synchronized=True`` is refused (its variance is cross-replica).
+
+    Precision: under a mixed policy the maps are normalised in their compute
+    dtype (bfloat16 / float16) while the batch moments, the moving statistics
+    and the centre/scale stay float32 (the fused kernel's and the ``keras.ops``
+    path's arithmetic alike): a variance summed in bfloat16 over
+    batch * azimuth * polar values would lose most of its digits.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -417,9 +460,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         return ops.cast(out, self.compute_dtype)
 
     def _can_use_tf_kernel(self, inputs):
-        """TensorFlow's own fused kernel applies: TF backend, 4-D float32 maps, channels last."""
+        """TensorFlow's own fused kernel applies: TF backend, 4-D float32 / bfloat16 / float16
+        maps, channels last (for the reduced dtypes the kernel keeps its statistics in float32)."""
         return (keras.backend.backend() == "tensorflow" and len(inputs.shape) == 4
-                and self.axis in (-1, 3) and inputs.dtype == "float32" and self.epsilon >= 1.001e-5)
+                and self.axis in (-1, 3) and inputs.dtype in ("float32", "bfloat16", "float16")
+                and self.epsilon >= 1.001e-5)
 
     def _tf_fused_call(self, x):
         """Training step through ``FusedBatchNormV3``, the kernel TF1's fused batch norm ran.
@@ -432,10 +477,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         import tensorflow as tf
 
         channels = x.shape[-1]
-        gamma = self.gamma if self.scale else tf.ones((channels,), x.dtype)
-        beta = self.beta if self.center else tf.zeros((channels,), x.dtype)
+        # scale, offset and statistics in float32 whatever the maps' dtype (mixed precision)
+        gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones((channels,), tf.float32)
+        beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros((channels,), tf.float32)
         out, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(
-            x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
+            x, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
+            variance=tf.cast(self.moving_variance, tf.float32),
             epsilon=self.epsilon, data_format="NHWC", is_training=True,
             exponential_avg_factor=1.0 - self.momentum)
         self.moving_mean.assign(moving_mean)
@@ -451,6 +498,9 @@ class DegreePowerPooling(keras.layers.Layer):
     ``sum_{m=-l..l} |x_{ch,l}^m|^2`` (with the real layout,
     ``|c_l0|^2 + 2 sum_{m>0} |c_lm|^2``, equal for real maps).  The power per
     degree is invariant under rotations of the map.
+
+    Precision: the transform runs in the policy's compute dtype; squares and
+    sums in float32 (float64 under a float64 policy); the output has the compute dtype.
 
     Note: the original summed ``Re(c^2)`` over m >= 0 only ("magnitudes"),
     which is not rotation invariant; this layer uses the invariant power.
@@ -483,13 +533,15 @@ class DegreePowerPooling(keras.layers.Layer):
         dtype = _compute_dtype(self)
         L, c = n // 2, inputs.shape[3]
         coeffs = sht.get_transform(n, self.method, self.real_inputs, dtype).forward_packed(inputs)
-        w = np.ones(L, dtype=dtype)
+        # squares and sums in float32 at least: the power spans many octaves across degrees
+        wide = "float64" if dtype == "float64" else "float32"
+        w = np.ones(L, dtype=wide)
         if self.real_inputs:
             w[1:] = 2.0  # |c_{l,-m}| = |c_{lm}| for real maps
         # coeffs (b, r, s, l, m, c): sum over re/im, layout and order
-        power = ops.sum(ops.square(coeffs) * ops.convert_to_tensor(w.reshape(1, 1, 1, 1, L, 1)),
+        power = ops.sum(ops.square(ops.cast(coeffs, wide)) * ops.convert_to_tensor(w.reshape(1, 1, 1, 1, L, 1)),
                         axis=(1, 2, 4))  # (b, L, c)
-        return ops.reshape(power, (-1, L * c))
+        return ops.cast(ops.reshape(power, (-1, L * c)), dtype)
 
     def compute_output_shape(self, input_shape):
         n = _check_grid(input_shape, f"DegreePowerPooling({self.name})")

@@ -8,7 +8,7 @@ commands work unchanged. Differences from the original:
   bare ``yaml.load``) and validated to be a mapping ``{epoch: value}``.
 - Bad combinations raise :class:`ParamsError` with a message naming the flags
   instead of a bare ``assert``.
-- New flags: ``--seed``, ``--no_shuffle``, ``--distribute``, ``--xla``, ``--export``,
+- New flags: ``--seed``, ``--no_shuffle``, ``--distribute``, ``--xla``, ``--mixed_precision``, ``--export``,
   ``--progress``, ``--tensorboard_histograms``, ``--nonlinearity_upsample``; and the
   dataset loader ``synthetic`` (the built-in dataset, generated on first use).
 """
@@ -162,6 +162,11 @@ def build_parser():
                    help="do not export the final model as logdir/model.keras")
     p.add_argument("--xla", action="store_true", default=False,
                    help="compile the training and evaluation steps with XLA (jit_compile)")
+    p.add_argument("--mixed_precision", nargs="?", const="auto", default=None,
+                   choices=["auto", "bfloat16", "float16"],
+                   help="compute in reduced precision (Keras policy mixed_bfloat16 / mixed_float16; "
+                        "variables, batch-norm statistics and losses stay float32); auto: float16 "
+                        "on a GPU, bfloat16 otherwise. Off by default (the original's numerics)")
     p.add_argument("--progress", choices=["auto", "bar", "none"], default="auto",
                    help="per-epoch progress bar (auto: only on a terminal)")
     p.add_argument("--tensorboard_histograms", type=int, default=1,

@@ -9,13 +9,27 @@ m >= 0 (S = 1; the inverse uses c_{-m} = (-1)^m conj(c_m)); ``real=False``
 computes the full layout (S = 2) and the inverse returns the real part.
 
 Methods: 'naive' multiplies by the dense harmonics (one (n*n, 2*S*L*L) matrix);
-'sep' separates variables: a DFT along azimuth written as matmuls with cos/sin
-tables (after one radix-2 butterfly that splits even and odd orders into two
-half-length DFTs), then one batched matmul over the orders (and real/imaginary
-parts) with the associated Legendre table; ``analysis`` / ``synthesis`` expose
-that order-major intermediate layout to layers that work per degree.  'sep' computes the real layout and derives the full one from
-it (real maps: c_{-m} = (-1)^m conj(c_m)); its inverse folds the negative
-orders into m >= 0 first.  Layouts are chosen so that every contraction is a
+'sep' separates variables: one 4 x 4 butterfly that splits even and odd orders
+(azimuth, radix 2) and even and odd degree parities l + m (the equatorial
+symmetry of the grid: rows theta and pi - theta), then a DFT of half length
+along azimuth written as matmuls with cos/sin tables, then one batched matmul
+over the orders, degree parities and real/imaginary parts with the associated
+Legendre table over half of the polar rows (half the FLOPs and a quarter of the
+table of the plain Legendre step); ``analysis`` / ``synthesis`` expose that
+order-major intermediate layout to layers that work per degree.  'sep' computes
+the real layout and derives the full one from it (real maps: c_{-m} = (-1)^m
+conj(c_m)); its inverse folds the negative orders into m >= 0 first.
+
+Precision: ``dtype`` is the compute dtype of every matmul: 'float32' (default),
+'float64', or the reduced 'bfloat16' (CPUs with AVX-512 BF16 / AMX) and
+'float16' (GPUs) that the layers use under the Keras policies
+``mixed_bfloat16`` / ``mixed_float16``.  In reduced precision the tables are
+computed in float64, rounded once to the compute dtype, and the matmuls
+accumulate in float32 (oneDNN's bfloat16 kernels on CPU, cuBLAS' default
+float32 compute type for float16 on GPU), so the error is that of rounding the
+inputs, the tables and each stage's output (about 2**-8 relative for
+bfloat16, 2**-11 for float16): measured against pyshtools in
+``docs/speed.md`` and bounded in ``test_sht.py``.  Layouts are chosen so that every contraction is a
 plain (batched) matmul with the table on the left and batch*channels folded
 into the matrix columns.  Tables come from ``sht_tables`` and are shared: obtain
 transforms through ``get_transform`` so that layers of the same
@@ -37,29 +51,31 @@ from . import sht_tables as tables
 from ._types import ArrayLike, Tensor
 
 
-def _backend_constant(array):
-    """Backend tensor of a cached NumPy table.
+def _backend_constant(array, dtype=None):
+    """Backend tensor of a cached NumPy table, cast to ``dtype`` (default: the array's).
 
-    On TensorFlow the tensor is created once, eagerly (``tf.init_scope``), so
-    that traced functions capture it by reference instead of embedding a copy
-    per call site in the graph.  Other backends convert per call (under
-    ``jax.jit`` the arrays become constants of the compiled function).
+    On TensorFlow the tensor is created once per (table, dtype), eagerly
+    (``tf.init_scope``), so that traced functions capture it by reference
+    instead of embedding a copy per call site in the graph.  Other backends
+    convert per call (under ``jax.jit`` the arrays become constants of the
+    compiled function).
     """
+    dtype = str(dtype or array.dtype)
     if keras.backend.backend() == "tensorflow":
-        return _tf_constant(id(array), array)
-    return ops.convert_to_tensor(array)
+        return _tf_constant((id(array), dtype), array, dtype)
+    return ops.convert_to_tensor(array, dtype=dtype)
 
 
 _TF_CONSTANTS = {}
 
 
-def _tf_constant(key, array):
+def _tf_constant(key, array, dtype):
     import tensorflow as tf
 
     t = _TF_CONSTANTS.get(key)
     if t is None:
         with tf.init_scope():
-            t = tf.constant(array)
+            t = tf.cast(tf.constant(array), dtype)
         # keep the array alive with its tensor so that id() stays unique
         _TF_CONSTANTS[key] = t = (t, array)
     return t[0]
@@ -67,6 +83,7 @@ def _tf_constant(key, array):
 
 _SPLIT_COEFFS = ("pass the real and imaginary parts as (c.real, c.imag) to inverse, or "
                  "sht.complex_to_spectral(c) to inverse_packed")
+DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
 class SphericalHarmonicTransform:
@@ -76,7 +93,9 @@ class SphericalHarmonicTransform:
         n: grid size (even).
         method: 'naive' or 'sep'.
         real: True for the real layout (m >= 0), False for the full layout.
-        dtype: 'float32' (default, the layer path) or 'float64'.
+        dtype: compute dtype, 'float32' (default, the layer path), 'float64', or
+            'bfloat16' / 'float16' (reduced precision: tables rounded to it,
+            matmuls accumulating in float32; see the module docstring).
     """
 
     def __init__(self, n: int, method: str = "naive", real: bool = True,
@@ -84,24 +103,30 @@ class SphericalHarmonicTransform:
         self.n = tables.check_n(n)
         self.method = tables.check_method(method)
         self.real = bool(real)
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         self.dtype = dtype
+        # tables are held in float32 (float64 for dtype float64) and cast once per compute dtype
+        self.table_dtype = "float64" if dtype == "float64" else "float32"
         self.L = self.n // 2
         self.S = tables.n_layouts(self.real)
         if method == "naive":
-            self._fwd, self._inv = tables.naive_matrices(self.n, self.real, dtype)
+            self._fwd, self._inv = tables.naive_matrices(self.n, self.real, self.table_dtype)
         else:
-            t = tables.sep_tables(self.n, self.real, dtype)
-            self._fold, self._dft, self._leg_fwd = t["fold"], t["dft"], t["leg_fwd"]
-            self._leg_inv, self._idft = t["leg_inv"], t["idft"]
-            self._L2 = (self.L + 1) // 2
+            t = tables.sep_tables(self.n, self.real, self.table_dtype)
+            self._fold, self._unfold, self._dft, self._idft = t["fold"], t["unfold"], t["dft"], t["idft"]
+            self._leg_fwd, self._leg_inv = t["leg_fwd"], t["leg_inv"]
+            self._L2 = self._Lh = (self.L + 1) // 2
             if not self.real:
-                self._neg_sign, self._combine = _full_layout_factors(self.L, dtype)
+                self._neg_sign, self._combine = _full_layout_factors(self.L, self.table_dtype)
+
+    def _const(self, array):
+        """A table as a backend tensor in the compute dtype."""
+        return _backend_constant(array, self.dtype)
 
     @property
     def nbytes(self):
-        return tables.table_nbytes(self.n, self.method, self.real, self.dtype)
+        return tables.table_nbytes(self.n, self.method, self.real, self.table_dtype)
 
     def __repr__(self):
         return (f"SphericalHarmonicTransform(n={self.n}, method={self.method!r}, "
@@ -132,29 +157,31 @@ class SphericalHarmonicTransform:
         if self.method == "naive":
             # (b, k, j, c) -> (b, c, k*j) @ (k*j, 2*S*L*L)
             xt = ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, n * n))
-            y = ops.matmul(xt, _backend_constant(self._fwd))
+            y = ops.matmul(xt, self._const(self._fwd))
             y = ops.reshape(y, (-1, c, 2, S, L, L))
             return ops.transpose(y, (0, 2, 3, 4, 5, 1))
         return self._forward_sep(x)
 
     def _forward_sep(self, x):
-        L, L2, c = self.L, self._L2, x.shape[3]
-        y = ops.reshape(self._analysis(x), (2, L2, 2, L, -1, c))  # (kf, mh, r, l, b, c)
-        y = ops.reshape(ops.transpose(y, (4, 2, 3, 1, 0, 5)), (-1, 2, 1, L, 2 * L2, c))  # m = 2 mh + kf
+        L, L2, Lh, c = self.L, self._L2, self._Lh, x.shape[3]
+        y = ops.reshape(self._analysis(x), (2, 2, L2, 2, Lh, -1, c))  # (kf, s, mh, r, i, b, c)
+        # -> (b, r, (i, s), (mh, kf), c): l = 2 i + s, m = 2 mh + kf
+        y = ops.reshape(ops.transpose(y, _PARITY_PERM), (-1, 2, 1, 2 * Lh, 2 * L2, c))
         if 2 * L2 != L:
-            y = y[:, :, :, :, :L]
+            y = y[:, :, :, :L, :L]
         if self.real:
             return y
         # real maps: c_{l,-m} = (-1)^m conj(c_lm); order 0 is stored at s = 0 only
-        return ops.concatenate([y, y * _backend_constant(self._neg_sign)], axis=2)
+        return ops.concatenate([y, y * self._const(self._neg_sign)], axis=2)
 
     def analysis(self, x):
         """Forward transform ('sep') of real maps into the order-major layout.
 
         x: ``(batch, n, n, channels)`` (batch, azimuth, polar, channels).
-        Returns ``(4 * L2, L, batch, channels)``: axis 0 is ``(kf, mh, r)`` flattened,
-        order m = 2 mh + kf (L2 = ceil(L / 2); orders m >= L, present only when L
-        is odd, are zero), r = 0 real part, 1 imaginary part; axis 1 the degree l.
+        Returns ``(8 * L2, Lh, batch, channels)``: axis 0 is ``(kf, s, mh, r)``
+        flattened, axis 1 is ``i``: order m = 2 mh + kf, degree l = 2 i + s
+        (L2 = Lh = ceil(L / 2); orders m >= L and degrees l >= L, present only when
+        L is odd, are zero), r = 0 real part, 1 imaginary part.
         The same coefficients as ``forward_packed`` (real layout) without its final
         transpose; ``synthesis`` is its inverse.  Layers that work per degree
         (``SphConv``) use this pair to skip the packed layout.
@@ -166,33 +193,45 @@ class SphericalHarmonicTransform:
 
     def _analysis(self, x):
         """``analysis`` of maps already checked and cast (``forward_packed`` did both)."""
-        n, L, L2, h = self.n, self.L, self._L2, self.n // 2
+        n, L2, Lh, h = self.n, self._L2, self._Lh, self.n // 2
         c = x.shape[3]  # static; the batch may be unknown (-1 below)
-        # (b, k, j, c) -> (k, j*b*c); radix-2 butterfly over k = (kh, k'): kf = m parity
-        xt = ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (2, -1))
-        z = ops.matmul(_backend_constant(self._fold), xt)  # (kf, k'*j*b*c)
-        # half-length DFTs: (kf, (mh, r), k') @ (kf, k', j*b*c)
-        y = ops.matmul(_backend_constant(self._dft), ops.reshape(z, (2, h, -1)))
-        # Legendre per (order, part): ((kf, mh, r), l, j) @ ((kf, mh, r), j, b*c)
-        y = ops.matmul(_backend_constant(self._leg_fwd), ops.reshape(y, (4 * L2, n, -1)))
-        return ops.reshape(y, (4 * L2, L, -1, c))
+        # polar rows (jh, j'): the northern rows 1..h and their mirrors n-1..h (the pole
+        # row 0 has quadrature weight 0; the equator h is its own mirror)
+        # (split, reverse, concatenate: kernels whose gradients are as cheap; strided slices with
+        # a negative stride and their gradients cost more than the Legendre step on a CPU)
+        _, north, equator, south = ops.split(x, [1, h, h + 1], axis=2)
+        x = ops.concatenate([north, equator, ops.flip(south, axis=2), equator], axis=2)
+        # (b, (kh, k'), (jh, j'), c) -> ((kh, jh), k'*j'*b*c); both butterflies in one matmul:
+        # kf = m parity (azimuth), s = l parity (g_j +- g_{n-j} as l + m is even or odd)
+        xt = ops.reshape(ops.transpose(ops.reshape(x, (-1, 2, h, 2, h, c)), (1, 3, 2, 4, 0, 5)), (4, -1))
+        z = ops.matmul(self._const(self._fold), xt)  # ((kf, s), k'*j'*b*c)
+        # half-length DFTs: ((kf, s), (mh, r), k') @ ((kf, s), k', j'*b*c)
+        y = ops.matmul(self._const(self._dft), ops.reshape(z, (4, h, -1)))
+        # Legendre over half the rows: ((kf, s, mh, r), i, j') @ ((kf, s, mh, r), j', b*c)
+        y = ops.matmul(self._const(self._leg_fwd), ops.reshape(y, (8 * L2, h, -1)))
+        return ops.reshape(y, (8 * L2, Lh, -1, c))
 
     def synthesis(self, z):
-        """Inverse of ``analysis``: ``(4 * L2, L, batch, channels)`` -> real ``(batch, n, n, channels)``."""
+        """Inverse of ``analysis``: ``(8 * L2, Lh, batch, channels)`` -> real ``(batch, n, n, channels)``."""
         layouts.refuse_complex(z, f"{self!r}.synthesis", _SPLIT_COEFFS)
         shape = tuple(z.shape)
-        if (len(shape) != 4 or shape[0] != 4 * self._L2 or shape[1] != self.L
-                or shape[3] is None or self.method != "sep"):
-            raise ValueError(f"{self!r}: order-major coefficients must be ({4 * self._L2}, {self.L}, "
+        if self.method != "sep" or (len(shape) != 4 or shape[0] != 8 * self._L2
+                                    or shape[1] != self._Lh or shape[3] is None):
+            raise ValueError(f"{self!r}: order-major coefficients must be ({8 * self._L2}, {self._Lh}, "
                              f"batch, channels) with method='sep', got shape {shape}")
         z = ops.cast(z, self.dtype)
         n, L2, h, ch = self.n, self._L2, self.n // 2, shape[3]
-        y = ops.matmul(_backend_constant(self._leg_inv), ops.reshape(z, (4 * L2, self.L, -1)))
-        # half-length inverse DFTs: (kf, k', (mh, r)) @ (kf, (mh, r), j*b*ch)
-        y = ops.matmul(_backend_constant(self._idft), ops.reshape(y, (2, 2 * L2, -1)))  # (kf, k'*j*b*ch)
-        y = ops.matmul(_backend_constant(self._fold), ops.reshape(y, (2, -1)))  # (kh, k'*j*b*ch)
-        y = ops.reshape(y, (n, n, -1, ch))
-        return ops.transpose(y, (2, 0, 1, 3))
+        # Legendre sums at the rows j' = 0..h (pole to equator), per degree parity s
+        y = ops.matmul(self._const(self._leg_inv), ops.reshape(z, (8 * L2, self._Lh, -1)))
+        # half-length inverse DFTs: ((kf, s), k', (mh, r)) @ ((kf, s), (mh, r), j'*b*ch)
+        y = ops.matmul(self._const(self._idft), ops.reshape(y, (4, 2 * L2, -1)))
+        # both butterflies: ((kh, jh), (kf, s)) @ ((kf, s), k'*j'*b*ch); jh = 1 is the mirror row n - j'
+        y = ops.matmul(self._const(self._unfold), ops.reshape(y, (4, -1)))
+        y = ops.transpose(ops.reshape(y, (2, 2, h, h + 1, -1, ch)), (4, 0, 2, 1, 3, 5))
+        y = ops.reshape(y, (-1, n, 2 * (h + 1), ch))  # (b, k, (jh, j'), ch)
+        # rows 0..h from jh = 0, rows h+1..n-1 from the mirrors j' = h-1..1
+        north, _, south, _ = ops.split(y, [h + 1, h + 2, 2 * h + 1], axis=2)
+        return ops.concatenate([north, ops.flip(south, axis=2)], axis=2)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Forward transform of real maps (batch, n, n, channels) -> (re, im), each (batch, S, L, L, channels)."""
@@ -212,28 +251,32 @@ class SphericalHarmonicTransform:
         ch = c.shape[5]
         if self.method == "naive":
             ct = ops.reshape(ops.transpose(c, (0, 5, 1, 2, 3, 4)), (-1, 2 * S * L * L))
-            y = ops.matmul(ct, _backend_constant(self._inv))  # (b*ch, k*j)
+            y = ops.matmul(ct, self._const(self._inv))  # (b*ch, k*j)
             y = ops.reshape(y, (-1, ch, n, n))
             return ops.transpose(y, (0, 2, 3, 1))
         return self._inverse_sep(c)
 
     def _inverse_sep(self, c):
-        L, L2 = self.L, self._L2
+        L, L2, Lh = self.L, self._L2, self._Lh
         ch = c.shape[5]
         if not self.real:
             # fold the negative orders into m >= 0 (the real part of the sum is unchanged):
             # Re(c_{-m} Y_{-m}) = Re((-1)^m conj(c_{-m}) Y_m); the table doubles m > 0
-            c = ops.sum(c * _backend_constant(self._combine), axis=2, keepdims=True)
+            c = ops.sum(c * self._const(self._combine), axis=2, keepdims=True)
         if 2 * L2 != L:
-            c = ops.pad(c, [(0, 0)] * 4 + [(0, 2 * L2 - L), (0, 0)])
-        # (b, r, 1, l, m = 2 mh + kf, ch) -> ((kf, mh, r), l, b, ch)
-        z = ops.transpose(ops.reshape(c, (-1, 2, L, L2, 2, ch)), (4, 3, 1, 2, 0, 5))
-        return self.synthesis(ops.reshape(z, (4 * L2, L, -1, ch)))
+            c = ops.pad(c, [(0, 0)] * 3 + [(0, 2 * Lh - L), (0, 2 * L2 - L), (0, 0)])
+        # (b, r, 1, l = (i, s), m = (mh, kf), ch) -> ((kf, s, mh, r), i, b, ch)
+        z = ops.transpose(ops.reshape(c, (-1, 2, Lh, 2, L2, 2, ch)), _PARITY_PERM)
+        return self.synthesis(ops.reshape(z, (8 * L2, Lh, -1, ch)))
 
     def inverse(self, re: Tensor, im: Tensor) -> Tensor:
         """Inverse transform: (re, im), each (batch, S, L, L, channels) -> real (batch, n, n, channels)."""
         self._check_coeffs(re, im)
         return self.inverse_packed(ops.stack([re, im], axis=1))
+
+
+# (kf, s, mh, r, i, b, c) <-> (b, r, i, s, mh, kf, c); the permutation is its own inverse
+_PARITY_PERM = (5, 3, 4, 1, 2, 0, 6)
 
 
 def _full_layout_factors(L, dtype):

@@ -157,54 +157,109 @@ def naive_matrices(n, real=True, dtype="float32"):
 
 
 @functools.lru_cache(maxsize=None)
+def _legendre_exact(n):
+    """``legendre(n)`` with the pole and equator rows set to their exact values.
+
+    At the north pole (j = 0) P_l^m vanishes for m > 0 and P_l^0(0) = sqrt((2l+1)/(4 pi));
+    at the equator (j = n/2) P_l^m(pi/2) = 0 when l + m is odd.  SciPy's values there
+    differ from these by rounding only; the symmetric Legendre step relies on the zeros.
+    """
+    P = np.array(legendre(n))
+    L, h = n // 2, n // 2
+    l = np.arange(L)
+    P[:, :, 0] = 0.0
+    P[0, :, 0] = np.sqrt((2 * l + 1) / (4 * np.pi))
+    odd = (l[None, :] + l[:, None]) % 2 == 1  # [m, l]
+    P[:, :, h][odd] = 0.0
+    return _readonly(P)
+
+
+@functools.lru_cache(maxsize=None)
 def sep_tables(n, real=True, dtype="float32"):
     """Tables of the separation-of-variables transform (the same for both layouts).
 
-    The azimuth DFT is split by the parity of the order (one radix-2 step):
-    with k = kh * n/2 + k' (kh = 0, 1), ``exp(-i m az_k) = (-1)^(m*kh) exp(-i m az_k')``,
-    so even orders need ``f[k'] + f[k' + n/2]`` and odd orders ``f[k'] - f[k' + n/2]``,
-    each a DFT of length n/2 (half the work of the full DFT).  Orders are grouped
-    as ``q = kf * L2 + mh`` with parity ``kf``, ``m = 2 mh + kf`` and
-    ``L2 = ceil(L / 2)``; rows of orders m >= L (only when L is odd) are zero.
+    Two symmetries halve the work:
+
+    * azimuth (one radix-2 step): with k = kh * n/2 + k' (kh = 0, 1),
+      ``exp(-i m az_k) = (-1)^(m*kh) exp(-i m az_k')``, so even orders need
+      ``f[k'] + f[k' + n/2]`` and odd orders ``f[k'] - f[k' + n/2]``, each a DFT of
+      length n/2.  Orders are grouped by parity ``kf``: ``m = 2 mh + kf``,
+      ``mh < L2 = ceil(L / 2)``; rows of orders m >= L (only when L is odd) are zero.
+    * equator: rows j and n - j of the DH grid are mirror images
+      (polar pi - theta) and ``P_l^m(pi - theta) = (-1)^(l+m) P_l^m(theta)``, so the
+      Legendre sum over the n rows becomes a sum over half of them of
+      ``g_j + g_{n-j}`` (degrees with l + m even) or ``g_j - g_{n-j}`` (l + m odd).
+      Degrees are grouped by parity ``s``: ``l = 2 i + s``, ``i < Lh = ceil(L / 2)``;
+      rows of degrees l >= L (only when L is odd) are zero.
+
+    Both butterflies act on ``(kh, jh)`` where ``jh`` picks the northern row
+    j = j' + 1 (jh = 0) or its mirror n - 1 - j' (jh = 1); together they are one
+    4 x 4 matrix.  The forward transform reads the rows ``fwd_rows`` (the north
+    pole, whose quadrature weight is exactly 0, is left out; the equator row n/2
+    is read twice, as its own mirror, and its weight halved).  The inverse
+    computes rows j' = 0..n/2 (pole to equator) for both signs and picks the n
+    rows of the map with ``inv_rows``; the pole (P_l^m(0) = 0 for m > 0) and the
+    equator (P_l^m(pi/2) = 0 for l + m odd) use exact values.
+
     Returns a dict of:
-      * ``fold`` (2, 2): ``[[1, 1], [1, -1]]``, the radix-2 butterfly (forward
-        and inverse).
-      * ``dft`` (2, 2*L2, n/2): ``[kf, (mh, r), k']``: ``cos(m az_k')`` for r = 0,
-        ``-sin(m az_k')`` for r = 1 (real, imaginary part of ``exp(-i m az_k')``).
-      * ``leg_fwd`` (4*L2, L, n): ``[(q, r), l, j] = forward_scale * a_j * P_l^m(polar_j)``,
-        the same for both parts r (real, imaginary), so that the Legendre step is one
-        matmul batched over ``(kf, mh, r)`` (the order in which the DFT leaves them).
-      * ``leg_inv`` (4*L2, n, L): ``[(q, r), j, l] = w_m P_l^m(polar_j)``, w = 2 for
-        m > 0 (the real layout: c_{-m} Y_{-m} + c_m Y_m = 2 Re(c_m Y_m)), else 1.
-      * ``idft`` (2, n/2, 2*L2): ``[kf, k', (mh, r)]``: ``cos(m az_k')`` for r = 0,
+      * ``fold`` (4, 4): ``[(kf, s), (kh, jh)] = (-1)^(kf*kh) * (-1)^((kf+s)*jh)``,
+        the two butterflies (forward); ``unfold`` (4, 4) is its transpose, the inverse's.
+      * ``fwd_rows`` (n,) int32: polar rows gathered by the forward transform,
+        ``[1, ..., n/2, n-1, ..., n/2]``: ``(jh, j')`` flattened.
+      * ``inv_rows`` (n,) int32: for each polar row j of the map, its index in the
+        inverse's ``(jh, j')`` rows (j' = 0..n/2).
+      * ``dft`` (4, 2*L2, n/2): ``[(kf, s), (mh, r), k']``: ``cos(m az_k')`` for r = 0,
+        ``-sin(m az_k')`` for r = 1 (real, imaginary part of ``exp(-i m az_k')``),
+        the same for both s.
+      * ``leg_fwd`` (8*L2, Lh, n/2): ``[(kf, s, mh, r), i, j'] = forward_scale * a_j *
+        P_l^m(polar_j)`` with j = j' + 1 (halved at the equator j = n/2), the same for
+        both parts r, so that the Legendre step is one matmul batched over
+        ``(kf, s, mh, r)`` (the order in which the DFT leaves them).
+      * ``leg_inv`` (8*L2, n/2 + 1, Lh): ``[(kf, s, mh, r), j', i] = w_m P_l^m(polar_j')``,
+        w = 2 for m > 0 (the real layout: c_{-m} Y_{-m} + c_m Y_m = 2 Re(c_m Y_m)), else 1.
+      * ``idft`` (4, n/2, 2*L2): ``[(kf, s), k', (mh, r)]``: ``cos(m az_k')`` for r = 0,
         ``-sin(m az_k')`` for r = 1, so that it maps (Re G, Im G) to ``Re(G exp(i m az_k'))``.
     ``real`` is accepted for symmetry with ``naive_matrices``; the full layout is
-    derived from the real one in ``sht``.
+    derived from the real one in ``sht``.  The tables hold 2 L2 Lh (n + 1) Legendre
+    values per part instead of 4 L2 L n: a quarter of the previous layout's.
     """
     n = check_n(n)
     if real is not True:
         return sep_tables(n, True, dtype)
     L, h = n // 2, n // 2
-    L2 = (L + 1) // 2
+    L2 = Lh = (L + 1) // 2
     _, az = grid(n)
     m = 2 * np.arange(L2)[None, :] + np.arange(2)[:, None]  # (kf, mh)
     valid = (m < L).astype(float)
     ang = m[:, :, None] * az[None, None, :h]  # (kf, mh, k')
     trig = np.stack([np.cos(ang), -np.sin(ang)], axis=2) * valid[:, :, None, None]  # (kf, mh, r, k')
-    dft = trig.reshape(2, 2 * L2, h)
-    idft = np.transpose(trig, (0, 3, 1, 2)).reshape(2, h, 2 * L2)
-    P = np.zeros((2 * L2, L, n))
-    P[:L] = legendre(n)  # (m, l, j), rows m >= L stay zero
-    order = m.reshape(-1)  # q = kf * L2 + mh -> m
-    P = P[order]
-    leg_fwd = forward_scale(n) * P * dh_weights(n)[None, None, :]
-    leg_inv = np.transpose(P * _order_weights(2 * L2, True)[order][:, None, None], (0, 2, 1))
-    # one copy per part (r = re, im) so that the Legendre matmuls batch over (kf, mh, r)
-    leg_fwd = np.repeat(leg_fwd, 2, axis=0)
-    leg_inv = np.repeat(leg_inv, 2, axis=0)
-    fold = np.array([[1.0, 1.0], [1.0, -1.0]])
-    out = {"fold": fold, "dft": dft, "leg_fwd": leg_fwd, "leg_inv": leg_inv, "idft": idft}
-    return {k: _readonly(np.ascontiguousarray(v, dtype=dtype)) for k, v in out.items()}
+    dft = np.repeat(trig.reshape(2, 2 * L2, h), 2, axis=0)  # (kf, s) with s repeated
+    idft = np.repeat(np.transpose(trig, (0, 3, 1, 2)).reshape(2, h, 2 * L2), 2, axis=0)
+    # Legendre values at (kf, s, mh, i, j) for all polar rows, zero where m >= L or l >= L
+    P = np.zeros((2 * L2, 2 * Lh, n))
+    P[:L, :L] = _legendre_exact(n)  # (m, l, j)
+    mm = m.reshape(2, 1, L2, 1)
+    ll = (2 * np.arange(Lh)[None, :] + np.arange(2)[:, None]).reshape(1, 2, 1, Lh)  # (s, i)
+    P = P[mm, ll]  # (kf, s, mh, i, j)
+    a = dh_weights(n).copy()
+    a[h] *= 0.5  # the equator row is read twice (as its own mirror)
+    leg_fwd = forward_scale(n) * P[..., 1:h + 1] * a[1:h + 1]  # (kf, s, mh, i, j')
+    w = _order_weights(2 * L2, True)[m].reshape(2, 1, L2, 1, 1)
+    leg_inv = np.swapaxes(P[..., :h + 1] * w, -1, -2)  # (kf, s, mh, j', i)
+    # one copy per part (r = re, im) so that the Legendre matmuls batch over (kf, s, mh, r)
+    leg_fwd = np.repeat(leg_fwd[:, :, :, None], 2, axis=3).reshape(8 * L2, Lh, h)
+    leg_inv = np.repeat(leg_inv[:, :, :, None], 2, axis=3).reshape(8 * L2, h + 1, Lh)
+    kf, s, kh, jh = np.meshgrid(*[np.arange(2)] * 4, indexing="ij")
+    fold = ((-1.0) ** (kf * kh + (kf + s) * jh)).reshape(4, 4)
+    fwd_rows = np.concatenate([np.arange(1, h + 1), np.arange(n - 1, h - 1, -1)])
+    j = np.arange(n)
+    inv_rows = np.where(j <= h, j, (h + 1) + (n - j))
+    out = {"fold": fold, "unfold": fold.T, "dft": dft, "leg_fwd": leg_fwd, "leg_inv": leg_inv,
+           "idft": idft}
+    out = {k: _readonly(np.ascontiguousarray(v, dtype=dtype)) for k, v in out.items()}
+    out["fwd_rows"] = _readonly(fwd_rows.astype("int32"))
+    out["inv_rows"] = _readonly(inv_rows.astype("int32"))
+    return out
 
 
 def table_nbytes(n, method, real=True, dtype="float32"):

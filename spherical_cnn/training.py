@@ -88,6 +88,45 @@ def configure_devices():
             pass  # already initialised
 
 
+def mixed_precision_policy(choice):
+    """The Keras dtype policy name for ``--mixed_precision`` (None: no change).
+
+    ``auto`` picks ``mixed_float16`` when TensorFlow sees a GPU (tensor cores) and
+    ``mixed_bfloat16`` otherwise (CPUs with AVX-512 BF16 / AMX multiply bfloat16
+    matrices about twice as fast as float32; bfloat16 keeps float32's exponent
+    range, so no loss scaling is needed).
+    """
+    if not choice:
+        return None
+    if choice == "auto":
+        choice = "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
+    return "mixed_" + choice
+
+
+# Training step with --transform_method naive over the same step with sep, model-64
+# flags, batch 16, 2-core CPU, quiet machine: 891 ms against 161-212 ms (issue 21,
+# benchmarks/train_step.py; the lower end of 4.2-5.5x), by input_res; see docs/speed.md.
+NAIVE_SLOWDOWN_CPU = {64: 4.2}
+
+
+def naive_warning(args, have_gpu):
+    """The once-per-run advice when ``--transform_method naive`` runs where ``sep`` is much
+    faster (a CPU, grids of 64 and more), or None. Both methods compute the same
+    coefficients (to float32 rounding); the params files keep the original's ``naive``."""
+    if args.transform_method != "naive" or have_gpu:
+        return None
+    res = int(getattr(args, "input_res", 0) or 0)
+    known = [r for r in sorted(NAIVE_SLOWDOWN_CPU) if r <= res]
+    if not known or NAIVE_SLOWDOWN_CPU[known[-1]] < 2.0:
+        return None
+    factor = NAIVE_SLOWDOWN_CPU[known[-1]]
+    return ("--transform_method naive (the original's setting in the params files) makes a training "
+            "step about {:.1f}x slower than --transform_method sep on a CPU at --input_res {} "
+            "(measured, docs/speed.md); sep computes the same coefficients (to float32 rounding) "
+            "with a fraction of the tables' memory. Add --transform_method sep after the params "
+            "files to use it.".format(factor, known[-1]))
+
+
 def make_strategy(name):
     """The ``tf.distribute`` strategy for ``--distribute``."""
     if name == "mirrored":
@@ -198,6 +237,16 @@ class Trainer:
         self.args = args
         self.logger = logger or get_logger(args.logdir)
         configure_devices()
+        policy = mixed_precision_policy(getattr(args, "mixed_precision", None))
+        if policy:
+            # layers compute in bfloat16/float16 (transform and filter matmuls accumulate in
+            # float32); variables, batch-norm statistics and the losses stay float32
+            keras.config.set_dtype_policy(policy)
+            self.logger.info("mixed precision: Keras dtype policy {}".format(policy))
+        self.loss_scaling = policy == "mixed_float16"
+        advice = naive_warning(args, bool(tf.config.list_physical_devices("GPU")))
+        if advice:
+            self.logger.warning(advice)
         keras.utils.set_random_seed(args.seed)
         self.strategy = make_strategy(args.distribute)
         self.chief = is_chief(self.strategy)
@@ -232,7 +281,12 @@ class Trainer:
     def _make_optimizer(self):
         """TF1's Adam (epsilon 1e-8) or Nesterov momentum, see :mod:`spherical_cnn.optimizers`."""
         lr = params_mod.learning_rate_at(self.args.learning_rate, 0)
-        return optimizers.make_optimizer(self.args.optimizer, lr)
+        optimizer = optimizers.make_optimizer(self.args.optimizer, lr)
+        if self.loss_scaling:
+            # float16 gradients underflow without it; steps with non-finite scaled
+            # gradients are skipped and the scale lowered (bfloat16 needs none of this)
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
 
     def set_learning_rate(self, value):
         self.optimizer.learning_rate.assign(value)
@@ -249,6 +303,8 @@ class Trainer:
         def replica_train(x, y):
             with tf.GradientTape() as tape:
                 out = model(x, training=True)
+                # losses in float32 (under a mixed policy the model's outputs are bfloat16/float16)
+                out = {k: tf.cast(v, tf.float32) for k, v in out.items()}
                 ce = tf.nn.compute_average_loss(softmax_cross_entropy(y, out["logits"]))
                 extra = tf.zeros(())
                 if args.extra_loss:
@@ -261,11 +317,16 @@ class Trainer:
                 if model.losses:
                     reg = tf.nn.scale_regularization_loss(tf.add_n(model.losses))
                 total = ce + extra + triplet + reg
-            grads = tape.gradient(total, model.trainable_variables)
+                scaled = optimizer.scale_loss(total) if self.loss_scaling else total
+            grads = tape.gradient(scaled, model.trainable_variables)
             # A non-finite step is still applied (the run stops right after it and saves
-            # nothing from it), which keeps the step free of control flow.
+            # nothing from it), which keeps the step free of control flow. With loss scaling
+            # (float16) non-finite gradients are expected now and then: the optimizer skips
+            # those steps, so only the loss is checked.
             grads_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads
-                                          if g is not None])
+                                          if g is not None] or [True])
+            if self.loss_scaling:
+                grads_finite = tf.constant(True)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             pred = tf.argmax(out["logits"], axis=-1, output_type=tf.int64)
             correct = tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, tf.int64)), tf.float32))

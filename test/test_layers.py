@@ -220,3 +220,50 @@ def test_bad_shapes_raise():
         layers.SphConv(4, method="fft")
     with pytest.raises(ValueError, match="DegreePowerPooling"):
         layers.DegreePowerPooling()(np.zeros((2, 8), "float32"))
+
+
+@pytest.fixture
+def policy():
+    """Set a Keras dtype policy for one test; restore float32 afterwards."""
+    yield keras.config.set_dtype_policy
+    keras.config.set_dtype_policy("float32")
+
+
+# max |error| / max |float32 output| of a layer under a mixed policy (inputs and weights equal)
+MIXED_BOUNDS = {"mixed_bfloat16": 3e-2, "mixed_float16": 5e-3}
+
+
+def _spherical_layers():
+    return {
+        "sphconv_sep": lambda: layers.SphConv(4, n_filter_params=3, method="sep"),
+        "sphconv_sep_pool": lambda: layers.SphConv(4, spectral_pool=1, method="sep"),
+        "sphconv_naive": lambda: layers.SphConv(4, method="naive", real_inputs=False),
+        "activation_u2": lambda: layers.SphericalActivation("prelu", upsample=2, method="sep"),
+        "power": lambda: layers.DegreePowerPooling(method="sep"),
+        "wap": lambda: layers.AreaWeightedPooling(),
+        "cwap": lambda: layers.CenteredAreaWeightedPooling(),
+        "area": lambda: layers.SphericalAreaWeighting(),
+        "bn": lambda: layers.FusedBatchNormalization(scale=False),
+    }
+
+
+@pytest.mark.parametrize("mixed", sorted(MIXED_BOUNDS))
+@pytest.mark.parametrize("name", sorted(_spherical_layers()))
+def test_layers_under_mixed_policies_return_their_declared_dtype(policy, x16, mixed, name):
+    """Under mixed_float16 / mixed_bfloat16 every layer returns its compute dtype (eager, and
+    symbolically in a functional model), keeps float32 variables, and agrees with the float32
+    layer (same weights) within MIXED_BOUNDS."""
+    make = _spherical_layers()[name]
+    ref_layer = make()
+    ref = np.asarray(ref_layer(x16, training=True))
+    policy(mixed)
+    layer = make()
+    out = layer(x16, training=True)
+    layer.set_weights(ref_layer.get_weights())
+    out = layer(x16, training=True)
+    compute = mixed.split("_")[1]
+    assert layer.compute_dtype == compute and out.dtype == compute
+    assert all(v.dtype == "float32" for v in layer.weights)
+    sym = layer(keras.Input((16, 16, 3)))
+    assert sym.dtype == compute
+    assert rel_err(out, ref) < MIXED_BOUNDS[mixed], rel_err(out, ref)

@@ -137,38 +137,115 @@ def test_sep_full_layout_inverse_of_general_coefficients():
     assert rel_err(rec, ref) < 1e-5
 
 
-def test_sep_radix2_tables_match_the_full_dft():
-    """fold + half-length DFT tables reproduce exp(-i m az_k) for every k and m < L."""
+def test_sep_butterfly_tables_match_the_full_dft_and_the_mirror_rows():
+    """fold + half-length DFT tables reproduce exp(-i m az_k) for every k and m < L (azimuth
+    butterfly), and the polar butterfly pairs row j with its mirror n - j with the sign
+    (-1)^(l+m) of P_l^m(pi - theta) = (-1)^(l+m) P_l^m(theta)."""
     n = 12
     t = tables.sep_tables(n, True, "float64")
     L, h, L2 = n // 2, n // 2, (n // 2 + 1) // 2
     _, az = tables.grid(n)
-    dft = t["dft"].reshape(2, L2, 2, h)  # (kf, mh, r, k')
+    dft = t["dft"].reshape(2, 2, L2, 2, h)  # (kf, s, mh, r, k')
+    fold = t["fold"].reshape(2, 2, 2, 2)  # (kf, s, kh, jh)
+    np.testing.assert_array_equal(t["unfold"], t["fold"].T)
     for mm in range(L):
         kf, mh = mm % 2, mm // 2
-        for k in range(n):
-            kh, kp = divmod(k, h)
-            got = t["fold"][kf, kh] * (dft[kf, mh, 0, kp] + 1j * dft[kf, mh, 1, kp])
-            assert abs(got - np.exp(-1j * mm * az[k])) < 1e-12
+        for s in range(2):
+            assert fold[kf, s, 0, 1] == (-1.0) ** (kf + s)  # mirror row: (-1)^(l+m), l = s mod 2
+            for k in range(n):
+                kh, kp = divmod(k, h)
+                got = fold[kf, s, kh, 0] * (dft[kf, s, mh, 0, kp] + 1j * dft[kf, s, mh, 1, kp])
+                assert abs(got - np.exp(-1j * mm * az[k])) < 1e-12
+    P = tables.legendre(n)  # (m, l, j)
+    l, m = np.arange(L)[None, :, None], np.arange(L)[:, None, None]
+    np.testing.assert_allclose(P[:, :, n - 1:h:-1], (-1.0) ** (l + m) * P[:, :, 1:h], atol=1e-12)
+    np.testing.assert_array_equal(t["fwd_rows"], np.r_[1:h + 1, n - 1:h - 1:-1])
+
+
+@pytest.mark.parametrize("n", [6, 10, 12, 16, 32])
+def test_symmetric_legendre_equals_the_plain_sum(n):
+    """The sep transform (half the polar rows, even/odd parts) equals the plain Legendre step
+    over all n rows (the previous path, written out here in float32) to float32 rounding,
+    forward and inverse, for odd (n = 6, 10) and even L; pole and equator rows included."""
+    rng = np.random.default_rng(n)
+    f = rng.standard_normal((2, n, n, 3)).astype("float32")
+    L = n // 2
+    P = tables.legendre(n).astype("float32")  # (m, l, j)
+    a = tables.dh_weights(n).astype("float32")
+    _, az = tables.grid(n)
+    m = np.arange(L)
+    e = np.exp(-1j * np.outer(m, az)).astype("complex64")  # (m, k)
+    g = np.einsum("mk,bkjc->bmjc", e, f)  # azimuth DFT
+    plain = np.float32(tables.forward_scale(n)) * np.einsum("mlj,j,bmjc->blmc", P, a, g)  # (b, l, m, c)
+    tr = sht.get_transform(n, "sep", True)
+    re, im = tr.forward(f)
+    got = np.asarray(re)[:, 0] + 1j * np.asarray(im)[:, 0]
+    assert rel_err(got, plain) < 2e-6
+    # inverse: sum_l P_l^m(theta_j) c_lm, then Re sum_m w_m c_m(j) e^{i m az}
+    c = (rng.standard_normal((2, L, L, 3)) + 1j * rng.standard_normal((2, L, L, 3))).astype("complex64")
+    c *= (m[None, :] <= np.arange(L)[:, None])[None, :, :, None]
+    c[:, :, 0] = c[:, :, 0].real
+    w = np.where(m > 0, 2.0, 1.0).astype("float32")
+    cj = np.einsum("mlj,blmc->bmjc", P, c)
+    plain_inv = np.einsum("m,mk,bmjc->bkjc", w, np.conj(e), cj).real
+    rec = tr.inverse(c.real[:, None].astype("float32"), c.imag[:, None].astype("float32"))
+    assert rel_err(rec, plain_inv) < 2e-6
+
+
+def _pyshtools_coeffs(f):
+    """pyshtools' orthonormal complex coefficients (m >= 0) of real maps (batch, n, n), (batch, L, L)."""
+    import pyshtools
+
+    L = f.shape[1] // 2
+    return np.stack([pyshtools.SHGrid.from_array(x.T.astype(complex)).expand(
+        csphase=-1, normalization="ortho").coeffs[0, :L, :L] for x in f])
+
+
+# max |error| / max |coefficient| against pyshtools; measured (n = 16..64, normal maps):
+# float32 1.6e-7, float16 5.2e-4, bfloat16 4.1e-3 (docs/speed.md)
+PRECISION_BOUNDS = {"float32": 1e-6, "float16": 2e-3, "bfloat16": 1.5e-2}
+
+
+@pytest.mark.parametrize("dtype", sorted(PRECISION_BOUNDS))
+@pytest.mark.parametrize("n", [16, 32])
+def test_reduced_precision_error_against_pyshtools(n, dtype):
+    """Forward transform in each compute dtype against pyshtools (float64), and the
+    round trip against float64, within the bounds stated in PRECISION_BOUNDS."""
+    f = np.random.default_rng(n).standard_normal((3, n, n))
+    ref = _pyshtools_coeffs(f)
+    tr = sht.get_transform(n, "sep", True, dtype)
+    assert tr.dtype == dtype and tr.table_dtype == "float32"
+    re, im = tr.forward(f[..., None].astype("float32"))
+    assert re.dtype == dtype
+    c = np.asarray(re, "float64")[:, 0, :, :, 0] + 1j * np.asarray(im, "float64")[:, 0, :, :, 0]
+    assert rel_err(c, ref) < PRECISION_BOUNDS[dtype]
+    rec = tr.inverse(re, im)
+    assert rec.dtype == dtype
+    t64 = sht.get_transform(n, "sep", True, "float64")
+    assert rel_err(np.asarray(rec, "float64"), t64.inverse(*t64.forward(f[..., None]))) < 1.5 * PRECISION_BOUNDS[dtype]
 
 
 @pytest.mark.parametrize("n", [10, 16])
 def test_order_major_analysis_is_the_numpy_transform_reordered(n):
-    """analysis() holds the real-layout coefficients (NumPy reference) at ((kf, mh, r), l) with
-    m = 2 mh + kf; synthesis() inverts it on band-limited maps (and rejects other layouts)."""
+    """analysis() holds the real-layout coefficients (NumPy reference) at ((kf, s, mh, r), i) with
+    m = 2 mh + kf, l = 2 i + s; synthesis() inverts it on band-limited maps (and rejects
+    other layouts)."""
     f = np.random.default_rng(n).standard_normal((2, n, n, 3))
     tr = sht.get_transform(n, "sep", True, "float64")
     L, L2 = n // 2, (n // 2 + 1) // 2
-    z = np.asarray(tr.analysis(f)).reshape(2, L2, 2, L, 2, 3)  # (kf, mh, r, l, b, c)
+    z = np.asarray(tr.analysis(f)).reshape(2, 2, L2, 2, L2, 2, 3)  # (kf, s, mh, r, i, b, c)
     c = spherical.sph_harm_transform_batch(f, "naive", tables.harmonics(n, True))[:, 0]  # (b, l, m, c)
     ref = np.stack([c.real, c.imag], axis=1)  # (b, r, l, m, c)
     for m in range(L):
-        np.testing.assert_allclose(z[m % 2, m // 2].transpose(2, 0, 1, 3), ref[:, :, :, m], atol=1e-10)
+        for l in range(L):
+            np.testing.assert_allclose(z[m % 2, l % 2, m // 2, :, l // 2].transpose(1, 0, 2),
+                                       ref[:, :, l, m], atol=1e-10)
     if L % 2:
-        assert np.all(z[1, L2 - 1] == 0)  # the padded order m = L
+        assert np.all(z[1, :, L2 - 1] == 0)  # the padded order m = L
+        assert np.all(z[:, 1, :, :, L2 - 1] == 0)  # the padded degree l = L
     band_limited = spherical.sph_harm_inverse_batch(c[:, None], "naive").real
     np.testing.assert_allclose(np.asarray(tr.synthesis(tr.analysis(band_limited))), band_limited, atol=1e-12)
     with pytest.raises(ValueError, match="order-major"):
-        tr.synthesis(np.zeros((4 * L2, L + 1, 2, 3)))
+        tr.synthesis(np.zeros((8 * L2, L2 + 1, 2, 3)))
     with pytest.raises(ValueError, match="method='sep'"):
         sht.get_transform(n, "naive", True).analysis(f)

