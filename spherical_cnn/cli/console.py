@@ -23,6 +23,11 @@ def make_dataset():
     return _run("make_dataset")
 
 
+def import_furniture():
+    """``spherical-cnn-import-furniture``: Sweet Home 3D furniture package -> mesh tree."""
+    return _run("import_furniture")
+
+
 def predict():
     """``spherical-cnn-predict``: classify records or meshes with a trained model."""
     return _run("predict")
