@@ -411,7 +411,6 @@ def collect(archives, progress=True, warn=None):
     skipped (``warn`` is called with a line naming it); a corrupt archive raises
     FurnitureError naming it.
     """
-    warn = warn or (lambda line: print(line, file=sys.stderr))
     catalogs = []
     for path in archives:
         try:
@@ -425,6 +424,9 @@ def collect(archives, progress=True, warn=None):
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=total, desc='furniture models', unit='model', file=sys.stderr)
+    if warn is None:  # a line of its own, not glued to the progress bar
+        warn = (lambda line: bar.write(line, file=sys.stderr)) if bar is not None else (
+            lambda line: print(line, file=sys.stderr))
     kept, left_out, skipped, seen = [], [], [], {}
     try:
         for path, zf, items in catalogs:
