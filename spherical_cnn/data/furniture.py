@@ -412,13 +412,21 @@ def collect(archives, progress=True, warn=None):
     FurnitureError naming it.
     """
     catalogs = []
-    for path in archives:
-        try:
-            zf = zipfile.ZipFile(path)
-            items = read_catalog(path, zf)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
-            raise FurnitureError(f'{path}: corrupt archive ({e})')
-        catalogs.append((path, zf, items))
+    try:
+        for path in archives:
+            try:
+                zf = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+                raise FurnitureError(f'{path}: corrupt archive ({e})')
+            catalogs.append((path, zf, None))
+            try:
+                catalogs[-1] = (path, zf, read_catalog(path, zf))
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+                raise FurnitureError(f'{path}: corrupt archive ({e})')
+    except BaseException:
+        for _, zf, _ in catalogs:
+            zf.close()
+        raise
     total = sum(len(items) for _, _, items in catalogs)
     bar = None
     if progress:
