@@ -27,6 +27,7 @@ def make_images():
     """``spherical-cnn-make-images``: an MNIST-format image set -> spherical TFRecord dataset."""
     return _run("make_images")
 
+
 def import_furniture():
     """``spherical-cnn-import-furniture``: Sweet Home 3D furniture package -> mesh tree."""
     return _run("import_furniture")
