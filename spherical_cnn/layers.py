@@ -93,7 +93,7 @@ class SphConv(keras.layers.Layer):
         spectral_pool: keep degrees < L / 2**spectral_pool and return the map at
             n / 2**spectral_pool.
         method: 'sep' (default; separation of variables, tables of ~n^3 bytes in
-            float32: 1 MiB at n = 64, 8 MiB at n = 128, 64 MiB at n = 256) or 'naive'
+            float32: 0.5 MiB at n = 64, 4 MiB at n = 128, 33 MiB at n = 256) or 'naive'
             (dense harmonics, ~n^4 bytes: 64 MiB at n = 64, 1 GiB at n = 128, 16 GiB
             at n = 256; the original's method, selected by the demo's
             ``--transform_method naive``). Same coefficients up to float rounding;
@@ -507,7 +507,7 @@ class DegreePowerPooling(keras.layers.Layer):
 
     Args:
         method: 'sep' (default; separation of variables, tables of ~n^3 bytes in
-            float32: 1 MiB at n = 64, 8 MiB at n = 128, 64 MiB at n = 256) or 'naive'
+            float32: 0.5 MiB at n = 64, 4 MiB at n = 128, 33 MiB at n = 256) or 'naive'
             (dense harmonics, ~n^4 bytes: 64 MiB at n = 64, 1 GiB at n = 128, 16 GiB
             at n = 256; the original's method, selected by the demo's
             ``--transform_method naive``). Same coefficients up to float rounding;
@@ -604,7 +604,7 @@ class SphericalActivation(keras.layers.Layer):
             (see :func:`pointwise_nonlinearity`).
         upsample: integer u >= 1.
         method: 'sep' (default; separation of variables, tables of ~n^3 bytes in
-            float32: 1 MiB at n = 64, 8 MiB at n = 128, 64 MiB at n = 256) or 'naive'
+            float32: 0.5 MiB at n = 64, 4 MiB at n = 128, 33 MiB at n = 256) or 'naive'
             (dense harmonics, ~n^4 bytes: 64 MiB at n = 64, 1 GiB at n = 128, 16 GiB
             at n = 256; the original's method, selected by the demo's
             ``--transform_method naive``). Same coefficients up to float rounding;

@@ -282,9 +282,10 @@ def estimate_table_nbytes(n, method, real=True, dtype="float32"):
 
     * 'naive': two dense matrices, ``4 S n^2 L^2 itemsize`` (float32, real layout:
       64 MiB at n = 64, 1 GiB at n = 128, 16 GiB at n = 256);
-    * 'sep': Legendre tables ``8 ceil(L/2) L n itemsize`` plus DFT tables
-      ``8 ceil(L/2) (n/2) itemsize`` (the same for both layouts; float32: 1 MiB at
-      n = 64, 8 MiB at n = 128, 64 MiB at n = 256).
+    * 'sep': with L2 = ceil(L/2) and h = n/2 (one hemisphere; the equatorial
+      symmetry halves the Legendre tables), Legendre tables ``8 L2^2 (2h + 1)``
+      entries plus DFT tables ``16 L2 h`` (the same for both layouts; float32:
+      about 0.5 MiB at n = 64, 4 MiB at n = 128, 32 MiB at n = 256).
     """
     n = check_n(n)
     check_method(method)
@@ -292,8 +293,13 @@ def estimate_table_nbytes(n, method, real=True, dtype="float32"):
     L = n // 2
     if method == "naive":
         return int(4 * n_layouts(real) * n * n * L * L * itemsize)
-    L2 = (L + 1) // 2
-    return int((4 + 8 * L2 * (n // 2) + 8 * L2 * L * n) * itemsize)
+    L2 = (L + 1) // 2  # degrees of one parity of l + m (the equatorial symmetry)
+    h = n // 2  # rows of one hemisphere
+    floats = (32  # fold / unfold (4, 4) each
+              + 2 * 4 * 2 * L2 * h  # DFT and inverse DFT (4, 2 L2, h)
+              + 8 * L2 * L2 * h  # forward Legendre (8 L2, L2, h)
+              + 8 * L2 * (h + 1) * L2)  # inverse Legendre (8 L2, h + 1, L2): equator row too
+    return int(floats * itemsize + 2 * n * 4)  # + the int32 row orders
 
 
 @functools.lru_cache(maxsize=None)

@@ -8,6 +8,7 @@ nothing that existed before was lost.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -106,7 +107,7 @@ def _start_workers(cmd, tmp_path, ports):
 @pytest.mark.slow
 def test_multi_worker_run_survives_a_killed_worker(good_dir, tmp_path):
     from spherical_cnn.checkpoints import saved_epoch
-    cmd = [sys.executable, TRAIN] + TINY + ["--dset_dir", good_dir, "--n_epochs", "3", "--no_export",
+    cmd = [sys.executable, TRAIN] + TINY + ["--dset_dir", good_dir, "--n_epochs", "4", "--no_export",
                                             "--skip_val", "--distribute", "multi_worker"]
     procs = _start_workers(cmd, tmp_path, [_free_port(), _free_port()])
     try:
@@ -127,9 +128,13 @@ def test_multi_worker_run_survives_a_killed_worker(good_dir, tmp_path):
     lines = user_lines(err)
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert "lost worker /job:worker/replica:0/task:1 of the multi-worker run" in lines[0]
-    assert "'latest' (epoch 1) in {} is intact".format(tmp_path / "worker0") in lines[0]
+    # on a loaded machine the chief may finish epoch 2 before it notices the loss
+    kept = re.search(r"'latest' \(epoch (\d+)\) in (\S+) is intact", lines[0])
+    assert kept and kept.group(2) == str(tmp_path / "worker0"), lines[0]
+    kept = int(kept.group(1))
+    assert 1 <= kept < 4, lines[0]
     chief = tmp_path / "worker0"
-    assert saved_epoch(str(chief / "latest" / "ckpt")) == 1  # nothing lost
+    assert saved_epoch(str(chief / "latest" / "ckpt")) == kept  # nothing lost
 
     # restart both workers with the same command: the run resumes at epoch 1 and finishes
     procs = _start_workers(cmd, tmp_path, [_free_port(), _free_port()])
@@ -140,11 +145,12 @@ def test_multi_worker_run_survives_a_killed_worker(good_dir, tmp_path):
             p.kill()
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0, o[-2000:] + e[-2000:]
-    assert "Continuing from checkpoint" in outs[0][0] and "at epoch 1" in outs[0][0]
-    assert "Continuing from the chief's checkpoint at epoch 1" in outs[1][0]
-    assert "epoch=1;" not in outs[0][0] and "epoch=2;" in outs[0][0] and "epoch=3;" in outs[0][0]
+    assert "Continuing from checkpoint" in outs[0][0] and "at epoch {}".format(kept) in outs[0][0]
+    assert "Continuing from the chief's checkpoint at epoch {}".format(kept) in outs[1][0]
+    assert "epoch={};".format(kept) not in outs[0][0]
+    assert all("epoch={};".format(e) in outs[0][0] for e in range(kept + 1, 5))
     results = json.load(open(chief / "results.json"))
-    assert results["steps"] == 3 * 3  # 3 epochs of 18 records in batches of 6: none lost or repeated
+    assert results["steps"] == 4 * 3  # 4 epochs of 18 records in batches of 6: none lost or repeated
 
 
 # --- a finished tiny run, trained once, copied by the tests ---------------------------------
