@@ -23,7 +23,7 @@ equivariance, retrieval) and ``cli`` (the command-line programs) build on them.
 """
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_attributes
 from typing import TYPE_CHECKING
 
 from ._registration import register_keras_classes as _register_keras_classes
@@ -91,19 +91,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; kept equal to _EXPORTS 
     from .sht import SphericalHarmonicTransform, get_transform
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, _SUBMODULES, globals())
 
 
 _register_keras_classes()

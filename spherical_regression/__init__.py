@@ -13,7 +13,7 @@ classes of both packages when Keras is imported; ``spherical_cnn/_registration.p
 """
 from __future__ import annotations
 
-import importlib
+from spherical_cnn._lazy import lazy_attributes
 from typing import TYPE_CHECKING
 
 # spherical_cnn's import registers the Keras classes of both packages; one version for both.
@@ -112,16 +112,4 @@ if TYPE_CHECKING:  # what editors and type checkers see; kept equal to _EXPORTS 
     from .signs import SignLayout, label_signs, num_sign_classes, sign_labels, sign_table
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, _SUBMODULES, globals())

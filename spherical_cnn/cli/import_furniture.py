@@ -27,7 +27,6 @@ read is skipped and named, the rest goes on (exit status 1 then); a corrupt
 archive or package, a missing package manager or an unknown package stops with a
 one-line error (exit status 2).
 """
-import argparse
 import sys
 
 from . import common
@@ -38,8 +37,8 @@ DEFAULT_MIN_PER_CLASS = 15
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                                fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
+                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("source", nargs="?", default=None,
                    help="the sweethome3d-furniture .deb, a folder with its .sh3f archives, or one .sh3f "
                         "(default: the installed package, else apt-get download)")

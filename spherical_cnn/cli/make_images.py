@@ -26,15 +26,14 @@ the default 32 is the grid of params/model-32.txt. Records: x float32
 idrot, rotation. Train = the first --n_train train images, val = the next --n_val,
 test = the first --n_test test images. The folder appears only when complete.
 """
-import argparse
 import sys
 
 from . import common
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                                fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
+                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
     p.add_argument("source", nargs="?", default=None,
                    help="the dataset's .deb or a folder holding its IDX files (default: apt-get download "
                         "dataset-fashion-mnist)")
