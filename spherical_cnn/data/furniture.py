@@ -533,6 +533,7 @@ def convert(out_dir, source=None, *, test_fraction=DEFAULT_TEST_FRACTION, min_pe
     if not 0 < test_fraction < 1:
         raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
     builder._check_destination(out_dir, overwrite)
+    existed = os.path.isdir(out_dir) and bool(os.listdir(out_dir))  # what --overwrite may replace
     with tempfile.TemporaryDirectory(prefix='furniture-') as work:
         archives, source_desc = find_archives(source, work, progress=progress)
         kept, left_out, skipped = collect(archives, progress=progress)
@@ -558,7 +559,7 @@ def convert(out_dir, source=None, *, test_fraction=DEFAULT_TEST_FRACTION, min_pe
         summary = _write_tree(stage, kept, left_out, skipped, source_desc, archives,
                               dict(test_fraction=test_fraction, min_per_class=min_per_class, seed=seed),
                               command, progress)
-        builder._replace_dir(stage, out_dir)
+        builder._replace_dir(stage, out_dir, overwrite=overwrite, existed=existed)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

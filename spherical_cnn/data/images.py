@@ -379,6 +379,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
     if n_val < 0:
         raise ValueError("--n_val must be >= 0, got {}".format(n_val))
     builder._check_destination(out_dir, overwrite)
+    existed = os.path.isdir(out_dir) and bool(os.listdir(out_dir))  # what --overwrite may replace
     mode = MODES[rotation]
     t0 = time.time()
     train_x, train_y = load_split(paths["train_images"], paths["train_labels"])
@@ -464,7 +465,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
         manifest.update(extra_manifest or {})
         with open(os.path.join(stage, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=1)
-        builder._replace_dir(stage, out_dir)
+        builder._replace_dir(stage, out_dir, overwrite=overwrite, existed=existed)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
