@@ -57,14 +57,16 @@ def cmdline(pid):
 @pytest.mark.slow
 def test_killed_builder_worker_stops_the_build_with_one_line(tmp_path):
     out = tmp_path / "wk"
-    cmd = [sys.executable, MAKE_DATASET, "--synthetic", "--out", str(out), "--input_res", "16",
-           "--n_train_per_class", "30", "--n_test_per_class", "5", "--workers", "2"]
+    # enough work (~2,000 meshes at res 64) that the build cannot finish before the kill on a
+    # quiet machine (420 meshes at res 16 once did, in CI)
+    cmd = [sys.executable, MAKE_DATASET, "--synthetic", "--out", str(out), "--input_res", "64",
+           "--n_train_per_class", "150", "--n_test_per_class", "10", "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     victim, deadline = None, time.time() + 120
     while victim is None and time.time() < deadline and proc.poll() is None:
         workers = [p for p in children(proc.pid) if "spawn_main" in cmdline(p)]
         if len(workers) >= 2:
-            time.sleep(2.0)  # let them render some meshes
+            time.sleep(1.0)  # let them start rendering
             victim = workers[-1]
         time.sleep(0.1)
     assert victim is not None, "no builder worker seen"
