@@ -7,6 +7,7 @@ message names the file / record / flag at fault, and that what existed before
 resolution 16 on records written here.
 """
 import json
+import contextlib
 import os
 import re
 import signal
@@ -371,18 +372,29 @@ def test_an_interrupt_swallowed_by_library_code_still_stops_the_command(capsys):
 # --- full disk ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
+@contextlib.contextmanager
+def mounted_tmpfs(mnt, size):
+    """A tmpfs of ``size`` (e.g. '64k') mounted at the new folder ``mnt``, unmounted afterwards.
+
+    Skips the test where that is not possible (not root, no mount permission).
+    """
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+    os.mkdir(mnt)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", str(mnt)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here: " + done.stderr.strip())
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    with mounted_tmpfs(tmp_path / "full", "64k") as mnt:
+        yield mnt
 
 
 def test_full_disk_during_checkpoint_is_one_line(good_dir, tiny_tmpfs, capsys):

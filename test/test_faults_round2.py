@@ -20,8 +20,8 @@ import pytest
 from spherical_cnn import training
 from spherical_cnn.errors import run_cli
 
-from test_faults import (ENV, MAKE_DATASET, ROOT, TINY, good_dir, make_dataset, one_error_line, train_cli,  # noqa: F401
-                         user_lines)
+from test_faults import (ENV, MAKE_DATASET, ROOT, TINY, good_dir, make_dataset, mounted_tmpfs, one_error_line,  # noqa: F401
+                         train_cli, user_lines)
 
 TRAIN = os.path.join(ROOT, "scripts", "train.py")
 PREDICT = os.path.join(ROOT, "scripts", "predict.py")
@@ -337,23 +337,14 @@ def test_rename_step_never_replaces_a_dataset_it_did_not_start_from(tmp_path):
 @pytest.fixture
 def read_only_copy(finished_run, good_dir, tmp_path):
     """The finished run and its dataset on a tmpfs remounted read-only (needs root)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a read-only tmpfs needs root (chmod does not stop root)")
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here: " + done.stderr.strip())
-    try:
+    # (chmod does not stop root, so the read-only file system is a remounted tmpfs)
+    with mounted_tmpfs(tmp_path / "ro", "64m") as mnt:
         run = copy_run(finished_run, mnt / "run")
         data = shutil.copytree(good_dir, str(mnt / "data"))
         done = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True, text=True)
         if done.returncode != 0:
             pytest.skip("cannot remount the tmpfs read-only: " + done.stderr.strip())
         yield run, data, mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_read_only_run_is_tested_and_predicted(read_only_copy, capsys):
@@ -516,20 +507,10 @@ def test_size_estimate_warns_above_half_the_memory():
 
 def test_full_disk_during_build_names_the_path(tmp_path, capsys):
     from test_faults import _make_dataset_cli
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here: " + done.stderr.strip())
-    try:
+    with mounted_tmpfs(tmp_path / "full", "64k") as mnt:
         out = str(mnt / "ds")
         assert _make_dataset_cli(["--synthetic", "--out", out, "--input_res", "32", "--workers", "1",
                                   "--n_train_per_class", "4", "--n_test_per_class", "2"]) == 2
         err = [l for l in capsys.readouterr().err.splitlines() if "error:" in l]
         assert len(err) == 1 and "no space left on the device writing the dataset {}".format(out) in err[0]
         assert os.listdir(mnt) == []  # staging folder and lock removed, no dataset
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
