@@ -24,9 +24,7 @@ SPLITS = ("train", "val", "test")
 
 
 def build_parser():
-    p = common.ArgumentParser(description=__doc__, fromfile_prefix_chars="@",
-                              formatter_class=common.HelpFormatter,
-                              epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.command_parser(__doc__)
     p.add_argument("dset_dir", nargs="?", help="folder with train*/val*/test*.tfrecord "
                    "(default: --dset_dir of the flags files)")
     p.add_argument("--dset_dir", "-dd", dest="dset_dir_flag", default=None, help=argparse.SUPPRESS)

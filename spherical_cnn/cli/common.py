@@ -33,6 +33,12 @@ TF_NOISE = (
 )
 
 
+def command_parser(description):
+    """The parser of a command: @file arguments, the project's help layout and epilog."""
+    return ArgumentParser(description=description, formatter_class=HelpFormatter,
+                          fromfile_prefix_chars="@", epilog=epilog(ARGFILE_HELP))
+
+
 def add_output_flags(parser):
     """``--verbose`` (TensorFlow's own log lines) and ``--debug`` (full tracebacks)."""
     parser.add_argument("--verbose", action="store_true",

@@ -37,8 +37,7 @@ DEFAULT_MIN_PER_CLASS = 15
 
 
 def build_parser():
-    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.command_parser(__doc__)
     p.add_argument("source", nargs="?", default=None,
                    help="the sweethome3d-furniture .deb, a folder with its .sh3f archives, or one .sh3f "
                         "(default: the installed package, else apt-get download)")

@@ -38,8 +38,7 @@ AUGMENT_PRESETS = ("none", "original")
 
 
 def build_parser():
-    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.command_parser(__doc__)
     p.add_argument("mesh_root", nargs="?",
                    help="ModelNet-style mesh tree (with --synthetic: where to write the meshes, optional)")
     p.add_argument("--out", required=True, help="output folder for the records")

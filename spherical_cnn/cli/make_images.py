@@ -32,8 +32,7 @@ from . import common
 
 
 def build_parser():
-    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.command_parser(__doc__)
     p.add_argument("source", nargs="?", default=None,
                    help="the dataset's .deb or a folder holding its IDX files (default: apt-get download "
                         "dataset-fashion-mnist)")

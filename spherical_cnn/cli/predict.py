@@ -38,8 +38,7 @@ AGGREGATES = ("none", "vote", "mean")
 
 
 def build_parser():
-    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.command_parser(__doc__)
     model = p.add_mutually_exclusive_group()
     model.add_argument("--logdir", help="log directory of a finished training run")
     model.add_argument("--pretrained", metavar="NAME", help="a model shipped with the package (see --list_pretrained)")

@@ -29,8 +29,7 @@ def _cutoff(text):
 
 
 def build_parser():
-    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.command_parser(__doc__)
     p.add_argument("--logdir", required=True, help="a finished training run (model.keras + flags.yaml)")
     p.add_argument("--split", choices=("test", "val"), default="test", help="split to rank")
     p.add_argument("--out", default=None, help="output folder (default LOGDIR/retrieval-SPLIT)")

@@ -46,8 +46,7 @@ def _seeds(text):
 
 def build_parser():
     from ..studies import rotation_study as rs  # NumPy only
-    p = common.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter,
-                              fromfile_prefix_chars="@", epilog=common.epilog(common.ARGFILE_HELP))
+    p = common.command_parser(__doc__)
     p.add_argument("--out", default="logs/rotation_study", help="output folder (datasets, runs, results)")
     p.add_argument("--quick", action="store_true",
                    help="tiny dataset and model, 2 epochs, seed 0 only (smoke test)")
