@@ -93,7 +93,8 @@ class SphConv(keras.layers.Layer):
         spectral_pool: keep degrees < L / 2**spectral_pool and return the map at
             n / 2**spectral_pool.
         method: 'sep' (default; separation of variables, tables of ~n^3 bytes in
-            float32: 0.5 MiB at n = 64, 4 MiB at n = 128, 33 MiB at n = 256) or 'naive'
+            float32: 1 MiB at n = 64, 8 MiB at n = 128, 33 MiB at n = 256 with each
+            size's default Legendre step, ``sht_tables.default_legendre_rows``) or 'naive'
             (dense harmonics, ~n^4 bytes: 64 MiB at n = 64, 1 GiB at n = 128, 16 GiB
             at n = 256; the original's method, selected by the demo's
             ``--transform_method naive``). Same coefficients up to float rounding;
@@ -234,33 +235,45 @@ class SphConv(keras.layers.Layer):
     def _call_order_major(self, inputs, dtype):
         """The 'sep' path for maps: analysis -> filter per degree -> synthesis.
 
-        Works in the transform's order-major layout ``((kf, s, mh, r), i, batch,
-        channels)`` (order m = 2 mh + kf, degree l = 2 i + s) and applies the
-        filter as one matmul batched over degrees ``(s, i)``,
-        so no packed ``(batch, 2, S, L, L, ch)`` tensor is formed. Inputs are real
-        maps, whose negative orders follow from the others, so the result is the
-        same for ``real_inputs`` True and False (the full layout would filter
-        c_{l,-m} exactly as c_{l,m}).
+        Works in the transforms' order-major layouts (``order_major_axes``: the
+        order parity kf, the degree parity s, mh, the real/imaginary part r and
+        i, with order m = 2 mh + kf and degree l = 2 i + s) and applies the filter
+        as one matmul batched over degrees, so no packed ``(batch, 2, S, L, L, ch)``
+        tensor is formed.  When both layouts end in the degrees ``(s, i)`` (the
+        'all' Legendre step) the filter is broadcast over the orders and nothing is
+        transposed.  Inputs are real maps, whose negative orders follow from the
+        others, so the result is the same for ``real_inputs`` True and False (the
+        full layout would filter c_{l,-m} exactly as c_{l,m}).
         """
         fwd = sht.get_transform(self.n, "sep", True, dtype)
         inv = sht.get_transform(self.n // 2 ** self.spectral_pool, "sep", True, dtype)
         c, f = self.in_channels, self.filters
-        z = fwd.analysis(inputs)  # (8 * L2, Lh, b, c)
         Lp, L2p, Lhp = inv.L, inv._L2, inv._Lh
-        z = ops.reshape(z, (2, 2, fwd._L2, 2, fwd._Lh, -1, c))  # (kf, s, mh, r, i, b, c)
+        kernel = ops.reshape(self._degree_kernel(dtype, self._parity_matrices[Lp]), (2 * Lhp, c, f))  # ((s, i), c, f)
+        z = ops.reshape(fwd.analysis(inputs), fwd.order_major_shape + (-1, c))
+        axes = fwd.order_major_axes + ("b", "c")
         if self.spectral_pool:
             # keep degrees l = 2 i + s with i < Lhp and orders m = 2 mh + kf with mh < L2p (a
             # degree or order Lp, present when Lp is odd, meets a zero of the smaller synthesis table)
-            z = z[:, :, :L2p, :, :Lhp]
+            keep = {"mh": L2p, "i": Lhp}
+            z = z[tuple(slice(0, keep.get(a)) for a in axes)]
+        degrees_last = ("s", "i")
+        if fwd.order_major_axes[-2:] == degrees_last and inv.order_major_axes[-2:] == degrees_last:
+            # ((kf, mh, r), (s, i), b, c) @ (1, (s, i), c, f), the same order in and out
+            if fwd.order_major_axes != inv.order_major_axes:
+                z = ops.transpose(z, sht._permutation(axes, inv.order_major_axes + ("b", "c")))
+            z = ops.reshape(z, (4 * L2p, 2 * Lhp, -1, c))
+            out = ops.matmul(z, kernel[None])
+            return self._add_bias(inv.synthesis(ops.reshape(out, (8 * L2p, Lhp, -1, f))), dtype)
         # per degree (s, i): ((kf, mh, r) * b, c) @ (c, f)
-        z = ops.reshape(ops.transpose(z, (1, 4, 0, 2, 3, 5, 6)), (2 * Lhp, -1, c))
-        kernel = ops.reshape(self._degree_kernel(dtype, self._parity_matrices[Lp]), (2 * Lhp, c, f))
-        out = ops.reshape(ops.matmul(z, kernel), (2, Lhp, 2, L2p, 2, -1, f))  # (s, i, kf, mh, r, b, f)
-        out = ops.reshape(ops.transpose(out, (2, 0, 3, 4, 1, 5, 6)), (8 * L2p, Lhp, -1, f))
-        x = inv.synthesis(out)
-        if self.use_bias:
-            x = x + ops.cast(self.bias, dtype)
-        return x
+        filt_axes = ("s", "i", "kf", "mh", "r", "b", "c")
+        z = ops.reshape(ops.transpose(z, sht._permutation(axes, filt_axes)), (2 * Lhp, -1, c))
+        out = ops.reshape(ops.matmul(z, kernel), (2, Lhp, 2, L2p, 2, -1, f))
+        out = ops.transpose(out, sht._permutation(filt_axes, inv.order_major_axes + ("b", "c")))
+        return self._add_bias(inv.synthesis(ops.reshape(out, (8 * L2p, Lhp, -1, f))), dtype)
+
+    def _add_bias(self, x, dtype):
+        return x + ops.cast(self.bias, dtype) if self.use_bias else x
 
     def compute_output_shape(self, input_shape):
         n, _ = self._grid_of(input_shape)
@@ -506,12 +519,7 @@ class DegreePowerPooling(keras.layers.Layer):
     which is not rotation invariant; this layer uses the invariant power.
 
     Args:
-        method: 'sep' (default; separation of variables, tables of ~n^3 bytes in
-            float32: 0.5 MiB at n = 64, 4 MiB at n = 128, 33 MiB at n = 256) or 'naive'
-            (dense harmonics, ~n^4 bytes: 64 MiB at n = 64, 1 GiB at n = 128, 16 GiB
-            at n = 256; the original's method, selected by the demo's
-            ``--transform_method naive``). Same coefficients up to float rounding;
-            ``sht_tables.estimate_table_nbytes`` gives the size without building.
+        method: 'sep' (default) or 'naive', as for :class:`SphConv` (tables, sizes).
         real_inputs: real layout (m >= 0, doubled) or all orders; equal for real maps.
     """
 
@@ -603,12 +611,7 @@ class SphericalActivation(keras.layers.Layer):
             0.1), 'identity', or a Keras activation name
             (see :func:`pointwise_nonlinearity`).
         upsample: integer u >= 1.
-        method: 'sep' (default; separation of variables, tables of ~n^3 bytes in
-            float32: 0.5 MiB at n = 64, 4 MiB at n = 128, 33 MiB at n = 256) or 'naive'
-            (dense harmonics, ~n^4 bytes: 64 MiB at n = 64, 1 GiB at n = 128, 16 GiB
-            at n = 256; the original's method, selected by the demo's
-            ``--transform_method naive``). Same coefficients up to float rounding;
-            ``sht_tables.estimate_table_nbytes`` gives the size without building.
+        method: 'sep' (default) or 'naive', as for :class:`SphConv` (tables, sizes).
             The tables are those of grids n and u*n (real layout: maps are real).
 
     Input and output: ``(batch, n, n, channels)``, n even.

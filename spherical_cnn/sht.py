@@ -9,14 +9,17 @@ m >= 0 (S = 1; the inverse uses c_{-m} = (-1)^m conj(c_m)); ``real=False``
 computes the full layout (S = 2) and the inverse returns the real part.
 
 Methods: 'naive' multiplies by the dense harmonics (one (n*n, 2*S*L*L) matrix);
-'sep' separates variables: one 4 x 4 butterfly that splits even and odd orders
-(azimuth, radix 2) and even and odd degree parities l + m (the equatorial
-symmetry of the grid: rows theta and pi - theta), then a DFT of half length
-along azimuth written as matmuls with cos/sin tables, then one batched matmul
-over the orders, degree parities and real/imaginary parts with the associated
-Legendre table over half of the polar rows (half the FLOPs and a quarter of the
-table of the plain Legendre step); ``analysis`` / ``synthesis`` expose that
-order-major intermediate layout to layers that work per degree.  'sep' computes
+'sep' separates variables: a radix-2 butterfly that splits even and odd orders
+(azimuth), a DFT of half length along azimuth written as matmuls with cos/sin
+tables, then one batched matmul per (order, real/imaginary part) with the
+associated Legendre table.  Its Legendre step (``legendre_rows``) either sums over
+all n polar rows ('all') or uses the equatorial symmetry of the grid (rows theta
+and pi - theta: 'half'): the rows are mirrored into g_j +- g_{n-j} by a second
+butterfly (one 4 x 4 matrix with the first), which halves the Legendre FLOPs and
+quarters its table but costs a memory pass over the maps each way.  The faster
+one is chosen per grid size (``sht_tables.default_legendre_rows``, measured in
+docs/speed.md).  ``analysis`` / ``synthesis`` expose the order-major
+intermediate layout to layers that work per degree.  'sep' computes
 the real layout and derives the full one from it (real maps: c_{-m} = (-1)^m
 conj(c_m)); its inverse folds the negative orders into m >= 0 first.
 
@@ -96,10 +99,15 @@ class SphericalHarmonicTransform:
         dtype: compute dtype, 'float32' (default, the layer path), 'float64', or
             'bfloat16' / 'float16' (reduced precision: tables rounded to it,
             matmuls accumulating in float32; see the module docstring).
+        legendre_rows: 'sep' only: 'half' (the equatorial symmetry: half the
+            Legendre FLOPs, maps' rows mirrored), 'all' (every polar row, no
+            mirroring) or None: ``sht_tables.default_legendre_rows(n)``, the faster
+            one as measured (docs/speed.md).  Both give the same coefficients (to
+            rounding) in the same order-major layout.
     """
 
     def __init__(self, n: int, method: str = "naive", real: bool = True,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", legendre_rows: str | None = None) -> None:
         self.n = tables.check_n(n)
         self.method = tables.check_method(method)
         self.real = bool(real)
@@ -112,11 +120,16 @@ class SphericalHarmonicTransform:
         self.S = tables.n_layouts(self.real)
         if method == "naive":
             self._fwd, self._inv = tables.naive_matrices(self.n, self.real, self.table_dtype)
+            self.legendre_rows = None
         else:
-            t = tables.sep_tables(self.n, self.real, self.table_dtype)
+            self.legendre_rows = tables.check_legendre_rows(legendre_rows or tables.default_legendre_rows(self.n))
+            t = tables.sep_tables(self.n, self.real, self.table_dtype, self.legendre_rows)
             self._fold, self._unfold, self._dft, self._idft = t["fold"], t["unfold"], t["dft"], t["idft"]
             self._leg_fwd, self._leg_inv = t["leg_fwd"], t["leg_inv"]
             self._L2 = self._Lh = (self.L + 1) // 2
+            self.order_major_axes = tables.ORDER_MAJOR_AXES[self.legendre_rows]
+            sizes = {"kf": 2, "s": 2, "mh": self._L2, "r": 2, "i": self._Lh}
+            self.order_major_shape = tuple(sizes[a] for a in self.order_major_axes)
             if not self.real:
                 self._neg_sign, self._combine = _full_layout_factors(self.L, self.table_dtype)
 
@@ -126,11 +139,12 @@ class SphericalHarmonicTransform:
 
     @property
     def nbytes(self):
-        return tables.table_nbytes(self.n, self.method, self.real, self.table_dtype)
+        return tables.table_nbytes(self.n, self.method, self.real, self.table_dtype, self.legendre_rows)
 
     def __repr__(self):
+        rows = f", legendre_rows={self.legendre_rows!r}" if self.legendre_rows else ""
         return (f"SphericalHarmonicTransform(n={self.n}, method={self.method!r}, "
-                f"real={self.real}, dtype={self.dtype!r})")
+                f"real={self.real}, dtype={self.dtype!r}{rows})")
 
     def _check_map(self, x):
         layouts.refuse_complex(x, f"{self!r}")
@@ -164,9 +178,10 @@ class SphericalHarmonicTransform:
 
     def _forward_sep(self, x):
         L, L2, Lh, c = self.L, self._L2, self._Lh, x.shape[3]
-        y = ops.reshape(self._analysis(x), (2, 2, L2, 2, Lh, -1, c))  # (kf, s, mh, r, i, b, c)
+        y = ops.reshape(self._analysis(x), self.order_major_shape + (-1, c))
         # -> (b, r, (i, s), (mh, kf), c): l = 2 i + s, m = 2 mh + kf
-        y = ops.reshape(ops.transpose(y, _PARITY_PERM), (-1, 2, 1, 2 * Lh, 2 * L2, c))
+        y = ops.transpose(y, _permutation(self.order_major_axes + ("b", "c"), _PACKED_AXES))
+        y = ops.reshape(y, (-1, 2, 1, 2 * Lh, 2 * L2, c))
         if 2 * L2 != L:
             y = y[:, :, :, :L, :L]
         if self.real:
@@ -178,10 +193,12 @@ class SphericalHarmonicTransform:
         """Forward transform ('sep') of real maps into the order-major layout.
 
         x: ``(batch, n, n, channels)`` (batch, azimuth, polar, channels).
-        Returns ``(8 * L2, Lh, batch, channels)``: axis 0 is ``(kf, s, mh, r)``
-        flattened, axis 1 is ``i``: order m = 2 mh + kf, degree l = 2 i + s
-        (L2 = Lh = ceil(L / 2); orders m >= L and degrees l >= L, present only when
-        L is odd, are zero), r = 0 real part, 1 imaginary part.
+        Returns ``(8 * L2, Lh, batch, channels)``: axes 0 and 1 are the axes named
+        by ``order_major_axes`` (shape ``order_major_shape``) flattened:
+        ``(kf, s, mh, r), i`` for ``legendre_rows='half'``, ``(kf, mh, r, s), i`` for
+        'all'; order m = 2 mh + kf, degree l = 2 i + s (L2 = Lh = ceil(L / 2);
+        orders m >= L and degrees l >= L, present only when L is odd, are zero),
+        r = 0 real part, 1 imaginary part.
         The same coefficients as ``forward_packed`` (real layout) without its final
         transpose; ``synthesis`` is its inverse.  Layers that work per degree
         (``SphConv``) use this pair to skip the packed layout.
@@ -195,6 +212,15 @@ class SphericalHarmonicTransform:
         """``analysis`` of maps already checked and cast (``forward_packed`` did both)."""
         n, L2, Lh, h = self.n, self._L2, self._Lh, self.n // 2
         c = x.shape[3]  # static; the batch may be unknown (-1 below)
+        if self.legendre_rows == "all":
+            # (b, (kh, k'), j, c) -> (kh, k'*j*b*c); radix-2 butterfly: kf = m parity
+            xt = ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (2, -1))
+            z = ops.matmul(self._const(self._fold), xt)  # (kf, k'*j*b*c)
+            # half-length DFTs: (kf, (mh, r), k') @ (kf, k', j*b*c)
+            y = ops.matmul(self._const(self._dft), ops.reshape(z, (2, h, -1)))
+            # Legendre over all rows: ((kf, mh, r), (s, i), j) @ ((kf, mh, r), j, b*c)
+            y = ops.matmul(self._const(self._leg_fwd), ops.reshape(y, (4 * L2, n, -1)))
+            return ops.reshape(y, (8 * L2, Lh, -1, c))
         # polar rows (jh, j'): the northern rows 1..h and their mirrors n-1..h (the pole
         # row 0 has quadrature weight 0; the equator h is its own mirror)
         # (split, reverse, concatenate: kernels whose gradients are as cheap; strided slices with
@@ -221,6 +247,13 @@ class SphericalHarmonicTransform:
                              f"batch, channels) with method='sep', got shape {shape}")
         z = ops.cast(z, self.dtype)
         n, L2, h, ch = self.n, self._L2, self.n // 2, shape[3]
+        if self.legendre_rows == "all":
+            # Legendre sums at every row: ((kf, mh, r), j, (s, i)) @ ((kf, mh, r), (s, i), b*ch)
+            y = ops.matmul(self._const(self._leg_inv), ops.reshape(z, (4 * L2, 2 * self._Lh, -1)))
+            # half-length inverse DFTs: (kf, k', (mh, r)) @ (kf, (mh, r), j*b*ch)
+            y = ops.matmul(self._const(self._idft), ops.reshape(y, (2, 2 * L2, -1)))
+            y = ops.matmul(self._const(self._unfold), ops.reshape(y, (2, -1)))  # (kh, k'*j*b*ch)
+            return ops.transpose(ops.reshape(y, (n, n, -1, ch)), (2, 0, 1, 3))
         # Legendre sums at the rows j' = 0..h (pole to equator), per degree parity s
         y = ops.matmul(self._const(self._leg_inv), ops.reshape(z, (8 * L2, self._Lh, -1)))
         # half-length inverse DFTs: ((kf, s), k', (mh, r)) @ ((kf, s), (mh, r), j'*b*ch)
@@ -265,8 +298,9 @@ class SphericalHarmonicTransform:
             c = ops.sum(c * self._const(self._combine), axis=2, keepdims=True)
         if 2 * L2 != L:
             c = ops.pad(c, [(0, 0)] * 3 + [(0, 2 * Lh - L), (0, 2 * L2 - L), (0, 0)])
-        # (b, r, 1, l = (i, s), m = (mh, kf), ch) -> ((kf, s, mh, r), i, b, ch)
-        z = ops.transpose(ops.reshape(c, (-1, 2, Lh, 2, L2, 2, ch)), _PARITY_PERM)
+        # (b, r, 1, l = (i, s), m = (mh, kf), ch) -> the order-major layout
+        z = ops.transpose(ops.reshape(c, (-1, 2, Lh, 2, L2, 2, ch)),
+                          _permutation(_PACKED_AXES, self.order_major_axes + ("b", "c")))
         return self.synthesis(ops.reshape(z, (8 * L2, Lh, -1, ch)))
 
     def inverse(self, re: Tensor, im: Tensor) -> Tensor:
@@ -275,8 +309,13 @@ class SphericalHarmonicTransform:
         return self.inverse_packed(ops.stack([re, im], axis=1))
 
 
-# (kf, s, mh, r, i, b, c) <-> (b, r, i, s, mh, kf, c); the permutation is its own inverse
-_PARITY_PERM = (5, 3, 4, 1, 2, 0, 6)
+# the packed layout (b, r, 1, l, m, c) with l = (i, s), m = (mh, kf), by axis names
+_PACKED_AXES = ("b", "r", "i", "s", "mh", "kf", "c")
+
+
+def _permutation(src, dst):
+    """The ``transpose`` permutation from axes named ``src`` to axes named ``dst``."""
+    return tuple(src.index(a) for a in dst)
 
 
 def _full_layout_factors(L, dtype):
@@ -296,11 +335,26 @@ def _full_layout_factors(L, dtype):
     return neg.astype(dtype), comb.astype(dtype)
 
 
-@functools.lru_cache(maxsize=None)
 def get_transform(n: int, method: str = "naive", real: bool = True,
-                  dtype: str = "float32") -> SphericalHarmonicTransform:
-    """Shared ``SphericalHarmonicTransform`` for (n, method, real, dtype)."""
-    return SphericalHarmonicTransform(int(n), method, bool(real), dtype)
+                  dtype: str = "float32", legendre_rows: str | None = None) -> SphericalHarmonicTransform:
+    """Shared ``SphericalHarmonicTransform`` for (n, method, real, dtype, legendre_rows).
+
+    ``legendre_rows=None`` resolves to ``sht_tables.default_legendre_rows(n)`` before
+    the cache is consulted, so that None and its value share one object.
+    """
+    if method == "sep" and legendre_rows is None:
+        legendre_rows = tables.default_legendre_rows(n)
+    return _cached_transform(int(n), method, bool(real), dtype, legendre_rows)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_transform(n, method, real, dtype, legendre_rows):
+    return SphericalHarmonicTransform(n, method, real, dtype, legendre_rows)
+
+
+# the cache's statistics and reset, as on the functools.lru_cache wrapper get_transform once was
+get_transform.cache_info = _cached_transform.cache_info
+get_transform.cache_clear = _cached_transform.cache_clear
 
 
 def complex_to_spectral(c: ArrayLike) -> np.ndarray:

@@ -174,34 +174,74 @@ def _legendre_exact(n):
     return _readonly(P)
 
 
+LEGENDRE_ROWS = ("half", "all")
+# the axes of the 'sep' transform's order-major layout, outer to inner, per Legendre step
+ORDER_MAJOR_AXES = {"half": ("kf", "s", "mh", "r", "i"), "all": ("kf", "mh", "r", "s", "i")}
+
+
+def check_legendre_rows(rows):
+    if rows not in LEGENDRE_ROWS:
+        raise ValueError(f"legendre_rows must be one of {LEGENDRE_ROWS}, got {rows!r}")
+    return rows
+
+
+def _parity_grouped(n):
+    """Orders and Legendre values grouped by parity, shared by both Legendre steps.
+
+    Returns ``(m, trig, P)``: ``m`` (2, L2) the order ``2 mh + kf``; ``trig``
+    (kf, mh, r, k') = cos(m az_k'), -sin(m az_k') for k' < n/2 (zero rows where
+    m >= L); ``P`` (kf, s, mh, i, j) = P_l^m(polar_j) with l = 2 i + s, for all n
+    rows (pole and equator exact; zero where m >= L or l >= L).
+    """
+    L, h = n // 2, n // 2
+    L2 = Lh = (L + 1) // 2
+    _, az = grid(n)
+    m = 2 * np.arange(L2)[None, :] + np.arange(2)[:, None]  # (kf, mh)
+    valid = (m < L).astype(float)
+    ang = m[:, :, None] * az[None, None, :h]  # (kf, mh, k')
+    trig = np.stack([np.cos(ang), -np.sin(ang)], axis=2) * valid[:, :, None, None]  # (kf, mh, r, k')
+    P = np.zeros((2 * L2, 2 * Lh, n))
+    P[:L, :L] = _legendre_exact(n)  # (m, l, j)
+    mm = m.reshape(2, 1, L2, 1)
+    ll = (2 * np.arange(Lh)[None, :] + np.arange(2)[:, None]).reshape(1, 2, 1, Lh)  # (s, i)
+    return m, trig, P[mm, ll]
+
+
 @functools.lru_cache(maxsize=None)
-def sep_tables(n, real=True, dtype="float32"):
+def sep_tables(n, real=True, dtype="float32", legendre_rows="half"):
     """Tables of the separation-of-variables transform (the same for both layouts).
 
-    Two symmetries halve the work:
+    Both Legendre steps leave the coefficients in an order-major layout of
+    ``(8 * L2, Lh)`` entries: ``((kf, s, mh, r), i)`` ('half') or
+    ``((kf, mh, r, s), i)`` ('all'; ``ORDER_MAJOR_AXES``), with order m = 2 mh + kf,
+    degree l = 2 i + s and r the real/imaginary part (L2 = Lh = ceil(L / 2); rows of
+    orders or degrees >= L, present only when L is odd, are zero).  Two symmetries
+    save work:
 
     * azimuth (one radix-2 step): with k = kh * n/2 + k' (kh = 0, 1),
       ``exp(-i m az_k) = (-1)^(m*kh) exp(-i m az_k')``, so even orders need
       ``f[k'] + f[k' + n/2]`` and odd orders ``f[k'] - f[k' + n/2]``, each a DFT of
-      length n/2.  Orders are grouped by parity ``kf``: ``m = 2 mh + kf``,
-      ``mh < L2 = ceil(L / 2)``; rows of orders m >= L (only when L is odd) are zero.
-    * equator: rows j and n - j of the DH grid are mirror images
-      (polar pi - theta) and ``P_l^m(pi - theta) = (-1)^(l+m) P_l^m(theta)``, so the
-      Legendre sum over the n rows becomes a sum over half of them of
-      ``g_j + g_{n-j}`` (degrees with l + m even) or ``g_j - g_{n-j}`` (l + m odd).
-      Degrees are grouped by parity ``s``: ``l = 2 i + s``, ``i < Lh = ceil(L / 2)``;
-      rows of degrees l >= L (only when L is odd) are zero.
+      length n/2.  Orders are grouped by parity ``kf``.
+    * equator (``legendre_rows='half'``): rows j and n - j of the DH grid are mirror
+      images (polar pi - theta) and ``P_l^m(pi - theta) = (-1)^(l+m) P_l^m(theta)``,
+      so the Legendre sum over the n rows becomes a sum over half of them of
+      ``g_j + g_{n-j}`` (degrees with l + m even) or ``g_j - g_{n-j}`` (l + m odd):
+      half the Legendre FLOPs, a quarter of its tables, but the maps' rows must be
+      mirrored (a memory pass each way).  ``legendre_rows='all'`` sums over all n
+      rows with the degrees of both parities in one matmul batched over (kf, mh, r)
+      (no mirroring; twice the Legendre FLOPs).  Which is faster depends on n and the machine (``sht.HALF_ROWS_MIN_N``).
 
-    Both butterflies act on ``(kh, jh)`` where ``jh`` picks the northern row
-    j = j' + 1 (jh = 0) or its mirror n - 1 - j' (jh = 1); together they are one
-    4 x 4 matrix.  The forward transform reads the rows ``fwd_rows`` (the north
-    pole, whose quadrature weight is exactly 0, is left out; the equator row n/2
-    is read twice, as its own mirror, and its weight halved).  The inverse
-    computes rows j' = 0..n/2 (pole to equator) for both signs and picks the n
-    rows of the map with ``inv_rows``; the pole (P_l^m(0) = 0 for m > 0) and the
-    equator (P_l^m(pi/2) = 0 for l + m odd) use exact values.
+    With ``legendre_rows='half'`` both butterflies act on ``(kh, jh)`` where ``jh``
+    picks the northern row j = j' + 1 (jh = 0) or its mirror n - 1 - j' (jh = 1);
+    together they are one 4 x 4 matrix.  The forward transform reads the rows
+    ``fwd_rows`` (the north pole, whose quadrature weight is exactly 0, is left
+    out; the equator row n/2 is read twice, as its own mirror, and its weight
+    halved).  The inverse computes rows j' = 0..n/2 (pole to equator) for both
+    signs and picks the n rows of the map with ``inv_rows``; the pole
+    (P_l^m(0) = 0 for m > 0) and the equator (P_l^m(pi/2) = 0 for l + m odd) use
+    exact values.
 
-    Returns a dict of:
+    Returns a dict of, for ``legendre_rows='half'``:
       * ``fold`` (4, 4): ``[(kf, s), (kh, jh)] = (-1)^(kf*kh) * (-1)^((kf+s)*jh)``,
         the two butterflies (forward); ``unfold`` (4, 4) is its transpose, the inverse's.
       * ``fwd_rows`` (n,) int32: polar rows gathered by the forward transform,
@@ -219,32 +259,42 @@ def sep_tables(n, real=True, dtype="float32"):
         w = 2 for m > 0 (the real layout: c_{-m} Y_{-m} + c_m Y_m = 2 Re(c_m Y_m)), else 1.
       * ``idft`` (4, n/2, 2*L2): ``[(kf, s), k', (mh, r)]``: ``cos(m az_k')`` for r = 0,
         ``-sin(m az_k')`` for r = 1, so that it maps (Re G, Im G) to ``Re(G exp(i m az_k'))``.
+
+    and for ``legendre_rows='all'``:
+      * ``fold`` = ``unfold`` (2, 2): ``[kf, kh] = (-1)^(kf*kh)``;
+      * ``dft`` (2, 2*L2, n/2) and ``idft`` (2, n/2, 2*L2): as above, one per kf;
+      * ``leg_fwd`` (4*L2, 2*Lh, n): ``[(kf, mh, r), (s, i), j] = forward_scale * a_j *
+        P_l^m(polar_j)``, one matmul batched over (kf, mh, r), the order in which the
+        DFT leaves them;
+      * ``leg_inv`` (4*L2, n, 2*Lh): ``[(kf, mh, r), j, (s, i)] = w_m P_l^m(polar_j)``.
+
     ``real`` is accepted for symmetry with ``naive_matrices``; the full layout is
-    derived from the real one in ``sht``.  The tables hold 2 L2 Lh (n + 1) Legendre
-    values per part instead of 4 L2 L n: a quarter of the previous layout's.
+    derived from the real one in ``sht``.  The 'half' tables hold 2 L2 Lh (n + 1)
+    Legendre values per part, the 'all' tables 4 L2 Lh n.
     """
     n = check_n(n)
+    check_legendre_rows(legendre_rows)
     if real is not True:
-        return sep_tables(n, True, dtype)
+        return sep_tables(n, True, dtype, legendre_rows)
     L, h = n // 2, n // 2
     L2 = Lh = (L + 1) // 2
-    _, az = grid(n)
-    m = 2 * np.arange(L2)[None, :] + np.arange(2)[:, None]  # (kf, mh)
-    valid = (m < L).astype(float)
-    ang = m[:, :, None] * az[None, None, :h]  # (kf, mh, k')
-    trig = np.stack([np.cos(ang), -np.sin(ang)], axis=2) * valid[:, :, None, None]  # (kf, mh, r, k')
+    m, trig, P = _parity_grouped(n)
+    w = _order_weights(2 * L2, True)[m].reshape(2, 1, L2, 1, 1)
+    if legendre_rows == "all":
+        fold = np.array([[1.0, 1.0], [1.0, -1.0]])
+        leg_fwd = np.transpose(forward_scale(n) * P * dh_weights(n), (0, 2, 1, 3, 4))  # (kf, mh, s, i, j)
+        leg_inv = np.transpose(P * w, (0, 2, 4, 1, 3))  # (kf, mh, j, s, i)
+        out = {"fold": fold, "unfold": fold.T,
+               "dft": trig.reshape(2, 2 * L2, h),
+               "idft": np.transpose(trig, (0, 3, 1, 2)).reshape(2, h, 2 * L2),
+               "leg_fwd": np.repeat(leg_fwd[:, :, None], 2, axis=2).reshape(4 * L2, 2 * Lh, n),
+               "leg_inv": np.repeat(leg_inv[:, :, None], 2, axis=2).reshape(4 * L2, n, 2 * Lh)}
+        return {k: _readonly(np.ascontiguousarray(v, dtype=dtype)) for k, v in out.items()}
     dft = np.repeat(trig.reshape(2, 2 * L2, h), 2, axis=0)  # (kf, s) with s repeated
     idft = np.repeat(np.transpose(trig, (0, 3, 1, 2)).reshape(2, h, 2 * L2), 2, axis=0)
-    # Legendre values at (kf, s, mh, i, j) for all polar rows, zero where m >= L or l >= L
-    P = np.zeros((2 * L2, 2 * Lh, n))
-    P[:L, :L] = _legendre_exact(n)  # (m, l, j)
-    mm = m.reshape(2, 1, L2, 1)
-    ll = (2 * np.arange(Lh)[None, :] + np.arange(2)[:, None]).reshape(1, 2, 1, Lh)  # (s, i)
-    P = P[mm, ll]  # (kf, s, mh, i, j)
     a = dh_weights(n).copy()
     a[h] *= 0.5  # the equator row is read twice (as its own mirror)
     leg_fwd = forward_scale(n) * P[..., 1:h + 1] * a[1:h + 1]  # (kf, s, mh, i, j')
-    w = _order_weights(2 * L2, True)[m].reshape(2, 1, L2, 1, 1)
     leg_inv = np.swapaxes(P[..., :h + 1] * w, -1, -2)  # (kf, s, mh, j', i)
     # one copy per part (r = re, im) so that the Legendre matmuls batch over (kf, s, mh, r)
     leg_fwd = np.repeat(leg_fwd[:, :, :, None], 2, axis=3).reshape(8 * L2, Lh, h)
@@ -262,19 +312,33 @@ def sep_tables(n, real=True, dtype="float32"):
     return out
 
 
-def table_nbytes(n, method, real=True, dtype="float32"):
+# The 'sep' transform's default Legendre step: 'half' (equatorial symmetry) from this
+# grid size up, 'all' below.  Chosen by measurement (docs/speed.md): on CPUs the
+# mirror passes of 'half' cost more than the Legendre FLOPs they save at the sizes
+# measured.
+HALF_ROWS_MIN_N = 256
+
+
+def default_legendre_rows(n):
+    """The Legendre step ``get_transform`` uses for an n x n grid: 'half' or 'all'."""
+    return "half" if check_n(n) >= HALF_ROWS_MIN_N else "all"
+
+
+def table_nbytes(n, method, real=True, dtype="float32", legendre_rows=None):
     """Bytes held by the cached tables that a keras transform of (n, method, real) uses.
 
     Builds the tables (and keeps them cached); ``estimate_table_nbytes`` gives the
-    same number from the shapes alone.
+    same number from the shapes alone.  ``legendre_rows`` (for 'sep'): 'half',
+    'all' or None (``default_legendre_rows(n)``).
     """
     check_method(method)
     if method == "naive":
         return int(sum(t.nbytes for t in naive_matrices(n, real, dtype)))
-    return int(sum(t.nbytes for t in sep_tables(n, real, dtype).values()))
+    rows = legendre_rows or default_legendre_rows(n)
+    return int(sum(t.nbytes for t in sep_tables(n, real, dtype, rows).values()))
 
 
-def estimate_table_nbytes(n, method, real=True, dtype="float32"):
+def estimate_table_nbytes(n, method, real=True, dtype="float32", legendre_rows=None):
     """Bytes of the tables of a keras transform of (n, method, real), from their shapes only.
 
     Nothing is built (``table_nbytes`` builds and measures). With L = n / 2, S = 1
@@ -282,10 +346,11 @@ def estimate_table_nbytes(n, method, real=True, dtype="float32"):
 
     * 'naive': two dense matrices, ``4 S n^2 L^2 itemsize`` (float32, real layout:
       64 MiB at n = 64, 1 GiB at n = 128, 16 GiB at n = 256);
-    * 'sep': with L2 = ceil(L/2) and h = n/2 (one hemisphere; the equatorial
-      symmetry halves the Legendre tables), Legendre tables ``8 L2^2 (2h + 1)``
-      entries plus DFT tables ``16 L2 h`` (the same for both layouts; float32:
-      about 0.5 MiB at n = 64, 4 MiB at n = 128, 32 MiB at n = 256).
+    * 'sep': with L2 = ceil(L/2) and h = n/2, DFT tables ``16 L2 h`` entries
+      ('half': one per (kf, s)) or ``8 L2 h`` ('all') and Legendre tables
+      ``8 L2^2 (2h + 1)`` ('half': one hemisphere and the equator) or
+      ``16 L2^2 n`` ('all'); the same for both layouts (float32, 'all': about 1 MiB
+      at n = 64, 8 MiB at n = 128; 'half': 32 MiB at n = 256).
     """
     n = check_n(n)
     check_method(method)
@@ -293,8 +358,14 @@ def estimate_table_nbytes(n, method, real=True, dtype="float32"):
     L = n // 2
     if method == "naive":
         return int(4 * n_layouts(real) * n * n * L * L * itemsize)
-    L2 = (L + 1) // 2  # degrees of one parity of l + m (the equatorial symmetry)
+    rows = check_legendre_rows(legendre_rows or default_legendre_rows(n))
+    L2 = (L + 1) // 2  # degrees of one parity of l + m
     h = n // 2  # rows of one hemisphere
+    if rows == "all":
+        floats = (8  # fold / unfold (2, 2) each
+                  + 2 * 2 * 2 * L2 * h  # DFT and inverse DFT (2, 2 L2, h)
+                  + 2 * 8 * L2 * L2 * n)  # Legendre (4 L2, 2 L2, n) and its inverse
+        return int(floats * itemsize)
     floats = (32  # fold / unfold (4, 4) each
               + 2 * 4 * 2 * L2 * h  # DFT and inverse DFT (4, 2 L2, h)
               + 8 * L2 * L2 * h  # forward Legendre (8 L2, L2, h)

@@ -165,12 +165,13 @@ def test_table_size_estimate_needs_no_tables_and_matches():
         for method in tables.METHODS:
             for real in (True, False):
                 for dtype in ("float32", "float64"):
-                    assert tables.estimate_table_nbytes(n, method, real, dtype) == \
-                        tables.table_nbytes(n, method, real, dtype)
+                    for rows in (None,) + tables.LEGENDRE_ROWS:
+                        assert tables.estimate_table_nbytes(n, method, real, dtype, rows) == \
+                            tables.table_nbytes(n, method, real, dtype, rows)
 
 
 def test_naive_at_large_n_warns_when_built():
-    sep_mib = round(tables.estimate_table_nbytes(128, "sep") / 2 ** 20)  # 4 MiB since the symmetric tables
+    sep_mib = round(tables.estimate_table_nbytes(128, "sep") / 2 ** 20)  # the default Legendre step's tables
     with pytest.warns(UserWarning, match=rf"method='naive' needs 1.0 GiB .* method='sep' needs {sep_mib} MiB"):
         layers.SphConv(2, method="naive").build((None, 128, 128, 1))
     with warnings.catch_warnings():

@@ -53,10 +53,13 @@ def test_sphconv_equals_numpy(x16, method, real_inputs, spectral_pool, nfp):
     assert rel_err(out, ref) < 1e-5
 
 
+@pytest.mark.parametrize("half_rows_min_n", [2, 12, 1 << 30], ids=["half", "mixed", "all"])
 @pytest.mark.parametrize("n, spectral_pool", [(10, 0), (12, 1), (20, 1), (24, 2)])
-def test_sphconv_sep_odd_half_bandwidths_equal_numpy(n, spectral_pool):
+def test_sphconv_sep_odd_half_bandwidths_equal_numpy(n, spectral_pool, half_rows_min_n, monkeypatch):
     """The order-major 'sep' path pads odd L (n = 10) and keeps order L' when the pooled
-    L' is odd (n = 12, 20: L' = 3, 5; n = 24 pooled twice: L' = 3); check against NumPy."""
+    L' is odd (n = 12, 20: L' = 3, 5; n = 24 pooled twice: L' = 3); check against NumPy
+    with either Legendre step, and with the 'half' layout in and the 'all' layout out."""
+    monkeypatch.setattr(tables, "HALF_ROWS_MIN_N", half_rows_min_n)
     x = np.random.default_rng(n).standard_normal((2, n, n, 3)).astype("float32")
     layer = layers.SphConv(4, n_filter_params=3, spectral_pool=spectral_pool, method="sep")
     out = np.asarray(layer(x))

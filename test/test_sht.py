@@ -81,7 +81,9 @@ def test_compiled_with_unknown_batch(maps):
 def test_transforms_and_tables_are_shared():
     a = sht.get_transform(16, "sep", True)
     assert sht.get_transform(16, "sep", True) is a
-    assert a._leg_fwd is tables.sep_tables(16, True, "float32")["leg_fwd"]
+    assert a._leg_fwd is tables.sep_tables(16, True, "float32", a.legendre_rows)["leg_fwd"]
+    assert a.legendre_rows == tables.default_legendre_rows(16)
+    assert sht.get_transform(16, "sep", True, legendre_rows=a.legendre_rows) is a
     # the sep tables do not depend on the layout: the full layout reuses them
     assert sht.get_transform(16, "sep", False)._dft is a._dft
     assert sht.get_transform(16, "naive", True) is not a
@@ -107,14 +109,17 @@ def test_bad_inputs_raise():
         tr.forward(np.zeros((2, 8, 16, 1), "float32"))
     with pytest.raises(ValueError, match="re must be"):
         tr.inverse(np.zeros((2, 2, 8, 8, 1), "float32"), np.zeros((2, 2, 8, 8, 1), "float32"))
+    with pytest.raises(ValueError, match="legendre_rows must be one of"):
+        sht.get_transform(16, "sep", True, legendre_rows="quarter")
 
 
+@pytest.mark.parametrize("rows", tables.LEGENDRE_ROWS)
 @pytest.mark.parametrize("n", [6, 10, 12])
 @pytest.mark.parametrize("real", [True, False])
-def test_sep_odd_and_even_half_bandwidth(n, real):
+def test_sep_odd_and_even_half_bandwidth(n, real, rows):
     """L = n/2 odd pads the parity groups of orders; check both cases against NumPy."""
     f = np.random.default_rng(n).standard_normal((2, n, n, 3))
-    tr = sht.get_transform(n, "sep", real)
+    tr = sht.get_transform(n, "sep", real, legendre_rows=rows)
     re, im = tr.forward(f.astype("float32"))
     ref = spherical.sph_harm_transform_batch(f, "naive", tables.harmonics(n, real))
     assert rel_err(np.asarray(re) + 1j * np.asarray(im), ref) < 1e-5
@@ -162,11 +167,13 @@ def test_sep_butterfly_tables_match_the_full_dft_and_the_mirror_rows():
     np.testing.assert_array_equal(t["fwd_rows"], np.r_[1:h + 1, n - 1:h - 1:-1])
 
 
+@pytest.mark.parametrize("rows", tables.LEGENDRE_ROWS)
 @pytest.mark.parametrize("n", [6, 10, 12, 16, 32])
-def test_symmetric_legendre_equals_the_plain_sum(n):
-    """The sep transform (half the polar rows, even/odd parts) equals the plain Legendre step
-    over all n rows (the previous path, written out here in float32) to float32 rounding,
-    forward and inverse, for odd (n = 6, 10) and even L; pole and equator rows included."""
+def test_symmetric_legendre_equals_the_plain_sum(n, rows):
+    """Both Legendre steps of the sep transform (half the polar rows with even/odd parts, or
+    all rows) equal the plain Legendre sum over all n rows (written out here in float32) to
+    float32 rounding, forward and inverse, for odd (n = 6, 10) and even L; pole and equator
+    rows included."""
     rng = np.random.default_rng(n)
     f = rng.standard_normal((2, n, n, 3)).astype("float32")
     L = n // 2
@@ -177,7 +184,7 @@ def test_symmetric_legendre_equals_the_plain_sum(n):
     e = np.exp(-1j * np.outer(m, az)).astype("complex64")  # (m, k)
     g = np.einsum("mk,bkjc->bmjc", e, f)  # azimuth DFT
     plain = np.float32(tables.forward_scale(n)) * np.einsum("mlj,j,bmjc->blmc", P, a, g)  # (b, l, m, c)
-    tr = sht.get_transform(n, "sep", True)
+    tr = sht.get_transform(n, "sep", True, legendre_rows=rows)
     re, im = tr.forward(f)
     got = np.asarray(re)[:, 0] + 1j * np.asarray(im)[:, 0]
     assert rel_err(got, plain) < 2e-6
@@ -206,14 +213,15 @@ def _pyshtools_coeffs(f):
 PRECISION_BOUNDS = {"float32": 1e-6, "float16": 2e-3, "bfloat16": 1.5e-2}
 
 
+@pytest.mark.parametrize("rows", tables.LEGENDRE_ROWS)
 @pytest.mark.parametrize("dtype", sorted(PRECISION_BOUNDS))
 @pytest.mark.parametrize("n", [16, 32])
-def test_reduced_precision_error_against_pyshtools(n, dtype):
-    """Forward transform in each compute dtype against pyshtools (float64), and the
-    round trip against float64, within the bounds stated in PRECISION_BOUNDS."""
+def test_reduced_precision_error_against_pyshtools(n, dtype, rows):
+    """Forward transform in each compute dtype and with each Legendre step against pyshtools
+    (float64), and the round trip against float64, within the bounds in PRECISION_BOUNDS."""
     f = np.random.default_rng(n).standard_normal((3, n, n))
     ref = _pyshtools_coeffs(f)
-    tr = sht.get_transform(n, "sep", True, dtype)
+    tr = sht.get_transform(n, "sep", True, dtype, rows)
     assert tr.dtype == dtype and tr.table_dtype == "float32"
     re, im = tr.forward(f[..., None].astype("float32"))
     assert re.dtype == dtype
@@ -225,15 +233,19 @@ def test_reduced_precision_error_against_pyshtools(n, dtype):
     assert rel_err(np.asarray(rec, "float64"), t64.inverse(*t64.forward(f[..., None]))) < 1.5 * PRECISION_BOUNDS[dtype]
 
 
+@pytest.mark.parametrize("rows", tables.LEGENDRE_ROWS)
 @pytest.mark.parametrize("n", [10, 16])
-def test_order_major_analysis_is_the_numpy_transform_reordered(n):
-    """analysis() holds the real-layout coefficients (NumPy reference) at ((kf, s, mh, r), i) with
-    m = 2 mh + kf, l = 2 i + s; synthesis() inverts it on band-limited maps (and rejects
-    other layouts)."""
+def test_order_major_analysis_is_the_numpy_transform_reordered(n, rows):
+    """analysis() holds the real-layout coefficients (NumPy reference) at ((kf, s, mh, r), i)
+    ('half') or ((kf, mh, r, s), i) ('all') with m = 2 mh + kf, l = 2 i + s; synthesis() inverts it on
+    band-limited maps (and rejects other layouts)."""
     f = np.random.default_rng(n).standard_normal((2, n, n, 3))
-    tr = sht.get_transform(n, "sep", True, "float64")
+    tr = sht.get_transform(n, "sep", True, "float64", rows)
     L, L2 = n // 2, (n // 2 + 1) // 2
-    z = np.asarray(tr.analysis(f)).reshape(2, 2, L2, 2, L2, 2, 3)  # (kf, s, mh, r, i, b, c)
+    assert tr.order_major_axes == tables.ORDER_MAJOR_AXES[rows]
+    z = np.asarray(tr.analysis(f)).reshape(tr.order_major_shape + (2, 3))
+    z = z.transpose([tr.order_major_axes.index(a) for a in ("kf", "s", "mh", "r", "i")] + [5, 6])
+    assert z.shape == (2, 2, L2, 2, L2, 2, 3)  # (kf, s, mh, r, i, b, c)
     c = spherical.sph_harm_transform_batch(f, "naive", tables.harmonics(n, True))[:, 0]  # (b, l, m, c)
     ref = np.stack([c.real, c.imag], axis=1)  # (b, r, l, m, c)
     for m in range(L):
