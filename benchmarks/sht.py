@@ -16,6 +16,10 @@ over all repeats of all rounds, as maps per second. Implementations:
 - ``baseline:sep``: ``--baseline REV`` checked out in a temporary git worktree;
 - ``current:sep:bf16`` / ``current:sep:f16``: this tree's sep transform computing
   in bfloat16 / float16 (the layers' path under the mixed-precision policies);
+- ``current:sep:half`` / ``current:sep:all``: this tree's sep transform with the
+  Legendre step forced (half the rows with the equatorial symmetry, or all rows;
+  plain ``current:sep`` uses the size rule ``sht_tables.default_legendre_rows``);
+  options combine, e.g. ``current:sep:xla:half``;
 - ``torch_harmonics``: ``RealSHT`` / ``InverseRealSHT`` (equiangular n x n grid,
   lmax = mmax = n/2), if torch and torch_harmonics are importable by
   ``--torch_python`` (default: this interpreter; e.g. a virtual environment with
@@ -59,7 +63,7 @@ def _best_times(calls, repeats, warmup=3):
     return best
 
 
-def keras_worker(root, method, xla, sizes, batch, channels, repeats, threads, dtype="float32"):
+def keras_worker(root, method, xla, sizes, batch, channels, repeats, threads, dtype="float32", rows=None):
     sys.path.insert(0, root)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
@@ -72,7 +76,7 @@ def keras_worker(root, method, xla, sizes, batch, channels, repeats, threads, dt
     out = {}
     for n in sizes:
         x = tf.constant(np.random.default_rng(n).standard_normal((batch, n, n, channels)).astype("float32"))
-        tr = sht.get_transform(n, method, True, dtype)
+        tr = sht.get_transform(n, method, True, dtype, **({"legendre_rows": rows} if rows else {}))
         fwd = tf.function(lambda v: tr.forward_packed(v), jit_compile=xla)
         inv = tf.function(lambda c: tr.inverse_packed(c), jit_compile=xla)
         c = fwd(x)
@@ -105,6 +109,18 @@ def torch_available(python=None):
 
 # ----------------------------------------------------------------------------- driver
 
+DTYPES = {"bf16": "bfloat16", "f16": "float16"}
+
+
+def _known_impl(impl):
+    if impl in ("torch_harmonics", "current:naive", "baseline:sep"):
+        return True
+    parts = impl.split(":")
+    opts = parts[2:]
+    return (parts[:2] == ["current", "sep"] and len(set(opts)) == len(opts)
+            and set(opts) <= {"xla", "bf16", "f16", "half", "all"}
+            and len([o for o in opts if o in DTYPES]) <= 1 and len([o for o in opts if o in ("half", "all")]) <= 1)
+
 def _k(rate):
     """Maps per second in thousands, 3 significant digits (158k, 3.42k)."""
     return "{:.3g}k".format(rate / 1e3)
@@ -135,19 +151,19 @@ def main():
             res = torch_worker(sizes, *shape)
         else:
             _, method, *opts = args.worker.split(":")
-            dtype = {"bf16": "bfloat16", "f16": "float16"}.get(opts[0] if opts else "", "float32")
-            res = keras_worker(args.root, method, "xla" in opts, sizes, *shape, dtype=dtype)
+            dtype = next((DTYPES[o] for o in opts if o in DTYPES), "float32")
+            rows = next((o for o in opts if o in ("half", "all")), None)
+            res = keras_worker(args.root, method, "xla" in opts, sizes, *shape, dtype=dtype, rows=rows)
         print(json.dumps(res))
         return
 
     impls = args.impls.split(",") if args.impls else (
         (["baseline:sep"] if args.baseline else []) + ["current:sep", "current:sep:xla"]
         + (["torch_harmonics"] if torch_available(args.torch_python) else []))
-    known = {"current:sep", "current:naive", "current:sep:xla", "current:sep:bf16", "current:sep:f16",
-             "baseline:sep", "torch_harmonics"}
     for impl in impls:
-        if impl not in known:
-            sys.exit("--impls: unknown {!r}; known: {}".format(impl, ", ".join(sorted(known))))
+        if not _known_impl(impl):
+            sys.exit("--impls: unknown {!r}; known: torch_harmonics, current:naive, baseline:sep, "
+                     "current:sep[:xla][:bf16|:f16][:half|:all]".format(impl))
         if impl.startswith("baseline") and not args.baseline:
             sys.exit("--impls {}: needs --baseline REV".format(impl))
     base_dir = side_by_side.checkout(args.baseline) if args.baseline else None

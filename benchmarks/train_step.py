@@ -5,13 +5,15 @@ Every measurement runs in its own subprocess (so that peak memory is its own)
 and the variants alternate for ``--rounds`` rounds (in reverse order every
 other round), so that load from other
 processes falls on all of them alike; a variant's figure is the best of its
-rounds' median step times. A variant is ``TREE:METHOD[:xla][:mixed]`` or ``torch``:
+rounds' median step times. A variant is ``TREE:METHOD[:xla][:mixed][:half|:all]`` or ``torch``:
 
 - TREE ``current`` is this checkout; ``baseline`` is ``--baseline REV`` checked out
   with ``git worktree add`` in a temporary folder (removed afterwards);
 - METHOD is the ``--transform_method`` (``sep`` or ``naive``);
 - ``xla`` adds ``--xla`` (the steps compiled with XLA; current tree only);
 - ``mixed`` adds ``--mixed_precision`` (bfloat16 on a CPU; current tree only);
+- ``half`` / ``all`` force the sep transform's Legendre step at every size
+  (``sht_tables.HALF_ROWS_MIN_N``; default: the size rule; current tree only);
 - ``torch``: the same network written the way a PyTorch user would write it with
   torch-harmonics (``RealSHT`` -> per-degree channel mixing with the same
   interpolated zonal filters -> ``InverseRealSHT``, batch norm with a centre only,
@@ -82,7 +84,14 @@ def _tf_threads(threads):
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def step_worker(root, method, xla, batch, res, steps, warmup, mixed=False, threads=0):
+def _force_legendre_rows(rows):
+    """Make every sep transform use the Legendre step ``rows`` ('half' or 'all')."""
+    if rows:
+        from spherical_cnn import sht_tables
+        sht_tables.HALF_ROWS_MIN_N = 2 if rows == "half" else 1 << 30
+
+
+def step_worker(root, method, xla, batch, res, steps, warmup, mixed=False, threads=0, rows=None):
     """Time the training step of the tree at ``root``; print one JSON line."""
     sys.path.insert(0, root)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -90,6 +99,7 @@ def step_worker(root, method, xla, batch, res, steps, warmup, mixed=False, threa
     import numpy as np
     import keras
     from spherical_cnn import models, params
+    _force_legendre_rows(rows)
 
     logdir = tempfile.mkdtemp(prefix="train_step_")
     args = params.parse(_flags(root, method, batch, res, xla, logdir, mixed))
@@ -123,6 +133,12 @@ def step_worker(root, method, xla, batch, res, steps, warmup, mixed=False, threa
             return model.train_on_batch(x, targets)
         n_params = model.count_params()
         n_trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    _time_steps(step, warmup, steps, t_build, backend=backend, n_params=int(n_params), n_trainable=n_trainable)
+    shutil.rmtree(logdir, ignore_errors=True)
+
+
+def _time_steps(step, warmup, steps, t_build, **info):
+    """Run ``warmup`` then ``steps`` timed calls of ``step``; print one JSON line with ``info``."""
     for _ in range(warmup):
         step()
     build_s = time.perf_counter() - t_build
@@ -131,11 +147,8 @@ def step_worker(root, method, xla, batch, res, steps, warmup, mixed=False, threa
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    shutil.rmtree(logdir, ignore_errors=True)
-    print(json.dumps({"backend": backend, "n_params": int(n_params), "n_trainable": n_trainable,
-                      "times_s": times,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                      "build_and_warmup_s": build_s}))
+    print(json.dumps(dict(info, times_s=times, build_and_warmup_s=build_s,
+                          peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)))
 
 
 def torch_worker(batch, res, steps, warmup, threads):
@@ -240,39 +253,33 @@ def torch_worker(batch, res, steps, warmup, threads):
         opt.step()
         return loss.item()
 
-    t_build = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    build_s = time.perf_counter() - t_build
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
     n_trainable = sum(p.numel() for p in model.parameters())
     n_buffers = sum(b.numel() for name, b in model.named_buffers() if "running" in name)
-    print(json.dumps({"backend": "torch " + torch.__version__, "n_params": int(n_trainable + n_buffers),
-                      "n_trainable": int(n_trainable), "times_s": times,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                      "build_and_warmup_s": build_s}))
+    _time_steps(step, warmup, steps, time.perf_counter(), backend="torch " + torch.__version__,
+                n_params=int(n_trainable + n_buffers), n_trainable=int(n_trainable))
 
 
 def conv_flops(model, batch):
     """Floating-point operations of the ``SphConv`` layers of ``model`` for one training step.
 
-    Counts the matmuls of the 'sep' transforms as implemented (the 4 x 4 azimuth and
-    equator butterfly, half-length DFTs, Legendre per order, degree parity and part
-    over half the polar rows; see ``sht.analysis``) and
+    Counts the matmuls of the 'sep' transforms as implemented with the Legendre step
+    of each size's default (``sht_tables.default_legendre_rows``: 'half' = the 4 x 4
+    azimuth and equator butterfly, half-length DFTs, Legendre per order, degree parity
+    and part over half the polar rows; 'all' = the 2 x 2 azimuth butterfly,
+    half-length DFTs, Legendre per order and part over all rows) and
     of the per-degree filter, forward and backward: the backward pass of a
     linear map costs what its forward pass costs for the input gradient, and the
     filter also needs its kernel gradient; the first layer needs no input
     gradient. Returns ``{"transforms": flops, "filters": flops}``.
     """
-    from spherical_cnn import layers
+    from spherical_cnn import layers, sht_tables
 
     def per_map(n):  # analysis or synthesis of one map on the n x n grid
         h = n // 2
         L2 = Lh = (h + 1) // 2
+        if sht_tables.default_legendre_rows(n) == "all":
+            # 2 x 2 butterfly, half-length DFTs, Legendre over all rows
+            return 4 * n * n + 8 * L2 * h * n + 16 * L2 * Lh * n
         # 4 x 4 butterfly, half-length DFTs, Legendre over half the rows (synthesis: h + 1 rows)
         return 8 * n * n + 16 * L2 * h * h + 16 * L2 * Lh * (h + 1)
 
@@ -435,16 +442,18 @@ def print_profile(prof):
 
 def parse_variant(text, have_baseline):
     if text == "torch":
-        return {"name": text, "tree": "torch", "method": None, "xla": False, "mixed": False}
+        return {"name": text, "tree": "torch", "method": None, "xla": False, "mixed": False, "rows": None}
     parts = text.split(":")
-    if len(parts) < 2 or parts[0] not in ("current", "baseline") or \
-            parts[1] not in ("sep", "naive") or parts[2:] not in ([], ["xla"], ["mixed"], ["xla", "mixed"]):
-        sys.exit("--variants: expected TREE:METHOD[:xla][:mixed] with TREE current|baseline and METHOD "
-                 "sep|naive, or torch; got {!r}".format(text))
+    opts = parts[2:]
+    rows = [o for o in opts if o in ("half", "all")]
+    if len(parts) < 2 or parts[0] not in ("current", "baseline") or parts[1] not in ("sep", "naive") \
+            or len(set(opts)) != len(opts) or not set(opts) <= {"xla", "mixed", "half", "all"} or len(rows) > 1:
+        sys.exit("--variants: expected TREE:METHOD[:xla][:mixed][:half|:all] with TREE current|baseline and "
+                 "METHOD sep|naive, or torch; got {!r}".format(text))
     if parts[0] == "baseline" and not have_baseline:
         sys.exit("--variants {}: needs --baseline REV".format(text))
-    return {"name": text, "tree": parts[0], "method": parts[1], "xla": "xla" in parts[2:],
-            "mixed": "mixed" in parts[2:]}
+    return {"name": text, "tree": parts[0], "method": parts[1], "xla": "xla" in opts,
+            "mixed": "mixed" in opts, "rows": rows[0] if rows else None}
 
 
 def median(v):
@@ -476,11 +485,13 @@ def main():
     p.add_argument("--method", default="sep", help=argparse.SUPPRESS)
     p.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mixed", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--legendre_rows", choices=["half", "all"], help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker == "step" and a.method == "torch":
         return torch_worker(a.batch, a.res, a.steps, a.warmup, a.threads)
     if a.worker == "step":
-        return step_worker(a.root, a.method, a.xla, a.batch, a.res, a.steps, a.warmup, a.mixed, a.threads)
+        return step_worker(a.root, a.method, a.xla, a.batch, a.res, a.steps, a.warmup, a.mixed, a.threads,
+                           a.legendre_rows)
     if a.worker == "info":
         return info_worker(a.root, a.batch, a.res, a.threads)
     if a.worker == "pipeline":
@@ -503,7 +514,8 @@ def main():
                 res = side_by_side.run_worker(__file__, [
                     "--worker", "step", "--root", root, "--method", v["method"] or "torch",
                     "--steps", str(a.steps), "--warmup", str(a.warmup)] + (["--xla"] if v["xla"] else [])
-                    + (["--mixed"] if v["mixed"] else []) + common,
+                    + (["--mixed"] if v["mixed"] else [])
+                    + (["--legendre_rows", v["rows"]] if v["rows"] else []) + common,
                     python=a.torch_python if v["tree"] == "torch" else None)
                 v["medians_ms"].append(1e3 * median(res["times_s"]))
                 print("  {}: median {:.0f} ms/step".format(v["name"], v["medians_ms"][-1]), file=sys.stderr,
