@@ -183,8 +183,7 @@ class SphConv(keras.layers.Layer):
         # interpolation over degrees and the zonal-convolution factor, as one (nw, L) matrix
         interp = tables.degree_interpolation(self.n_weights, L) * tables.zonal_factor(L)[None, :]
         self._degree_matrix = interp
-        Lp = L // 2 ** self.spectral_pool
-        self._parity_matrices = {Lp: self._parity_degree_matrix(Lp)}
+        self._parity_matrices = {}
         self.built = True
 
     def _degree_kernel(self, dtype, matrix=None):
@@ -199,14 +198,20 @@ class SphConv(keras.layers.Layer):
                                    (self.n_weights, -1)))
         return ops.cast(k, dtype)
 
-    def _parity_degree_matrix(self, Lp):
-        """The (nw, 2 * ceil(Lp / 2)) degree matrix for degrees l < Lp in the order of the
-        order-major layout, ``(s, i)`` with l = 2 i + s (zero columns for l >= Lp)."""
-        Lh = (Lp + 1) // 2
-        M = np.zeros((self.n_weights, 2, Lh))
-        for l in range(Lp):
-            M[:, l % 2, l // 2] = self._degree_matrix[:, l]
-        return M.reshape(self.n_weights, 2 * Lh)
+    def _parity_degree_matrix(self, Lp, order=("s", "i")):
+        """The (nw, 2 * ceil(Lp / 2)) degree matrix for degrees l < Lp in the order of an
+        order-major layout: ``order`` ("s", "i") or ("i", "s") with l = 2 i + s (zero
+        columns for l >= Lp).  Cached per (Lp, order)."""
+        key = (Lp, tuple(order))
+        if key not in self._parity_matrices:
+            Lh = (Lp + 1) // 2
+            M = np.zeros((self.n_weights, 2, Lh))
+            for l in range(Lp):
+                M[:, l % 2, l // 2] = self._degree_matrix[:, l]
+            if tuple(order) == ("i", "s"):
+                M = M.transpose(0, 2, 1)
+            self._parity_matrices[key] = M.reshape(self.n_weights, 2 * Lh)
+        return self._parity_matrices[key]
 
     def call(self, inputs):
         _refuse_complex(inputs, f"SphConv({self.name})")
@@ -239,9 +244,9 @@ class SphConv(keras.layers.Layer):
         order parity kf, the degree parity s, mh, the real/imaginary part r and
         i, with order m = 2 mh + kf and degree l = 2 i + s) and applies the filter
         as one matmul batched over degrees, so no packed ``(batch, 2, S, L, L, ch)``
-        tensor is formed.  When both layouts end in the degrees ``(s, i)`` (the
-        'all' Legendre step) the filter is broadcast over the orders and nothing is
-        transposed.  Inputs are real maps, whose negative orders follow from the
+        tensor is formed.  When both layouts end in the same pair of degree axes
+        (the 'all' Legendre step: ``(i, s)``) the filter is broadcast over the
+        orders and nothing is transposed.  Inputs are real maps, whose negative orders follow from the
         others, so the result is the same for ``real_inputs`` True and False (the
         full layout would filter c_{l,-m} exactly as c_{l,m}).
         """
@@ -249,7 +254,6 @@ class SphConv(keras.layers.Layer):
         inv = sht.get_transform(self.n // 2 ** self.spectral_pool, "sep", True, dtype)
         c, f = self.in_channels, self.filters
         Lp, L2p, Lhp = inv.L, inv._L2, inv._Lh
-        kernel = ops.reshape(self._degree_kernel(dtype, self._parity_matrices[Lp]), (2 * Lhp, c, f))  # ((s, i), c, f)
         z = ops.reshape(fwd.analysis(inputs), fwd.order_major_shape + (-1, c))
         axes = fwd.order_major_axes + ("b", "c")
         if self.spectral_pool:
@@ -257,15 +261,18 @@ class SphConv(keras.layers.Layer):
             # degree or order Lp, present when Lp is odd, meets a zero of the smaller synthesis table)
             keep = {"mh": L2p, "i": Lhp}
             z = z[tuple(slice(0, keep.get(a)) for a in axes)]
-        degrees_last = ("s", "i")
-        if fwd.order_major_axes[-2:] == degrees_last and inv.order_major_axes[-2:] == degrees_last:
-            # ((kf, mh, r), (s, i), b, c) @ (1, (s, i), c, f), the same order in and out
+        degrees = inv.order_major_axes[-2:]
+        if set(degrees) == {"s", "i"} and fwd.order_major_axes[-2:] == degrees:
+            # ((kf, mh, r), degrees, b, c) @ (1, degrees, c, f), the same order in and out
+            kernel = ops.reshape(self._degree_kernel(dtype, self._parity_degree_matrix(Lp, degrees)),
+                                 (2 * Lhp, c, f))
             if fwd.order_major_axes != inv.order_major_axes:
                 z = ops.transpose(z, sht._permutation(axes, inv.order_major_axes + ("b", "c")))
             z = ops.reshape(z, (4 * L2p, 2 * Lhp, -1, c))
             out = ops.matmul(z, kernel[None])
             return self._add_bias(inv.synthesis(ops.reshape(out, (8 * L2p, Lhp, -1, f))), dtype)
         # per degree (s, i): ((kf, mh, r) * b, c) @ (c, f)
+        kernel = ops.reshape(self._degree_kernel(dtype, self._parity_degree_matrix(Lp)), (2 * Lhp, c, f))
         filt_axes = ("s", "i", "kf", "mh", "r", "b", "c")
         z = ops.reshape(ops.transpose(z, sht._permutation(axes, filt_axes)), (2 * Lhp, -1, c))
         out = ops.reshape(ops.matmul(z, kernel), (2, Lhp, 2, L2p, 2, -1, f))

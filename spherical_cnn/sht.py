@@ -195,7 +195,7 @@ class SphericalHarmonicTransform:
         x: ``(batch, n, n, channels)`` (batch, azimuth, polar, channels).
         Returns ``(8 * L2, Lh, batch, channels)``: axes 0 and 1 are the axes named
         by ``order_major_axes`` (shape ``order_major_shape``) flattened:
-        ``(kf, s, mh, r), i`` for ``legendre_rows='half'``, ``(kf, mh, r, s), i`` for
+        ``(kf, s, mh, r), i`` for ``legendre_rows='half'``, ``(kf, mh, r, i), s`` for
         'all'; order m = 2 mh + kf, degree l = 2 i + s (L2 = Lh = ceil(L / 2);
         orders m >= L and degrees l >= L, present only when L is odd, are zero),
         r = 0 real part, 1 imaginary part.
@@ -218,7 +218,7 @@ class SphericalHarmonicTransform:
             z = ops.matmul(self._const(self._fold), xt)  # (kf, k'*j*b*c)
             # half-length DFTs: (kf, (mh, r), k') @ (kf, k', j*b*c)
             y = ops.matmul(self._const(self._dft), ops.reshape(z, (2, h, -1)))
-            # Legendre over all rows: ((kf, mh, r), (s, i), j) @ ((kf, mh, r), j, b*c)
+            # Legendre over all rows: ((kf, mh, r), l = (i, s), j) @ ((kf, mh, r), j, b*c)
             y = ops.matmul(self._const(self._leg_fwd), ops.reshape(y, (4 * L2, n, -1)))
             return ops.reshape(y, (8 * L2, Lh, -1, c))
         # polar rows (jh, j'): the northern rows 1..h and their mirrors n-1..h (the pole
@@ -248,7 +248,7 @@ class SphericalHarmonicTransform:
         z = ops.cast(z, self.dtype)
         n, L2, h, ch = self.n, self._L2, self.n // 2, shape[3]
         if self.legendre_rows == "all":
-            # Legendre sums at every row: ((kf, mh, r), j, (s, i)) @ ((kf, mh, r), (s, i), b*ch)
+            # Legendre sums at every row: ((kf, mh, r), j, l = (i, s)) @ ((kf, mh, r), l, b*ch)
             y = ops.matmul(self._const(self._leg_inv), ops.reshape(z, (4 * L2, 2 * self._Lh, -1)))
             # half-length inverse DFTs: (kf, k', (mh, r)) @ (kf, (mh, r), j*b*ch)
             y = ops.matmul(self._const(self._idft), ops.reshape(y, (2, 2 * L2, -1)))

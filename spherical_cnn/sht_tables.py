@@ -176,7 +176,7 @@ def _legendre_exact(n):
 
 LEGENDRE_ROWS = ("half", "all")
 # the axes of the 'sep' transform's order-major layout, outer to inner, per Legendre step
-ORDER_MAJOR_AXES = {"half": ("kf", "s", "mh", "r", "i"), "all": ("kf", "mh", "r", "s", "i")}
+ORDER_MAJOR_AXES = {"half": ("kf", "s", "mh", "r", "i"), "all": ("kf", "mh", "r", "i", "s")}
 
 
 def check_legendre_rows(rows):
@@ -213,7 +213,8 @@ def sep_tables(n, real=True, dtype="float32", legendre_rows="half"):
 
     Both Legendre steps leave the coefficients in an order-major layout of
     ``(8 * L2, Lh)`` entries: ``((kf, s, mh, r), i)`` ('half') or
-    ``((kf, mh, r, s), i)`` ('all'; ``ORDER_MAJOR_AXES``), with order m = 2 mh + kf,
+    ``((kf, mh, r, i), s)`` ('all', i.e. the degrees l in their natural order;
+    ``ORDER_MAJOR_AXES``), with order m = 2 mh + kf,
     degree l = 2 i + s and r the real/imaginary part (L2 = Lh = ceil(L / 2); rows of
     orders or degrees >= L, present only when L is odd, are zero).  Two symmetries
     save work:
@@ -263,10 +264,10 @@ def sep_tables(n, real=True, dtype="float32", legendre_rows="half"):
     and for ``legendre_rows='all'``:
       * ``fold`` = ``unfold`` (2, 2): ``[kf, kh] = (-1)^(kf*kh)``;
       * ``dft`` (2, 2*L2, n/2) and ``idft`` (2, n/2, 2*L2): as above, one per kf;
-      * ``leg_fwd`` (4*L2, 2*Lh, n): ``[(kf, mh, r), (s, i), j] = forward_scale * a_j *
+      * ``leg_fwd`` (4*L2, 2*Lh, n): ``[(kf, mh, r), (i, s), j] = forward_scale * a_j *
         P_l^m(polar_j)``, one matmul batched over (kf, mh, r), the order in which the
         DFT leaves them;
-      * ``leg_inv`` (4*L2, n, 2*Lh): ``[(kf, mh, r), j, (s, i)] = w_m P_l^m(polar_j)``.
+      * ``leg_inv`` (4*L2, n, 2*Lh): ``[(kf, mh, r), j, (i, s)] = w_m P_l^m(polar_j)``.
 
     ``real`` is accepted for symmetry with ``naive_matrices``; the full layout is
     derived from the real one in ``sht``.  The 'half' tables hold 2 L2 Lh (n + 1)
@@ -282,8 +283,8 @@ def sep_tables(n, real=True, dtype="float32", legendre_rows="half"):
     w = _order_weights(2 * L2, True)[m].reshape(2, 1, L2, 1, 1)
     if legendre_rows == "all":
         fold = np.array([[1.0, 1.0], [1.0, -1.0]])
-        leg_fwd = np.transpose(forward_scale(n) * P * dh_weights(n), (0, 2, 1, 3, 4))  # (kf, mh, s, i, j)
-        leg_inv = np.transpose(P * w, (0, 2, 4, 1, 3))  # (kf, mh, j, s, i)
+        leg_fwd = np.transpose(forward_scale(n) * P * dh_weights(n), (0, 2, 3, 1, 4))  # (kf, mh, i, s, j)
+        leg_inv = np.transpose(P * w, (0, 2, 4, 3, 1))  # (kf, mh, j, i, s)
         out = {"fold": fold, "unfold": fold.T,
                "dft": trig.reshape(2, 2 * L2, h),
                "idft": np.transpose(trig, (0, 3, 1, 2)).reshape(2, h, 2 * L2),
