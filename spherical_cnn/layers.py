@@ -244,11 +244,12 @@ class SphConv(keras.layers.Layer):
         order parity kf, the degree parity s, mh, the real/imaginary part r and
         i, with order m = 2 mh + kf and degree l = 2 i + s) and applies the filter
         as one matmul batched over degrees, so no packed ``(batch, 2, S, L, L, ch)``
-        tensor is formed.  When both layouts end in the same pair of degree axes
-        (the 'all' Legendre step: ``(i, s)``) the filter is broadcast over the
-        orders and nothing is transposed.  Inputs are real maps, whose negative orders follow from the
-        others, so the result is the same for ``real_inputs`` True and False (the
-        full layout would filter c_{l,-m} exactly as c_{l,m}).
+        tensor is formed.  (Broadcasting the filter over the orders instead, which
+        needs no transposes, measured slower: its matmuls and the reduction of its
+        kernel gradient cost more than the two transposes.)  Inputs are real maps,
+        whose negative orders follow from the others, so the result is the same for
+        ``real_inputs`` True and False (the full layout would filter c_{l,-m}
+        exactly as c_{l,m}).
         """
         fwd = sht.get_transform(self.n, "sep", True, dtype)
         inv = sht.get_transform(self.n // 2 ** self.spectral_pool, "sep", True, dtype)
@@ -261,21 +262,15 @@ class SphConv(keras.layers.Layer):
             # degree or order Lp, present when Lp is odd, meets a zero of the smaller synthesis table)
             keep = {"mh": L2p, "i": Lhp}
             z = z[tuple(slice(0, keep.get(a)) for a in axes)]
-        degrees = inv.order_major_axes[-2:]
-        if set(degrees) == {"s", "i"} and fwd.order_major_axes[-2:] == degrees:
-            # ((kf, mh, r), degrees, b, c) @ (1, degrees, c, f), the same order in and out
-            kernel = ops.reshape(self._degree_kernel(dtype, self._parity_degree_matrix(Lp, degrees)),
-                                 (2 * Lhp, c, f))
-            if fwd.order_major_axes != inv.order_major_axes:
-                z = ops.transpose(z, sht._permutation(axes, inv.order_major_axes + ("b", "c")))
-            z = ops.reshape(z, (4 * L2p, 2 * Lhp, -1, c))
-            out = ops.matmul(z, kernel[None])
-            return self._add_bias(inv.synthesis(ops.reshape(out, (8 * L2p, Lhp, -1, f))), dtype)
-        # per degree (s, i): ((kf, mh, r) * b, c) @ (c, f)
-        kernel = ops.reshape(self._degree_kernel(dtype, self._parity_degree_matrix(Lp)), (2 * Lhp, c, f))
-        filt_axes = ("s", "i", "kf", "mh", "r", "b", "c")
+        # per degree: ((kf, mh, r) * b, c) @ (c, f), batched over the degree axes in the order
+        # of the analysis layout, so that both transposes move whole blocks
+        degrees = tuple(a for a in fwd.order_major_axes if a in ("s", "i"))
+        filt_axes = degrees + ("kf", "mh", "r", "b", "c")
+        kernel = ops.reshape(self._degree_kernel(dtype, self._parity_degree_matrix(Lp, degrees)), (2 * Lhp, c, f))
         z = ops.reshape(ops.transpose(z, sht._permutation(axes, filt_axes)), (2 * Lhp, -1, c))
-        out = ops.reshape(ops.matmul(z, kernel), (2, Lhp, 2, L2p, 2, -1, f))
+        out = ops.matmul(z, kernel)
+        sizes = {"s": 2, "i": Lhp, "kf": 2, "mh": L2p, "r": 2}
+        out = ops.reshape(out, tuple(sizes[a] for a in filt_axes[:-2]) + (-1, f))
         out = ops.transpose(out, sht._permutation(filt_axes, inv.order_major_axes + ("b", "c")))
         return self._add_bias(inv.synthesis(ops.reshape(out, (8 * L2p, Lhp, -1, f))), dtype)
 
