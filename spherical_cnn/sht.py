@@ -103,7 +103,9 @@ class SphericalHarmonicTransform:
             Legendre FLOPs, maps' rows mirrored), 'all' (every polar row, no
             mirroring) or None: ``sht_tables.default_legendre_rows(n)``, the faster
             one as measured (docs/speed.md).  Both give the same coefficients (to
-            rounding) in the same order-major layout.
+            rounding); their order-major layouts (``analysis``) have the same
+            shape but a different order (``order_major_axes``), so pass
+            ``synthesis`` only what the same transform's ``analysis`` laid out.
     """
 
     def __init__(self, n: int, method: str = "naive", real: bool = True,
