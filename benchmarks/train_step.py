@@ -5,7 +5,9 @@ Every measurement runs in its own subprocess (so that peak memory is its own)
 and the variants alternate for ``--rounds`` rounds (in reverse order every
 other round), so that load from other
 processes falls on all of them alike; a variant's figure is the best of its
-rounds' median step times. A variant is ``TREE:METHOD[:xla][:mixed][:half|:all]`` or ``torch``:
+rounds' median step times, printed with the range of those medians and, as the
+figure least moved by a shared machine's drifting load, the median over rounds of
+its ratio to the reference within each round. A variant is ``TREE:METHOD[:xla][:mixed][:half|:all]`` or ``torch``:
 
 - TREE ``current`` is this checkout; ``baseline`` is ``--baseline REV`` checked out
   with ``git worktree add`` in a temporary folder (removed afterwards);
@@ -542,6 +544,9 @@ def main():
         v["step_ms"] = min(v["medians_ms"])
         v["samples_per_s"] = a.batch / v["step_ms"] * 1e3
         v["x_vs_ref"] = ref["step_ms"] / v["step_ms"]
+        # variants alternate within a round, so a ratio within each round cancels the slow
+        # drifts of a shared machine's load that best-of-rounds figures carry
+        v["x_vs_ref_per_round"] = median([r / m for r, m in zip(ref["medians_ms"], v["medians_ms"])])
         v["x_flop_limit"] = v["step_ms"] / limit_ms
         v["original_schedule_h"] = ORIGINAL_SAMPLES / v["samples_per_s"] / 3600
 
@@ -552,13 +557,16 @@ def main():
     if a.baseline:
         print("baseline = {}".format(a.baseline))
     print("{} threads per variant".format(a.threads or "default"))
-    print("| variant | ms/step | samples/s | x {} | x FLOP limit | peak RSS (MB) | 48-epoch ModelNet40 (h) "
-          "| parameters (trainable / total) |".format(ref["name"]))
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| variant | ms/step | rounds (ms) | samples/s | x {0} | x {0}, per round | x FLOP limit "
+          "| peak RSS (MB) | 48-epoch ModelNet40 (h) | parameters (trainable / total) |".format(ref["name"]))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v in variants:
-        print("| {} | {:.0f} | {:.1f} | {:.2f} | {:.1f} | {:.0f} | {:.1f} | {} / {} |".format(
-            v["name"], v["step_ms"], v["samples_per_s"], v["x_vs_ref"], v["x_flop_limit"],
+        print("| {} | {:.0f} | {:.0f}-{:.0f} | {:.1f} | {:.2f} | {:.2f} | {:.1f} | {:.0f} | {:.1f} | {} / {} |".format(
+            v["name"], v["step_ms"], min(v["medians_ms"]), max(v["medians_ms"]), v["samples_per_s"],
+            v["x_vs_ref"], v["x_vs_ref_per_round"], v["x_flop_limit"],
             v["peak_rss_mb"], v["original_schedule_h"], v.get("n_trainable"), v["n_params"]))
+    print("(ms/step: the best round's median; rounds: the range of the rounds' medians; per round: the "
+          "median over rounds of the ratio within each round)")
     print("\nSpherical convolutions: {:.2f} GFLOP per step (transforms {:.2f}, filters {:.2f}); "
           "float32 matmul speed {:.0f} GFLOP/s (best of the rounds: {}) -> FLOP limit {:.0f} ms/step"
           .format(conv / 1e9, info["transforms"] / 1e9, info["filters"] / 1e9, gflops,
