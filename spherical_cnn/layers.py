@@ -198,17 +198,17 @@ class SphConv(keras.layers.Layer):
                                    (self.n_weights, -1)))
         return ops.cast(k, dtype)
 
-    def _parity_degree_matrix(self, Lp, order=("s", "i")):
+    def _parity_degree_matrix(self, Lp, order):
         """The (nw, 2 * ceil(Lp / 2)) degree matrix for degrees l < Lp in the order of an
         order-major layout: ``order`` ("s", "i") or ("i", "s") with l = 2 i + s (zero
         columns for l >= Lp).  Cached per (Lp, order)."""
-        key = (Lp, tuple(order))
+        key = (Lp, order)
         if key not in self._parity_matrices:
             Lh = (Lp + 1) // 2
             M = np.zeros((self.n_weights, 2, Lh))
             for l in range(Lp):
                 M[:, l % 2, l // 2] = self._degree_matrix[:, l]
-            if tuple(order) == ("i", "s"):
+            if order == ("i", "s"):
                 M = M.transpose(0, 2, 1)
             self._parity_matrices[key] = M.reshape(self.n_weights, 2 * Lh)
         return self._parity_matrices[key]
@@ -269,7 +269,7 @@ class SphConv(keras.layers.Layer):
         kernel = ops.reshape(self._degree_kernel(dtype, self._parity_degree_matrix(Lp, degrees)), (2 * Lhp, c, f))
         z = ops.reshape(ops.transpose(z, sht._permutation(axes, filt_axes)), (2 * Lhp, -1, c))
         out = ops.matmul(z, kernel)
-        sizes = {"s": 2, "i": Lhp, "kf": 2, "mh": L2p, "r": 2}
+        sizes = dict(zip(inv.order_major_axes, inv.order_major_shape))
         out = ops.reshape(out, tuple(sizes[a] for a in filt_axes[:-2]) + (-1, f))
         out = ops.transpose(out, sht._permutation(filt_axes, inv.order_major_axes + ("b", "c")))
         return self._add_bias(inv.synthesis(ops.reshape(out, (8 * L2p, Lhp, -1, f))), dtype)

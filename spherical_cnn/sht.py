@@ -216,7 +216,7 @@ class SphericalHarmonicTransform:
         c = x.shape[3]  # static; the batch may be unknown (-1 below)
         if self.legendre_rows == "all":
             # (b, (kh, k'), j, c) -> (kh, k'*j*b*c); radix-2 butterfly: kf = m parity
-            z = self._radix2(self._fold, ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (2, -1)))  # (kf, k'*j*b*c)
+            z = self._radix2(ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (2, -1)))  # (kf, k'*j*b*c)
             # half-length DFTs: (kf, (mh, r), k') @ (kf, k', j*b*c)
             y = ops.matmul(self._const(self._dft), ops.reshape(z, (2, h, -1)))
             # Legendre over all rows: ((kf, mh, r), l = (i, s), j) @ ((kf, mh, r), j, b*c)
@@ -253,7 +253,7 @@ class SphericalHarmonicTransform:
             y = ops.matmul(self._const(self._leg_inv), ops.reshape(z, (4 * L2, 2 * self._Lh, -1)))
             # half-length inverse DFTs: (kf, k', (mh, r)) @ (kf, (mh, r), j*b*ch)
             y = ops.matmul(self._const(self._idft), ops.reshape(y, (2, 2 * L2, -1)))
-            y = self._radix2(self._unfold, ops.reshape(y, (2, -1)))  # (kh, k'*j*b*ch)
+            y = self._radix2(ops.reshape(y, (2, -1)))  # (kh, k'*j*b*ch)
             return ops.transpose(ops.reshape(y, (n, n, -1, ch)), (2, 0, 1, 3))
         # Legendre sums at the rows j' = 0..h (pole to equator), per degree parity s
         y = ops.matmul(self._const(self._leg_inv), ops.reshape(z, (8 * L2, self._Lh, -1)))
@@ -267,8 +267,8 @@ class SphericalHarmonicTransform:
         north, _, south, _ = ops.split(y, [h + 1, h + 2, 2 * h + 1], axis=2)
         return ops.concatenate([north, ops.flip(south, axis=2)], axis=2)
 
-    def _radix2(self, table, z):
-        """The 'all' step's butterfly ``table @ z`` (``fold`` = ``unfold`` = [[1, 1], [1, -1]]), ``z`` (2, N).
+    def _radix2(self, z):
+        """The 'all' step's butterfly ``[[1, 1], [1, -1]] @ z`` (its ``fold`` = ``unfold``), ``z`` (2, N).
 
         A matmul in float32 (one kernel each way); an add and a subtract in reduced
         precision, where oneDNN's bfloat16 matmul with an inner dimension of 2 is slow.
@@ -278,7 +278,7 @@ class SphericalHarmonicTransform:
         they save.
         """
         if self.dtype in ("float32", "float64"):
-            return ops.matmul(self._const(table), z)
+            return ops.matmul(self._const(self._fold), z)
         a, b = ops.split(z, 2, axis=0)
         return ops.concatenate([a + b, a - b], axis=0)
 
