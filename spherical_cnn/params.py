@@ -110,6 +110,10 @@ def build_parser():
                    help="discard checkpoints and events in --logdir and start over")
     p.add_argument("--train_bsize", "-bs", type=int, default=128,
                    help="batch size (train, validation and test)")
+    p.add_argument("--recompute_bn", type=int, default=0, metavar="N",
+                   help="after each epoch, before validating and saving, set the batch norms' "
+                        "moving statistics to those of N training batches under the epoch's final "
+                        "weights (precise batch norm); 0 keeps the running averages, as the original")
 
     # model
     p.add_argument("--nchannels", default=1, type=int, help="number of channels stored in the records")
@@ -295,6 +299,9 @@ def check(args):
         raise ParamsError("--batch_renorm needs --batch_norm")
     if args.train_bsize <= 0:
         raise ParamsError("--train_bsize must be positive, got {}".format(args.train_bsize))
+    if args.recompute_bn < 0:
+        raise ParamsError("--recompute_bn must be 0 (off) or a number of batches, got {}".format(
+            args.recompute_bn))
     if args.n_epochs < 0:
         raise ParamsError("--n_epochs must be >= 0, got {}".format(args.n_epochs))
     if 0 not in args.learning_rate:

@@ -23,6 +23,7 @@ import tensorflow as tf
 import keras
 import yaml
 
+from . import batch_norm_statistics
 from . import datasets
 from . import models
 from . import optimizers
@@ -276,6 +277,7 @@ class Trainer:
         self.store = CheckpointStore(args.logdir, writable=self.chief)
         self._train_step = None
         self._eval_step = None
+        self._bn_recomputer = None
         self.saved_epoch = 0  # epoch of the 'latest' checkpoint on disk
 
     # ------------------------------------------------------------------ setup
@@ -398,6 +400,14 @@ class Trainer:
         terms = dict(zip(["total", "cross_entropy", "extra", "triplet", "regularization"],
                          sums[:5] / n_steps / replicas))
         return sums[5] / sums[6], terms, seconds
+
+    def recompute_batch_norm(self, epoch):
+        """Set the batch norms' moving statistics to those of the first ``--recompute_bn``
+        batches of the shard of ``epoch`` under the current weights (see
+        :mod:`spherical_cnn.batch_norm_statistics`); returns the number of batches used."""
+        if self._bn_recomputer is None:
+            self._bn_recomputer = batch_norm_statistics.Recomputer(self.model, self.strategy)
+        return self._bn_recomputer(self._distribute(self.dataset.train(epoch)), self.args.recompute_bn)
 
     def _nonfinite_message(self, epoch, step, out):
         what = "loss ({})".format(out[0]) if out[7] else "gradient"
@@ -541,6 +551,8 @@ class Trainer:
             self.set_learning_rate(lr)
             train_acc, terms, seconds = self.train_epoch(epoch)
             raise_if_interrupted()
+            if args.recompute_bn:
+                self.recompute_batch_norm(epoch)
             if args.skip_val:
                 valid_acc, conf = train_acc, np.zeros((args.n_classes, args.n_classes))
             else:
