@@ -579,10 +579,23 @@ class Trainer:
                 self.store.save("best", self.checkpoint)
             self.store.save("latest", self.checkpoint)
             self.saved_epoch = step
-            self.logger.info("epoch={}; lr={:.4f} train: {:.4f}, valid: {:.4f}"
-                             .format(step, lr, train_acc, valid_acc))
+            self.logger.info("epoch={}; lr={:.4f} train: {:.4f}, valid: {:.4f}{}"
+                             .format(step, lr, train_acc, valid_acc, self._time_left(step)))
         self.store.save("final", self.checkpoint)
         return self.saved_figures()
+
+    def _time_left(self, epochs_done):
+        """`` (52 s/epoch, about 9 min left)``: the mean training time of the epochs timed so far
+        (over resumptions) times the epochs still to train; empty after the last epoch."""
+        left = self.args.n_epochs - epochs_done
+        timed = int(self.figures["epochs"].numpy())
+        if left <= 0 or not timed:
+            return ""
+        per_epoch = float(self.figures["seconds"].numpy()) / timed
+        remaining = per_epoch * left
+        when = ("{:.0f} s".format(remaining) if remaining < 120 else "{:.0f} min".format(remaining / 60)
+                if remaining < 7200 else "{:.1f} h".format(remaining / 3600))
+        return " ({:.0f} s/epoch, about {} left)".format(per_epoch, when)
 
     def test(self, checkpoint="final"):
         """Test accuracy and confusion counts of ``checkpoint`` (None: the weights in memory)."""

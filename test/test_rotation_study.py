@@ -224,11 +224,14 @@ def test_summaries_average_seeds_and_tables_show_four_regimes(tmp_path):
 def test_model_table_gating():
     all_flags = rs.known_training_flags() | {"nonlinearity_upsample"}
     # everything available: the default list is the whole table
+    defaults = [n for n in rs.MODEL_NAMES if n != "spherical"]
     variants, skipped = rs.select_models(None, flags=all_flags, options={"supersample"})
-    assert [v.name for v in variants] == list(rs.MODEL_NAMES) and not skipped
+    assert [v.name for v in variants] == defaults and not skipped
+    # 'spherical' (the params files' model as it is) only when asked for
+    assert [v.flags for v in rs.select_models(["spherical"])[0]] == [{}]
     # no supersampling option: the two variants on supersampled data are left out, with the reason
     variants, skipped = rs.select_models(None, options=set())
-    assert [v.name for v in variants] == [n for n in rs.MODEL_NAMES if "-ss" not in n]
+    assert [v.name for v in variants] == [n for n in defaults if "-ss" not in n]
     assert skipped["spherical-cwap-ss"] == "needs dataset builder option supersample, which this version lacks"
     # neither: every spherical variant states --nonlinearity_upsample, so only the planar CNN runs
     today = rs.known_training_flags() - {"nonlinearity_upsample"}
@@ -243,7 +246,7 @@ def test_model_table_gating():
         rs.select_models(["spherical_spectral_aa"], flags=today, options=set())
     assert [v.name for v in rs.select_models(["spherical_cwap", "planar"])[0]] == ["spherical-cwap", "planar"]
     with pytest.raises(ValueError, match="unknown model"):
-        rs.select_models(["spherical", "bogus"])
+        rs.select_models(["spherical-cwap", "bogus"])
 
 
 def test_cli_reports_a_missing_flag_in_one_line(tmp_path, monkeypatch, capsys):
@@ -415,16 +418,33 @@ def test_quick_image_study(tmp_path):
         images.write_idx(str(src / name), arr)
     out = tmp_path / "study"
     a = cli.build_parser().parse_args(["--quick", "--images", str(src), "--out", str(out),
-                                       "--models", "spherical-spectral,planar", "--n_train_images", "30",
-                                       "--n_test_images", "12"])
+                                       "--models", "spherical-spectral,planar", "--n_train_images", "24",
+                                       "--n_val_images", "6", "--n_test_images", "12", "--n_rotations", "2",
+                                       "--flat_reference"])
     cfg = cli.make_config(a)
     cfg.quiet = True
     res = rs.run_study(cfg, log=None)
     regimes = ["NR/NR", "R/R", "NR/R", "R/NR"]
     assert res["regimes"] == regimes
-    made = {m: json.load(open(out / "data" / "images" / m / "manifest.json")) for m in ("nr", "r")}
+    made = {m: json.load(open(out / "data" / "images" / m / "manifest.json")) for m in ("nr", "r", "flat")}
     assert made["nr"]["protocol"]["rotation"] == "NR" and made["r"]["protocol"]["rotation"] == "R"
-    assert made["nr"]["counts"] == made["r"]["counts"] and made["r"]["counts"]["test"]["records"] == 12
+    assert made["r"]["counts"]["test"]["records"] == 12 and made["nr"]["counts"]["val"]["records"] == 6
+    # --n_rotations: two rotations (shards) of the R train images, one NR shard
+    assert made["r"]["counts"]["train"]["records"] == 48 and made["nr"]["counts"]["train"]["records"] == 24
+    assert len(made["r"]["files"]["train"]) == 2 and len(made["nr"]["files"]["train"]) == 1
+    # with validation images every run validates (no --skip_val)
+    assert rs.load_run(rs.run_dir(cfg, "planar", 0, "r"))["key"]["flags"]["skip_val"] is False
+    # the flat reference reads the images themselves: records equal the IDX pixels / 255
+    assert (made["flat"]["input_res"], made["flat"]["nchannels"]) == (8, 1)
+    from spherical_cnn.data import records
+    first = records.decode_example(next(records.iter_records(str(out / "data" / "images" / "flat" / "test_000.tfrecord"))),
+                                   shape=(8, 8, 1), dtype="float32")
+    test_pixels = images.read_idx(str(src / "t10k-images-idx3-ubyte.gz"))
+    np.testing.assert_allclose(first["x"][..., 0], test_pixels[0] / 255.0, rtol=1e-6)
+    flat = res["references"]["flat"]
+    assert len(flat["accuracy"]["values"]) == 1 and 0.0 <= flat["accuracy"]["mean"] <= 1.0
+    assert rs.load_run(rs.run_dir(cfg, "flat", 0, "flat"))["result"]["predictions"]["flat"]["fname"] == [
+        "test/{:05d}".format(i) for i in range(12)]
     for m in res["models"].values():
         assert list(m["summary"]) == regimes
         assert m["seeds"]["0"]["regimes"]["NR/R"]["n_meshes"] == 12  # one row per test image
@@ -432,3 +452,4 @@ def test_quick_image_study(tmp_path):
     assert run["predictions"]["r"]["fname"] == ["test/{:05d}".format(i) for i in range(12)]
     table = open(out / "table.md").read()
     assert "| NR/NR (%) | R/R (%) | NR/R (%) | R/NR (%) |" in table
+    assert "Upper reference, the planar CNN on the original images (not projected)" in table

@@ -60,12 +60,19 @@ def build_parser():
                         "'download' (apt-get download dataset-fashion-mnist)")
     p.add_argument("--n_train_images", type=int, default=None,
                    help="train images (the first ones of the file; default all but --n_val_images)")
-    p.add_argument("--n_val_images", type=int, default=0, help="validation images (after the train ones)")
+    p.add_argument("--n_val_images", type=int, default=0,
+                   help="validation images (after the train ones); with some, every run validates "
+                        "after each epoch (learning curves in its TensorBoard events)")
+    p.add_argument("--flat_reference", action="store_true",
+                   help="with --images: also train the planar CNN on the original images (not "
+                        "projected), once per seed: the upper reference")
     p.add_argument("--n_test_images", type=int, default=None, help="test images (the first ones; default all)")
     p.add_argument("--flags", nargs=argparse.REMAINDER, default=[],
                    help="more training flags for all models, e.g. --flags --n_epochs 8 (must come last)")
     p.add_argument("--input_res", type=int, default=None, help="grid size n (default 32; 16 with --quick)")
-    p.add_argument("--n_rotations", type=int, default=None, help="rotations per train mesh (default 8)")
+    p.add_argument("--n_rotations", type=int, default=None,
+                   help="rotations per train mesh (default 8); with --images: rotations of the R "
+                        "train images, one train shard (epoch) each (default 1)")
     p.add_argument("--n_test_rotations", type=int, default=None,
                    help="rotations per test mesh (default 8; 2 with --quick)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (meshes, rotations, split)")
@@ -99,6 +106,11 @@ def make_config(a):
         cfg.n_test_images = a.n_test_images or (100 if a.quick else None)
         if a.n_test_rotations is None:
             cfg.n_test_rotations = 1  # the protocol: one rotation per test image
+        if a.n_rotations is None:
+            cfg.n_rotations = 1
+        cfg.flat_reference = a.flat_reference
+    elif a.flat_reference:
+        raise UserError("--flat_reference needs --images (it is the image study's reference)")
     cfg.params_files = tuple(a.params or (rs.IMAGE_PARAMS if a.images else rs.DEFAULT_PARAMS))
     cfg.extra_flags = tuple(cfg.extra_flags) + tuple(a.flags)
     for key in ("input_res", "n_rotations", "n_test_rotations", "workers"):

@@ -323,6 +323,14 @@ def project(images, res, matrices=None):
     return out.reshape(n, res, res, NCHANNELS).astype(np.float32)
 
 
+def flat_maps(images):
+    """The images themselves as float32 maps ``(N, H, W, 1)`` in [0, 1] (no sphere): what the
+    flat reference CNN of the image study reads (``build(..., rotation='flat')``)."""
+    images = np.asarray(images)
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    return (images.astype(np.float64) / scale)[..., None].astype(np.float32)
+
+
 def rotation_quaternions(mode, n, seed, split, r):
     """Quaternions (n, 4) of rotation index ``r`` of images 0..n-1 of ``split`` (all the file's images,
     so that image i gets the same rotation whatever subset is built)."""
@@ -363,14 +371,18 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
 
     Args:
         paths: ``{role: path}`` of the four IDX files (:func:`resolve_source`).
-        rotation: ``'NR'`` (none) or ``'R'`` (one uniform SO(3) rotation per image and index).
+        rotation: ``'NR'`` (none) or ``'R'`` (one uniform SO(3) rotation per image and index);
+            ``'flat'``: not projected at all, records hold the H x W images themselves
+            (:func:`flat_maps`, ``x`` float32 ``(H, W, 1)``, ``input_res`` ignored): the input of
+            the flat reference CNN.
     Returns:
         the manifest dict.
     """
     from . import builder, records
     import tensorflow as tf
 
-    if rotation not in MODES:
+    flat = rotation == "flat"
+    if rotation not in MODES and not flat:
         raise ValueError("--rotation must be NR or R, got {!r}".format(rotation))
     if input_res < 2 or input_res % 2:
         raise ValueError("--input_res must be an even integer >= 2, got {}".format(input_res))
@@ -380,7 +392,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
         raise ValueError("--n_val must be >= 0, got {}".format(n_val))
     builder._check_destination(out_dir, overwrite)
     existed = os.path.isdir(out_dir) and bool(os.listdir(out_dir))  # what --overwrite may replace
-    mode = MODES[rotation]
+    mode = "none" if flat else MODES[rotation]
     t0 = time.time()
     train_x, train_y = load_split(paths["train_images"], paths["train_labels"])
     test_x, test_y = load_split(paths["test_images"], paths["test_labels"])
@@ -388,6 +400,11 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
         raise DataError("train images are {} but test images {}".format(
             "x".join(map(str, train_x.shape[1:])), "x".join(map(str, test_x.shape[1:]))),
             path=paths["test_images"])
+    if flat:
+        if train_x.shape[1] != train_x.shape[2]:
+            raise DataError("flat maps need square images, got {}".format(
+                "x".join(map(str, train_x.shape[1:]))), path=paths["train_images"])
+        input_res = int(train_x.shape[1])
     n_classes = int(max(train_y.max(), test_y.max())) + 1
     names = class_names(paths, n_classes, classes)
     if n_train is None:
@@ -424,7 +441,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
                 for start in range(0, len(idx), chunk):
                     sel = idx[start:start + chunk]
                     mats = None if mode == "none" else rotations.quaternion_to_matrix(quats[sel])
-                    maps = project(xs[sel], input_res, mats)
+                    maps = flat_maps(xs[sel]) if flat else project(xs[sel], input_res, mats)
                     for k, i in enumerate(sel):
                         writers[fname].write(records.encode_example(
                             maps[k], ys[i], fname="{}/{:05d}".format(split, i), idrot=rid,
@@ -442,11 +459,12 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
         files = {s: sorted(f for f in writers if f.startswith(s)) for s in ("train", "val", "test")}
         manifest = {
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "kind": "spherical images",
-            "input_res": input_res, "nchannels": NCHANNELS, "dtype": "float32",
-            "layout": "x: float32 (res, res, 2) = (azimuth, polar, [image / 255, image support]); "
-                      "northern hemisphere 0",
-            "protocol": {"projection": "stereographic from (0, 0, {}) onto the plane z = 0 under the "
+            "kind": "flat images" if flat else "spherical images",
+            "input_res": input_res, "nchannels": 1 if flat else NCHANNELS, "dtype": "float32",
+            "layout": ("x: float32 (rows, columns, 1) = the image / 255, not projected" if flat else
+                       "x: float32 (res, res, 2) = (azimuth, polar, [image / 255, image support]); "
+                       "northern hemisphere 0"),
+            "protocol": None if flat else {"projection": "stereographic from (0, 0, {}) onto the plane z = 0 under the "
                                        "sphere centred at (0, 0, 1); southern hemisphere only".format(
                                            PROJECTION_HEIGHT),
                          "plane_extent": [-PLANE_EXTENT, PLANE_EXTENT], "sampling": "bilinear",

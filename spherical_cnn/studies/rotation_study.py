@@ -74,7 +74,7 @@ REGIMES = (("z", "z"), ("so3", "so3"), ("z", "so3"), ("so3", "z"))
 # the image study (spherical MNIST protocol): not rotated / rotated
 IMAGE_ROTATIONS = ("nr", "r")
 IMAGE_REGIMES = (("nr", "nr"), ("r", "r"), ("nr", "r"), ("r", "nr"))
-IMAGE_PROTOCOL = {"nr": "NR", "r": "R"}  # -> spherical_cnn.data.images.build(rotation=...)
+IMAGE_PROTOCOL = {"nr": "NR", "r": "R", "flat": "flat"}  # -> spherical_cnn.data.images.build(rotation=...)
 LABELS = {"z": "z", "so3": "SO(3)", "none": "none", "nr": "NR", "r": "R"}
 # measures per (model, regime, seed), averaged over seeds; fractions in [0, 1]
 METRICS = ("accuracy", "consistency", "spread_std", "spread_range")
@@ -98,12 +98,14 @@ class ModelVariant:
             e.g. ``{'pool': 'cwap'}`` for ``--pool cwap``).
         data: dataset variant (key of :data:`DATA_VARIANTS`).
         kind: ``'spherical'`` (the params files' model) or ``'planar'`` (:func:`planar_cnn`).
+        default: in the study's default list of models (``--models`` not given).
     """
     name: str
     label: str
     flags: dict
     data: str = "plain"
     kind: str = "spherical"
+    default: bool = True
 
 
 # Every spherical variant states the flags it differs in, so that a change of the params
@@ -124,6 +126,9 @@ MODEL_TABLE = (
     ModelVariant("spherical-cwap-ss", "spherical CNN, cwap, supersampled data", _CWAP, data="ss4"),
     ModelVariant("spherical-cwap-ss-aa", "spherical CNN, cwap, supersampled data, anti-aliased",
                  {**_CWAP, **_AA}, data="ss4"),
+    # the model of the params files as they are (e.g. a real-data recipe such as
+    # params/recipe-fmnist-32.txt); only when asked for, it repeats a variant above otherwise
+    ModelVariant("spherical", "spherical CNN, the params files' model", {}, default=False),
 )
 MODELS = {v.name: v for v in MODEL_TABLE}
 MODEL_NAMES = tuple(MODELS)
@@ -196,7 +201,12 @@ class StudyConfig:
             :data:`spherical_cnn.data.images.ROLES`).
         n_train_images, n_test_images: subset sizes (first images of each file; None: all
             but the validation images / all); n_val_images: validation images (after the
-            train ones).
+            train ones): with some, every run validates after each epoch (learning curves in
+            its TensorBoard events). ``n_rotations`` is the number of rotations (train shards)
+            of the R train set.
+        flat_reference: images only: also train, once per seed, the planar CNN on the
+            original images (not projected; :func:`flat_reference_args`), the upper
+            reference of the image study.
     """
     out_dir: str = "logs/rotation_study"
     mesh_root: str = None
@@ -219,6 +229,7 @@ class StudyConfig:
     n_train_images: int = None
     n_val_images: int = 0
     n_test_images: int = None
+    flat_reference: bool = False
 
 
 def quick_config(out_dir):
@@ -280,7 +291,7 @@ def select_models(requested, flags=None, options=None):
     """
     if requested is None:
         variants, skipped = [], {}
-        for v in MODEL_TABLE:
+        for v in (v for v in MODEL_TABLE if v.default):
             missing = missing_requirements(v, flags, options)
             if missing:
                 skipped[v.name] = "needs " + ", ".join(missing) + ", which this version lacks"
@@ -316,16 +327,35 @@ def _image_spec(cfg, mode):
                                               sorted((cfg.image_files or {}).items()) if v},
             "input_res": cfg.input_res, "rotation": IMAGE_PROTOCOL[mode],
             "n_train": cfg.n_train_images, "n_val": cfg.n_val_images, "n_test": cfg.n_test_images,
-            "n_test_rotations": cfg.n_test_rotations, "seed": cfg.seed}
+            "n_rotations": image_train_rotations(cfg, mode),
+            "n_test_rotations": image_test_rotations(cfg, mode), "seed": cfg.seed}
+
+
+def image_train_rotations(cfg, mode):
+    """Train shards of the image set ``mode``: ``cfg.n_rotations`` rotations for R, one otherwise."""
+    return cfg.n_rotations if mode == "r" else 1
+
+
+def image_test_rotations(cfg, mode):
+    """Rotations per test image: ``cfg.n_test_rotations``, one for the flat images."""
+    return 1 if mode == "flat" else cfg.n_test_rotations
+
+
+def flat_dir(cfg):
+    """Dataset folder of the original (flat) images of the image study."""
+    return os.path.join(cfg.out_dir, "data", "images", "flat")
 
 
 def build_image_datasets(cfg, log=print):
-    """Project the image set twice (NR and R) into ``<out>/data/images/{nr,r}``; reuse matching ones."""
+    """Project the image set twice (NR and R) into ``<out>/data/images/{nr,r}`` (and, with
+    ``cfg.flat_reference``, write the original images to ``<out>/data/images/flat``); reuse
+    matching ones."""
     import tempfile
     from ..data import images
     dirs = dataset_dirs(cfg, "images")
-    todo = {m: d for m, d in dirs.items() if cfg.rebuild or not _matches(d, _image_spec(cfg, m))}
-    for m, d in dirs.items():
+    every = dict(dirs, **({"flat": flat_dir(cfg)} if cfg.flat_reference else {}))
+    todo = {m: d for m, d in every.items() if cfg.rebuild or not _matches(d, _image_spec(cfg, m))}
+    for m, d in every.items():
         if m not in todo:
             log("reusing dataset {} ({})".format(d, IMAGE_PROTOCOL[m]))
     if todo:
@@ -336,10 +366,11 @@ def build_image_datasets(cfg, log=print):
                 log("building dataset {} ({}, res {}) ...".format(d, IMAGE_PROTOCOL[m], cfg.input_res))
                 images.build(paths, d, rotation=IMAGE_PROTOCOL[m], input_res=cfg.input_res,
                              n_train=cfg.n_train_images, n_val=cfg.n_val_images, n_test=cfg.n_test_images,
-                             n_rotations=1, n_test_rotations=cfg.n_test_rotations, seed=cfg.seed,
+                             n_rotations=image_train_rotations(cfg, m),
+                             n_test_rotations=image_test_rotations(cfg, m), seed=cfg.seed,
                              overwrite=True, progress=False,
                              extra_manifest={"rotation_study": _image_spec(cfg, m)})
-    _check_same_split(list(dirs.values()))
+    _check_same_split(list(every.values()))
     return {"plain": dirs}
 
 
@@ -480,8 +511,10 @@ def spherical_args(cfg, dset_dir, logdir, seed=0, more=()):
     from .. import params
     tokens = ["@" + _resolve(p) for p in cfg.params_files]
     tokens += ["--dset", "from_cached_tfrecords", "--dset_dir", dset_dir, "--logdir", logdir,
-               "--input_res", str(cfg.input_res), "--seed", str(seed), "--skip_val",
+               "--input_res", str(cfg.input_res), "--seed", str(seed),
                "--from_scratch", "--no_export", "--progress", "none", "--tensorboard_histograms", "0"]
+    if not (getattr(cfg, "images", None) and cfg.n_val_images):
+        tokens.append("--skip_val")
     if getattr(cfg, "images", None):  # the image set's own number of classes (MNIST-format sets vary)
         from ..datasets import read_class_names
         names = read_class_names(dset_dir)
@@ -510,6 +543,44 @@ def planar_args(cfg, dset_dir, logdir, seed=0, target_params=None, input_shape=N
         args.nfilters = match_widths(args, input_shape[-1], target_params)
     params.check(args)
     return args
+
+
+def flat_reference_args(cfg, logdir, seed=0, target_params=None):
+    """Flags of the flat reference: the planar CNN (:func:`planar_cnn`, the planar baseline's
+    flags) on the original images of :func:`flat_dir` (``(H, W, 1)`` maps), its widths scaled
+    to ``target_params`` parameters as the planar baseline's are."""
+    from .. import params
+    dset_dir = flat_dir(cfg)
+    args = planar_args(cfg, dset_dir, logdir, seed)
+    args.input_res, args.nchannels = int(_read_manifest(dset_dir)["input_res"]), 1
+    if target_params:
+        args.nfilters = match_widths(args, 1, target_params)
+    params.check(args)
+    return args
+
+
+FLAT_LABEL = "planar CNN on the original images (not projected)"
+
+
+def run_flat_reference(cfg, seeds, target_params, log=print):
+    """Train the flat reference once per seed (``<out>/runs/flat/seed<k>/flat``, reused and
+    resumed like the other runs); returns its entry of ``results['references']``:
+    ``label``, ``n_params``, ``nfilters``, ``accuracy`` and ``train_seconds`` (mean, std and
+    values over seeds) and ``seeds`` ``{seed: accuracy}``."""
+    runs = {}
+    for seed in seeds:
+        args = flat_reference_args(cfg, run_dir(cfg, "flat", seed, "flat"), seed, target_params)
+        log("flat reference seed {} ({} epochs) ...".format(seed, args.n_epochs))
+        runs[seed] = run_once(args, {"flat": flat_dir(cfg)}, quiet=cfg.quiet, log=log)
+        log("  test {:.4f}, {:.0f} s".format(runs[seed]["test"]["flat"]["accuracy"],
+                                            runs[seed]["train_seconds"]))
+    accs = {str(s): r["test"]["flat"]["accuracy"] for s, r in runs.items()}
+    any_run = next(iter(runs.values()))
+    return {"label": FLAT_LABEL, "n_params": any_run["n_params"], "nfilters": any_run["nfilters"],
+            "accuracy": rm.mean_std(list(accs.values())),
+            "train_seconds": rm.mean_std([r["train_seconds"] for r in runs.values()]),
+            "epoch_seconds": rm.mean_std([r["epoch_seconds"] for r in runs.values()]),
+            "seeds": accs}
 
 
 def count_params(args, input_shape):
@@ -713,6 +784,8 @@ def run_study(cfg, log=print):
                     "test {} {:.4f}".format(LABELS[m], r["test"][m]["accuracy"]) for m in study_rotations(cfg)),
                     r["train_seconds"]))
         results["models"][v.name] = summarize(v, runs, regimes)
+    if getattr(cfg, "images", None) and cfg.flat_reference:
+        results["references"] = {"flat": run_flat_reference(cfg, seeds, sph_params, log=log)}
     results["total_seconds"] = time.time() - t_start
     write_outputs(results, cfg.out_dir)
     return results
@@ -834,7 +907,7 @@ def format_table(results):
         ["Test accuracy (%), {}:".format(_seeds_text(results)), ""] + _markdown(
             ["model"] + ["{} (%)".format(r) for r in regimes] + ["params", "train time ({})".format(
                 " / ".join(LABELS[k] for k in result_rotations(results)))],
-            accuracy_rows(results)),
+            accuracy_rows(results)) + reference_lines(results),
         ["Consistency over rotations: test {} (%) classified the same under all {} of their "
          "test rotations, {}:".format(what, n_rot, _seeds_text(results)), ""] + _markdown(
             ["model"] + regimes, consistency_rows(results)),
@@ -843,6 +916,20 @@ def format_table(results):
              _seeds_text(results)), ""] + _markdown(["model"] + regimes, spread_rows(results)),
     ]
     return "\n\n".join("\n".join(p) for p in parts)
+
+
+def reference_lines(results):
+    """Lines stating the references of ``results['references']`` (the flat CNN), or none."""
+    lines = []
+    for ref in results.get("references", {}).values():
+        n = len(ref["accuracy"]["values"])
+        lines.append("")
+        lines.append("Upper reference, the {} with the same flags: test accuracy {} % ({}), {:,} "
+                     "params, {:.0f} s of training.".format(
+                         ref["label"], format_mean_std(ref["accuracy"]),
+                         "one seed" if n == 1 else "mean ± std over {} seeds".format(n),
+                         ref["n_params"], ref["train_seconds"]["mean"]))
+    return lines
 
 
 def _n_test_rotations(results):
