@@ -133,6 +133,9 @@ def parse_args(argv):
     p.add_argument("--budget_s", type=float,
                    help="seconds for the whole check (default {gpu:.0f}; --smoke {smoke:.0f})"
                         .format(**DEFAULT_BUDGET_S))
+    p.add_argument("--train_s", type=float,
+                   help="seconds for the training section, at least (default: {:.0%} of the budget; the other "
+                        "sections share the rest)".format(dict(PLAN[-1][1])["train"]))
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help="comma-separated subset of " + ", ".join(SECTIONS))
     p.add_argument("--worker", choices=[w for w, _ in PLAN], help=argparse.SUPPRESS)
@@ -150,18 +153,20 @@ def main(argv=None):
     mode = "smoke" if a.smoke else "gpu"
     sections = _check_sections(a.sections)
     budget = a.budget_s or DEFAULT_BUDGET_S[mode]
+    if a.train_s is not None and not 0 < a.train_s <= budget:
+        raise UserError("--train_s {:g}: must be positive and at most --budget_s ({:g})".format(a.train_s, budget))
     recipe = training_recipe(a.train_params) if "train" in sections else None
     if "train" in sections and a.idx and not os.path.exists(a.idx):
         raise UserError("--idx {}: no such file or folder".format(a.idx))
     os.makedirs(a.out, exist_ok=True)
     t0 = time.time()
     log = Log(os.path.join(a.out, "gpu_check.log"), t0, budget)
-    results = {"mode": mode, "argv": sys.argv[1:], "budget_s": budget, "python": platform.python_version(),
+    results = {"mode": mode, "argv": [_relative(t) for t in sys.argv[1:]], "budget_s": budget, "python": platform.python_version(),
                "machine": platform.machine(), "cpus": os.cpu_count(),
                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "devices": {},
                "sections": {s: {"rows": [], "skipped": {}, "notes": []} for s in sections}}
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
-        deadlines = _deadlines(t0, budget, sections, shared=mode == "gpu")
+        deadlines = _deadlines(t0, budget, sections, a.train_s, shared=mode == "gpu")
         for worker, worker_sections in PLAN:
             names = [s for s, _ in worker_sections if s in sections]
             if not names:
@@ -170,7 +175,7 @@ def main(argv=None):
                 _skip(results, "train", "train", "no --idx given (the Fashion-MNIST IDX files or their .deb)")
                 continue
             plan = {"mode": mode, "config": CONFIG[mode], "sections": names, "t0": t0, "budget_s": budget,
-                    "deadlines": {s: deadlines[s] for s in names}, "tmp": tmp,
+                    "deadlines": deadlines[worker], "tmp": tmp,
                     "part": os.path.join(tmp, worker + ".json"),
                     "train": {"recipe": recipe, "idx": a.idx, "rotation": a.train_rotation}}
             part = run_worker(worker, plan, log)
@@ -190,18 +195,22 @@ def _check_sections(text):
     return [s for s in SECTIONS if s in names]
 
 
-def _deadlines(t0, budget, sections, shared=True):
-    """Absolute end time of each section: shares of the budget, in the order they run, so that
-    time a section leaves unused passes to the next ones (``shared``: else, for the smoke run
-    whose sizes are tiny but whose worker starts take most of the time, the budget's end)."""
-    shares = [(s, share) for _, ws in PLAN for s, share in ws if s in sections]
-    if not shared:
-        return {s: t0 + budget for s, _ in shares}
-    total = sum(share for _, share in shares)
+def _deadlines(t0, budget, sections, train_s=None, shared=True):
+    """``{worker: {section: absolute end time}}``: shares of the budget, in the order the
+    sections run, so that time a section leaves unused passes to the next ones; with ``train_s``
+    the training (the last section) gets that and the others share the rest. ``shared`` False
+    (the smoke run, whose sizes are tiny but whose worker starts take most of the time): every
+    section may run to the budget's end."""
+    shares = [(w, s, share) for w, ws in PLAN for s, share in ws if s in sections]
+    others = sum(share for _, s, share in shares if s != "train")
+    if "train" not in sections:
+        train_s = 0.0
+    elif train_s is None or not others:
+        train_s = budget * dict(PLAN[-1][1])["train"] / (others + dict(PLAN[-1][1])["train"])
     out, acc = {}, 0.0
-    for s, share in shares:
-        acc += share / total
-        out[s] = t0 + budget * acc
+    for w, s, share in shares:
+        acc += train_s if s == "train" else (budget - train_s) * share / others
+        out.setdefault(w, {})[s] = t0 + (acc if shared else budget)
     return out
 
 
@@ -1183,10 +1192,14 @@ def train_epochs(ctx, args, trainer, data, x_train, y_train, batch, steps, deadl
 
 
 def _relative(token):
-    """A recipe token with this checkout's absolute path made relative (results get committed)."""
-    if token.startswith("@") and os.path.isabs(token[1:]):
-        return "@" + os.path.relpath(token[1:], ROOT)
-    return token
+    """A token (a path, or an @file) without the absolute path of this machine (results get
+    committed): relative to the checkout, or only its last part."""
+    at = "@" if token.startswith("@") else ""
+    path = token[len(at):]
+    if not os.path.isabs(path):
+        return token
+    inside = os.path.commonpath([os.path.abspath(path), ROOT]) == ROOT
+    return at + (os.path.relpath(path, ROOT) if inside else os.path.join("...", os.path.basename(path)))
 
 
 RUNNERS = {"numerics": run_numerics, "transforms": run_transforms, "torch_harmonics": run_torch_harmonics,
@@ -1221,15 +1234,13 @@ def markdown(results):
         if name not in secs:
             continue
         sec = secs[name]
-        lines += ["", "## {} ({})".format(name, sec["status"]), ""]
-        lines += ["- " + n for n in sec["notes"]]
-        if table and sec["rows"]:
-            lines += [""] + table(sec, secs)
         errors = [r for r in sec["rows"] if "error" in r]
-        if errors:
-            lines += ["", "Errors:"] + ["- {backend} {item}: {error}".format(**r) for r in errors]
-        if sec["skipped"]:
-            lines += ["", "Skipped:"] + ["- {}: {}".format(k, v) for k, v in sec["skipped"].items()]
+        blocks = [["## {} ({})".format(name, sec["status"])], ["- " + n for n in sec["notes"]],
+                  table(sec, secs) if len(errors) < len(sec["rows"]) else [],
+                  ["Errors:"] + ["- {backend} {item}: {error}".format(**r) for r in errors] if errors else [],
+                  ["Skipped:"] + ["- {}: {}".format(*kv) for kv in sec["skipped"].items()] if sec["skipped"] else []]
+        for block in blocks:
+            lines += [""] + block if block else []
     return "\n".join(lines) + "\n"
 
 
@@ -1281,7 +1292,7 @@ def _transforms_table(sec, secs):
 
 def _mib(row):
     b = row.get("peak_allocated_bytes", row.get("xla_step_bytes"))
-    return "{:.0f}".format(b / 2 ** 20) if b is not None else ""
+    return "{:.1f}".format(b / 2 ** 20) if b is not None else ""
 
 
 def _step_table(sec, _):

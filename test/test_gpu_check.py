@@ -150,6 +150,7 @@ def test_maps_are_make_images_records(tmp_path):
     (["--sections", "numerics,gpu"], "--sections 'numerics,gpu': expected"),
     (["--idx", "no/such/folder"], "--idx no/such/folder: no such file"),
     (["--train_params", "no/such/recipe.txt"], "--train_params no/such/recipe.txt: no such file"),
+    (["--train_s", "400"], "--train_s 400: must be positive and at most --budget_s (170)"),
 ])
 def test_bad_arguments_are_one_line(tmp_path, argv, says):
     recipe = tmp_path / "recipe.txt"
@@ -159,3 +160,17 @@ def test_bad_arguments_are_one_line(tmp_path, argv, says):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_time_budget_is_shared_in_running_order():
+    """Each worker's sections end in the order they run, the last at the budget's end; --train_s
+    gives the training that much and the others share the rest; sections left out take nothing."""
+    every = gpu_check._deadlines(0.0, 300.0, list(gpu_check.SECTIONS))
+    order = [every[w][s] for w, sections in gpu_check.PLAN for s, _ in sections]
+    assert order == sorted(order) and order[-1] == 300.0 and len(set(order)) == len(order)
+    assert every["train"]["train"] - every["torch"]["step"] == pytest.approx(300 * 0.42)
+    assert gpu_check._deadlines(0.0, 300.0, list(gpu_check.SECTIONS), 200.0)["torch"]["step"] == pytest.approx(100)
+    only_steps = gpu_check._deadlines(0.0, 300.0, ["step"], 200.0)
+    assert only_steps["torch"]["step"] == 300.0 and only_steps["jax"]["step"] == pytest.approx(300 * 0.25 / 0.35)
+    assert gpu_check._deadlines(0.0, 300.0, ["numerics", "train"], shared=False) == {
+        "jax": {"numerics": 300.0}, "torch": {"numerics": 300.0}, "train": {"train": 300.0}}
