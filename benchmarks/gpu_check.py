@@ -1162,8 +1162,10 @@ def train_epochs(ctx, args, trainer, data, x_train, y_train, batch, steps, deadl
             idx = order[s * batch:(s + 1) * batch]
             total, hits = trainer.train(x_train[idx], y_train[idx])
             loss, correct, done = loss + total, correct + hits, s + 1
-            if s % 100 == 99:
+            if s % 100 == 99:  # the host waits for the device now and then, to keep to the deadline
                 ctx.sync(total)
+                if s % 500 == 499:
+                    ctx.say("train epoch {}: step {} of {}".format(epoch + 1, s + 1, steps))
                 if time.time() > deadline:
                     break
         loss, correct = float(ctx.numpy(loss)), float(ctx.numpy(correct))
