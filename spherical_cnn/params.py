@@ -346,6 +346,22 @@ def bundled_path(name):
         name, ", ".join(bundled_names())))
 
 
+def mixed_precision_policy(choice, have_gpu):
+    """The Keras dtype policy name for ``--mixed_precision choice`` (None: no change).
+
+    ``auto`` picks ``mixed_float16`` on a GPU (tensor cores) and ``mixed_bfloat16``
+    otherwise (CPUs with AVX-512 BF16 / AMX multiply bfloat16 matrices about twice
+    as fast as float32; bfloat16 keeps float32's exponent range, so no loss scaling
+    is needed). ``have_gpu``: whether the backend sees a GPU (the caller asks its
+    backend, so that this module imports none).
+    """
+    if not choice:
+        return None
+    if choice == "auto":
+        choice = "float16" if have_gpu else "bfloat16"
+    return "mixed_" + choice
+
+
 def learning_rate_at(schedule, epoch):
     """Learning rate in effect at ``epoch`` (0-based) for a ``{epoch: value}`` schedule."""
     starts = [e for e in sorted(schedule) if e <= epoch]

@@ -90,18 +90,9 @@ def configure_devices():
 
 
 def mixed_precision_policy(choice):
-    """The Keras dtype policy name for ``--mixed_precision`` (None: no change).
-
-    ``auto`` picks ``mixed_float16`` when TensorFlow sees a GPU (tensor cores) and
-    ``mixed_bfloat16`` otherwise (CPUs with AVX-512 BF16 / AMX multiply bfloat16
-    matrices about twice as fast as float32; bfloat16 keeps float32's exponent
-    range, so no loss scaling is needed).
-    """
-    if not choice:
-        return None
-    if choice == "auto":
-        choice = "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
-    return "mixed_" + choice
+    """The Keras dtype policy name for ``--mixed_precision`` (None: no change):
+    :func:`spherical_cnn.params.mixed_precision_policy` with TensorFlow's view of the GPUs."""
+    return params_mod.mixed_precision_policy(choice, bool(tf.config.list_physical_devices("GPU")))
 
 
 # Training step with --transform_method naive over the same step with sep, model-64

@@ -115,3 +115,14 @@ def test_params_link_is_the_installed_folder():
     assert params.bundled_path("model-64.txt") == params.bundled_path("model-64")
     with pytest.raises(FileNotFoundError, match="model-32"):
         params.bundled_path("model-65")
+
+
+@pytest.mark.parametrize("choice, have_gpu, policy", [
+    (None, True, None), ("auto", True, "mixed_float16"), ("auto", False, "mixed_bfloat16"),
+    ("bfloat16", True, "mixed_bfloat16"), ("float16", False, "mixed_float16")])
+def test_mixed_precision_policy_per_device(choice, have_gpu, policy, tmp_path):
+    """--mixed_precision's Keras policy: 'auto' is float16 with a GPU, bfloat16 without; an
+    explicit choice holds on either (a rule without TensorFlow, for the GPU check)."""
+    flags = ["--logdir", str(tmp_path)] + (["--mixed_precision"] + ([choice] if choice != "auto" else [])
+                                           if choice else [])
+    assert params.mixed_precision_policy(params.parse(flags).mixed_precision, have_gpu) == policy
