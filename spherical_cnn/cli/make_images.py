@@ -48,6 +48,10 @@ def build_parser():
     p.add_argument("--n_rotations", type=int, default=1,
                    help="rotations per train image = train shards (R; one shard per epoch)")
     p.add_argument("--n_test_rotations", type=int, default=1, help="rotations per val/test image")
+    p.add_argument("--band_limit", type=int, default=0, metavar="K",
+                   help="project on the K-times finer grid and keep the spherical harmonic degrees "
+                        "< input_res/2 (maps exactly band-limited, so that rotating them is exact); "
+                        "0: sample the projection on the grid, the protocol's way")
     p.add_argument("--seed", type=int, default=0, help="seed of the rotations")
     p.add_argument("--classes", default=None,
                    help="comma-separated class names (default: Fashion-MNIST's for its files, else the labels)")
@@ -71,6 +75,6 @@ def main(argv=None):
         args.source, args.out, explicit=explicit, rotation=args.rotation, input_res=args.input_res,
         n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, n_rotations=args.n_rotations,
         n_test_rotations=args.n_test_rotations, seed=args.seed, classes=args.classes,
-        overwrite=args.overwrite, progress=True,
+        band_limit=args.band_limit, overwrite=args.overwrite, progress=True,
         extra_manifest={"args": vars(args), "command": command})
     return 0

@@ -323,6 +323,36 @@ def project(images, res, matrices=None):
     return out.reshape(n, res, res, NCHANNELS).astype(np.float32)
 
 
+def band_limit(maps, res, chunk=500):
+    """Maps ``(N, m, m, C)`` on a finer DH grid -> ``(N, res, res, C)`` float32: the samples on
+    the ``res`` grid of their spherical harmonic expansion cut to degrees < res/2.
+
+    The expansion is computed on the fine grid (exact for content below degree m/2;
+    content above degree ``m - res/2`` aliases into the degrees kept), so the result is
+    exactly band-limited: a rotation of such a map is the map of the rotated
+    function, with no aliasing of the grid to tell the two apart.
+    """
+    from .. import sht
+    maps = np.asarray(maps, dtype=np.float32)
+    fine, coarse = sht.get_transform(maps.shape[1], "sep"), sht.get_transform(res, "sep")
+    out = np.empty((len(maps), res, res, maps.shape[3]), dtype=np.float32)
+    for start in range(0, len(maps), chunk):
+        coeffs = fine.forward_packed(maps[start:start + chunk])[:, :, :, :coarse.L, :coarse.L]
+        out[start:start + chunk] = np.asarray(coarse.inverse_packed(coeffs))
+    return out
+
+
+def project_band_limited(images, res, matrices=None, oversample=2):
+    """:func:`project` on the grid ``oversample * res``, then :func:`band_limit` to ``res``:
+    the projection's degrees < res/2, without the aliasing of sampling it on the ``res``
+    grid directly (on spherical Fashion-MNIST at res 32 the rotation-invariant power per
+    degree of a map and of its rotated copy differ by 1.2 % sampled directly, 0.13 % with
+    oversample 2, 0.02 % with 4; docs/real-data.md)."""
+    if oversample < 2:
+        return project(images, res, matrices)
+    return band_limit(project(images, oversample * res, matrices), res)
+
+
 def flat_maps(images):
     """The images themselves as float32 maps ``(N, H, W, 1)`` in [0, 1] (no sphere): what the
     flat reference CNN of the image study reads (``build(..., rotation='flat')``)."""
@@ -359,7 +389,7 @@ def _select(n_total, start, count, what):
 
 def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=1000, n_test=None,
           n_rotations=1, n_test_rotations=1, seed=0, classes=None, overwrite=False, progress=True,
-          chunk=2000, extra_manifest=None):
+          chunk=2000, extra_manifest=None, band_limit=0):
     """Write a spherical image dataset (records of ``records.py``) to ``out_dir``, atomically.
 
     Layout: ``train_XXX.tfrecord`` (shard r = rotation r of the first ``n_train`` train
@@ -371,6 +401,8 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
 
     Args:
         paths: ``{role: path}`` of the four IDX files (:func:`resolve_source`).
+        band_limit: 0 (default, the protocol: the projection sampled on the grid) or an
+            oversampling factor k >= 2: :func:`project_band_limited` on the grid k * input_res.
         rotation: ``'NR'`` (none) or ``'R'`` (one uniform SO(3) rotation per image and index);
             ``'flat'``: not projected at all, records hold the H x W images themselves
             (:func:`flat_maps`, ``x`` float32 ``(H, W, 1)``, ``input_res`` ignored): the input of
@@ -390,6 +422,9 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
         raise ValueError("--n_rotations and --n_test_rotations must be >= 1")
     if n_val < 0:
         raise ValueError("--n_val must be >= 0, got {}".format(n_val))
+    if band_limit not in (0, 1) and (band_limit < 2 or flat):
+        raise ValueError("--band_limit must be 0 (off) or an oversampling factor >= 2 (spherical "
+                         "maps only), got {}".format(band_limit))
     builder._check_destination(out_dir, overwrite)
     existed = os.path.isdir(out_dir) and bool(os.listdir(out_dir))  # what --overwrite may replace
     mode = "none" if flat else MODES[rotation]
@@ -441,7 +476,8 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
                 for start in range(0, len(idx), chunk):
                     sel = idx[start:start + chunk]
                     mats = None if mode == "none" else rotations.quaternion_to_matrix(quats[sel])
-                    maps = flat_maps(xs[sel]) if flat else project(xs[sel], input_res, mats)
+                    maps = (flat_maps(xs[sel]) if flat else
+                            project_band_limited(xs[sel], input_res, mats, band_limit))
                     for k, i in enumerate(sel):
                         writers[fname].write(records.encode_example(
                             maps[k], ys[i], fname="{}/{:05d}".format(split, i), idrot=rid,
@@ -468,6 +504,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
                                        "sphere centred at (0, 0, 1); southern hemisphere only".format(
                                            PROJECTION_HEIGHT),
                          "plane_extent": [-PLANE_EXTENT, PLANE_EXTENT], "sampling": "bilinear",
+                         "band_limit": band_limit if band_limit >= 2 else 0,
                          "rotation": rotation, "rotations": mode,
                          "rotation_sampling": "one rotation per image and rotation index, seeded by "
                                               "(seed, split, rotation index)"},
