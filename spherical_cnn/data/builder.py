@@ -207,7 +207,7 @@ def _check_destination(out_dir, overwrite):
         raise FileExistsError(f'output {out_dir!r} exists and is not a folder')
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
         raise FileExistsError(f'output folder {out_dir!r} exists and is not empty; '
-                              'pass --overwrite (overwrite=True) to replace its dataset')
+                              'pass --overwrite to replace its dataset')
 
 
 def _check_classes(jobs_items, class_names):
@@ -370,7 +370,7 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
         pool, results = None, map(_render, jobs)
     try:
         from tqdm import tqdm
-        bar = tqdm(total=len(jobs), unit='mesh', disable=not progress, file=sys.stdout, dynamic_ncols=True)
+        bar = tqdm(total=len(jobs), unit='mesh', disable=not progress, file=sys.stderr, dynamic_ncols=True)
         for index, maps, quats, aug, err in results:
             job = jobs[index]
             bar.update(1)
