@@ -25,7 +25,8 @@ map passes every shape check while giving wrong coefficients. Convert with:
   ``extend=True`` grids (n + 1) x (n + 1) add the south pole row and the 360 deg
   column, which ``from_pyshtools`` drops. Complex coefficients of
   ``expand(normalization='ortho', csphase=-1)`` (``kind='complex'`` grids) are the
-  project's full layout exactly: ``coeffs_from_pyshtools``.
+  project's full layout exactly; ``coeffs_from_pyshtools`` converts any ``SHCoeffs``
+  (real kind, other normalizations) to them.
 * torch-harmonics / e3nn: ``(batch, channels, nlat, nlon)`` (polar, azimuth
   last): ``to_polar_first(maps, channels_first=True)``. Only the axes are
   converted: the sample positions must agree too (torch-harmonics'
@@ -156,22 +157,26 @@ def from_pyshtools(grids: ArrayLike) -> np.ndarray:
 
 
 def coeffs_from_pyshtools(coeffs):
-    """pyshtools complex coefficients ``(2, lmax+1, lmax+1)`` (``SHCoeffs.coeffs`` of
-    ``kind='complex'``, ``normalization='ortho'``, ``csphase=-1``) -> project full layout
-    ``(1, 2, L, L, 1)`` complex (batch and channel axes of size 1), L = lmax + 1.
+    """pyshtools coefficients -> project full layout ``(1, 2, L, L, 1)`` complex (batch and
+    channel axes of size 1), L = lmax + 1.
 
-    Other normalizations or csphase differ by per-degree factors and signs: convert
-    them in pyshtools first (``SHCoeffs.convert(normalization='ortho', csphase=-1,
-    kind='complex')``).
+    ``coeffs``: an ``SHCoeffs`` of any kind, normalization and csphase (a real map's
+    ``SHGrid.expand()`` gives ``kind='real'``): pyshtools converts it to
+    ``kind='complex'``, ``normalization='ortho'``, ``csphase=-1`` first; or a complex
+    array ``(2, lmax+1, lmax+1)`` already in that convention. A real array is refused:
+    it holds real (cosine / sine) coefficients, which are not the complex ones.
     """
-    c = getattr(coeffs, "coeffs", coeffs)
-    norm = getattr(coeffs, "normalization", "ortho")
-    cs = getattr(coeffs, "csphase", -1)
-    if norm != "ortho" or cs != -1:
-        raise ValueError(f"coeffs_from_pyshtools: need normalization='ortho', csphase=-1, got "
-                         f"{norm!r}, {cs!r}; use SHCoeffs.convert(normalization='ortho', csphase=-1, "
-                         f"kind='complex')")
-    c = np.asarray(c)
+    if hasattr(coeffs, "coeffs") and hasattr(coeffs, "kind"):
+        if (coeffs.kind, coeffs.normalization, coeffs.csphase) != ("complex", "ortho", -1):
+            coeffs = coeffs.convert(kind="complex", normalization="ortho", csphase=-1)
+        c = np.asarray(coeffs.coeffs)
+    else:
+        c = np.asarray(coeffs)
+        if not np.iscomplexobj(c):
+            raise ValueError("coeffs_from_pyshtools: got a real array; pyshtools' real coefficients "
+                             "(kind='real') are not the complex ones: pass the SHCoeffs object, or "
+                             "SHCoeffs.from_array(c).convert(kind='complex', normalization='ortho', "
+                             "csphase=-1).coeffs")
     if c.ndim != 3 or c.shape[0] != 2 or c.shape[1] != c.shape[2]:
         raise ValueError(f"coeffs_from_pyshtools: expected (2, lmax+1, lmax+1), got shape {c.shape}")
     out = np.array(c, dtype=np.complex128)
