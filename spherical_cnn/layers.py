@@ -345,7 +345,9 @@ class AreaWeightedPooling(_GridPooling):
         n, m = self._sizes(inputs.shape)
         x = inputs * ops.cast(_polar_weights(n, "float64"), inputs.dtype)
         p = self.pool_size
-        x = ops.average_pool(x, pool_size=(p, p), strides=(p, p), padding="same")
+        # the maps' layout is fixed, whatever keras.config.image_data_format() says
+        x = ops.average_pool(x, pool_size=(p, p), strides=(p, p), padding="same",
+                             data_format="channels_last")
         return x / ops.cast(_polar_weights(m, "float64"), inputs.dtype)
 
 

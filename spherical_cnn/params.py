@@ -166,7 +166,8 @@ def build_parser():
                    choices=["auto", "bfloat16", "float16"],
                    help="compute in reduced precision (Keras policy mixed_bfloat16 / mixed_float16; "
                         "variables, batch-norm statistics and losses stay float32); auto: float16 "
-                        "on a GPU, bfloat16 otherwise. Off by default (the original's numerics)")
+                        "on a GPU, bfloat16 on a CPU with native bfloat16 (AVX-512 BF16 / AMX), "
+                        "float32 elsewhere. Off by default (the original's numerics)")
     p.add_argument("--progress", choices=["auto", "bar", "none"], default="auto",
                    help="per-epoch progress bar (auto: only on a terminal)")
     p.add_argument("--tensorboard_histograms", type=int, default=1,
