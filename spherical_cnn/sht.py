@@ -106,26 +106,35 @@ class SphericalHarmonicTransform:
             rounding); their order-major layouts (``analysis``) have the same
             shape but a different order (``order_major_axes``), so pass
             ``synthesis`` only what the same transform's ``analysis`` laid out.
+        degrees: 'sep' only: keep degrees (and orders) l < ``degrees`` = L (default
+            n // 2, all the grid resolves). Coefficients are then ``(.., L, L, ..)``:
+            the same as the full transform's, truncated, and the inverse takes them as
+            if the others were zero; tables and FLOPs shrink with L^2 (a nonlinearity
+            applied on a finer grid needs no more degrees than its input has).
     """
 
     def __init__(self, n: int, method: str = "naive", real: bool = True,
-                 dtype: str = "float32", legendre_rows: str | None = None) -> None:
+                 dtype: str = "float32", legendre_rows: str | None = None,
+                 degrees: int | None = None) -> None:
         self.n = tables.check_n(n)
         self.method = tables.check_method(method)
+        if degrees is not None and method != "sep" and degrees != self.n // 2:
+            raise ValueError(f"degrees < n/2 needs method='sep', got method={method!r}")
         self.real = bool(real)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         self.dtype = dtype
         # tables are held in float32 (float64 for dtype float64) and cast once per compute dtype
         self.table_dtype = "float64" if dtype == "float64" else "float32"
-        self.L = self.n // 2
+        self.L = tables.check_degrees(self.n, degrees)
+        self.degrees = None if self.L == self.n // 2 else self.L
         self.S = tables.n_layouts(self.real)
         if method == "naive":
             self._fwd, self._inv = tables.naive_matrices(self.n, self.real, self.table_dtype)
             self.legendre_rows = None
         else:
             self.legendre_rows = tables.check_legendre_rows(legendre_rows or tables.default_legendre_rows(self.n))
-            t = tables.sep_tables(self.n, self.real, self.table_dtype, self.legendre_rows)
+            t = tables.sep_tables(self.n, self.real, self.table_dtype, self.legendre_rows, self.degrees)
             self._fold, self._unfold, self._dft, self._idft = t["fold"], t["unfold"], t["dft"], t["idft"]
             self._leg_fwd, self._leg_inv = t["leg_fwd"], t["leg_inv"]
             self._L2 = self._Lh = (self.L + 1) // 2
@@ -141,10 +150,12 @@ class SphericalHarmonicTransform:
 
     @property
     def nbytes(self):
-        return tables.table_nbytes(self.n, self.method, self.real, self.table_dtype, self.legendre_rows)
+        return tables.table_nbytes(self.n, self.method, self.real, self.table_dtype, self.legendre_rows,
+                                   self.degrees)
 
     def __repr__(self):
         rows = f", legendre_rows={self.legendre_rows!r}" if self.legendre_rows else ""
+        rows += f", degrees={self.degrees}" if self.degrees else ""
         return (f"SphericalHarmonicTransform(n={self.n}, method={self.method!r}, "
                 f"real={self.real}, dtype={self.dtype!r}{rows})")
 
@@ -352,20 +363,24 @@ def _full_layout_factors(L, dtype):
 
 
 def get_transform(n: int, method: str = "naive", real: bool = True,
-                  dtype: str = "float32", legendre_rows: str | None = None) -> SphericalHarmonicTransform:
-    """Shared ``SphericalHarmonicTransform`` for (n, method, real, dtype, legendre_rows).
+                  dtype: str = "float32", legendre_rows: str | None = None,
+                  degrees: int | None = None) -> SphericalHarmonicTransform:
+    """Shared ``SphericalHarmonicTransform`` for (n, method, real, dtype, legendre_rows, degrees).
 
-    ``legendre_rows=None`` resolves to ``sht_tables.default_legendre_rows(n)`` before
-    the cache is consulted, so that None and its value share one object.
+    ``legendre_rows=None`` resolves to ``sht_tables.default_legendre_rows(n)`` (and
+    ``degrees=n // 2`` to None) before the cache is consulted, so that None and its value
+    share one object.
     """
     if method == "sep" and legendre_rows is None:
         legendre_rows = tables.default_legendre_rows(n)
-    return _cached_transform(int(n), method, bool(real), dtype, legendre_rows)
+    if degrees is not None and int(degrees) == int(n) // 2:
+        degrees = None
+    return _cached_transform(int(n), method, bool(real), dtype, legendre_rows, degrees)
 
 
 @functools.lru_cache(maxsize=None)
-def _cached_transform(n, method, real, dtype, legendre_rows):
-    return SphericalHarmonicTransform(n, method, real, dtype, legendre_rows)
+def _cached_transform(n, method, real, dtype, legendre_rows, degrees=None):
+    return SphericalHarmonicTransform(n, method, real, dtype, legendre_rows, degrees)
 
 
 # the cache's statistics and reset, as on the functools.lru_cache wrapper get_transform once was

@@ -137,3 +137,69 @@ def test_a_default_sexp_loss_is_refused_beside_a_head_of_another_layout():
     other = keras.Model(inputs, plain(inputs))
     other.compile("adam", loss=sr.SExpLoss())
     other.fit(x, y, epochs=1, verbose=0)
+
+
+# ---------------------------------------------------------------- item 11: SphericalActivation's tables
+
+def test_legendre_recurrence_equals_scipy():
+    """The recurrence that replaced L^2 n calls of sph_harm_y (a minute at n = 512)."""
+    from scipy.special import sph_harm_y
+    from spherical_cnn import sht_tables as tables
+    n, L = 128, 48
+    P = tables.legendre_values(n, L)
+    theta = np.pi * np.arange(n) / n
+    m, l = np.arange(L)[:, None, None], np.arange(L)[None, :, None]
+    ref = np.where(m <= l, sph_harm_y(l, m, theta[None, None, :], 0.0).real, 0.0)
+    np.testing.assert_allclose(P, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("rows", ["all", "half"])
+def test_a_transform_of_fewer_degrees_is_the_full_one_truncated(rows):
+    from spherical_cnn import sht
+    from spherical_cnn.studies import equivariance as eq
+    n, L = 32, 8
+    full = sht.get_transform(n, "sep", True, "float64", legendre_rows=rows)
+    part = sht.get_transform(n, "sep", True, "float64", legendre_rows=rows, degrees=L)
+    assert part.L == L and part.nbytes < full.nbytes / 3
+    f = np.random.default_rng(0).standard_normal((2, n, n, 3))
+    np.testing.assert_allclose(np.asarray(part.forward_packed(f)),
+                               np.asarray(full.forward_packed(f))[:, :, :, :L, :L], atol=1e-12)
+    c = np.asarray(part.forward_packed(f))
+    padded = np.pad(c, [(0, 0)] * 3 + [(0, n // 2 - L)] * 2 + [(0, 0)])
+    np.testing.assert_allclose(np.asarray(part.inverse_packed(c)), np.asarray(full.inverse_packed(padded)),
+                               atol=1e-12)
+    g = eq.random_bandlimited(1, n, 1, np.random.default_rng(1))  # degrees < n/2: not < L
+    assert np.abs(np.asarray(part.inverse_packed(part.forward_packed(g))) - g).max() > 1e-3
+
+
+def test_spherical_activation_computes_what_zero_padding_computed():
+    """The fine grid's transforms keep the input's degrees only; the result is that of the
+    full transforms of the fine grid with zero-padded coefficients (the layer's definition)."""
+    from spherical_cnn import sht
+    n, u = 16, 2
+    x = np.random.default_rng(2).standard_normal((2, n, n, 3))
+    layer = scnn.SphericalActivation("relu", upsample=u, dtype="float64")
+    coarse, fine = sht.get_transform(n, "sep", True, "float64"), sht.get_transform(u * n, "sep", True, "float64")
+    c = np.asarray(coarse.forward_packed(x))
+    c = np.pad(c, [(0, 0)] * 3 + [(0, (u - 1) * n // 2)] * 2 + [(0, 0)])
+    y = np.maximum(np.asarray(fine.inverse_packed(c)), 0.0)
+    ref = np.asarray(coarse.inverse_packed(np.asarray(fine.forward_packed(y))[:, :, :, :n // 2, :n // 2]))
+    np.testing.assert_allclose(np.asarray(layer(x)), ref, atol=1e-12)
+
+
+def test_table_warnings_state_one_size():
+    """At n = 256 the activation's tables (65 MiB) no longer warn; a warning states one size,
+    in one unit (before: '0.3 GiB ... method='sep' needs 259 MiB' for the same tables)."""
+    from spherical_cnn import sht_tables as tables
+    assert tables.estimate_table_nbytes(512, "sep", degrees=128) < 70 * 2 ** 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scnn.SphericalActivation("relu").build((None, 256, 256, 1))  # tables not built yet
+    with pytest.warns(UserWarning) as record:
+        scnn.SphConv(2, method="naive").build((None, 128, 128, 1))
+    text = str(record[0].message)
+    assert "method='naive' needs 1.0 GiB" in text and "method='sep' needs 8 MiB" in text
+    with pytest.warns(UserWarning) as record:
+        scnn.SphericalActivation("relu").build((None, 512, 512, 1))
+    text = str(record[0].message)
+    assert "method='sep' needs" in text and text.count("needs") == 1 and "upsample" in text
