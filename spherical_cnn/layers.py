@@ -662,7 +662,7 @@ class SphericalActivation(keras.layers.Layer):
         if u > 1:
             _check_table_size(f"SphericalActivation({self.name})", u * n, self.method, True,
                               _compute_dtype(self), self._fine_degrees(n),
-                              f" (the upsampled grid {u} x {n}; upsample=1 needs none)")
+                              f" (the grid upsampled {u} x from {n}; upsample=1 uses none)")
         self.built = True
 
     def call(self, inputs):
