@@ -264,8 +264,9 @@ class SphConv(keras.layers.Layer):
         inv = sht.get_transform(self.n // 2 ** self.spectral_pool, "sep", True, dtype)
         c, f = self.in_channels, self.filters
         Lp, L2p, Lhp = inv.L, inv._L2, inv._Lh
-        z = ops.reshape(fwd.analysis(inputs), fwd.order_major_shape + (-1, c))
-        axes = fwd.order_major_axes + ("b", "c")
+        # batch and channels stay together (one axis "bc"): every op below has rank <= 6
+        z = ops.reshape(fwd.analysis(inputs), fwd.order_major_shape + (-1,))
+        axes = fwd.order_major_axes + ("bc",)
         if self.spectral_pool:
             # keep degrees l = 2 i + s with i < Lhp and orders m = 2 mh + kf with mh < L2p (a
             # degree or order Lp, present when Lp is odd, meets a zero of the smaller synthesis table)
@@ -274,13 +275,13 @@ class SphConv(keras.layers.Layer):
         # per degree: ((kf, mh, r) * b, c) @ (c, f), batched over the degree axes in the order
         # of the analysis layout, so that both transposes move whole blocks
         degrees = tuple(a for a in fwd.order_major_axes if a in ("s", "i"))
-        filt_axes = degrees + ("kf", "mh", "r", "b", "c")
+        filt_axes = degrees + ("kf", "mh", "r", "bc")
         kernel = ops.reshape(self._degree_kernel(dtype, self._parity_degree_matrix(Lp, degrees)), (2 * Lhp, c, f))
-        z = ops.reshape(ops.transpose(z, sht._permutation(axes, filt_axes)), (2 * Lhp, -1, c))
+        z = ops.reshape(sht.permute_axes(z, axes, filt_axes), (2 * Lhp, -1, c))
         out = ops.matmul(z, kernel)
         sizes = dict(zip(inv.order_major_axes, inv.order_major_shape))
-        out = ops.reshape(out, tuple(sizes[a] for a in filt_axes[:-2]) + (-1, f))
-        out = ops.transpose(out, sht._permutation(filt_axes, inv.order_major_axes + ("b", "c")))
+        out = ops.reshape(out, tuple(sizes[a] for a in filt_axes[:-1]) + (-1,))
+        out = sht.permute_axes(out, filt_axes, inv.order_major_axes + ("bc",))
         return self._add_bias(inv.synthesis(ops.reshape(out, (8 * L2p, Lhp, -1, f))), dtype)
 
     def _add_bias(self, x, dtype):

@@ -193,7 +193,7 @@ class SphericalHarmonicTransform:
         L, L2, Lh, c = self.L, self._L2, self._Lh, x.shape[3]
         y = ops.reshape(self._analysis(x), self.order_major_shape + (-1, c))
         # -> (b, r, (i, s), (mh, kf), c): l = 2 i + s, m = 2 mh + kf
-        y = ops.transpose(y, _permutation(self.order_major_axes + ("b", "c"), _PACKED_AXES))
+        y = permute_axes(y, self.order_major_axes + ("b", "c"), _PACKED_AXES)
         y = ops.reshape(y, (-1, 2, 1, 2 * Lh, 2 * L2, c))
         if 2 * L2 != L:
             y = y[:, :, :, :L, :L]
@@ -326,8 +326,8 @@ class SphericalHarmonicTransform:
         if 2 * L2 != L:
             c = ops.pad(c, [(0, 0)] * 3 + [(0, 2 * Lh - L), (0, 2 * L2 - L), (0, 0)])
         # (b, r, 1, l = (i, s), m = (mh, kf), ch) -> the order-major layout
-        z = ops.transpose(ops.reshape(c, (-1, 2, Lh, 2, L2, 2, ch)),
-                          _permutation(_PACKED_AXES, self.order_major_axes + ("b", "c")))
+        z = permute_axes(ops.reshape(c, (-1, 2, Lh, 2, L2, 2, ch)), _PACKED_AXES,
+                         self.order_major_axes + ("b", "c"))
         return self.synthesis(ops.reshape(z, (8 * L2, Lh, -1, ch)))
 
     def inverse(self, re: Tensor, im: Tensor) -> Tensor:
@@ -343,6 +343,40 @@ _PACKED_AXES = ("b", "r", "i", "s", "mh", "kf", "c")
 def _permutation(src, dst):
     """The ``transpose`` permutation from axes named ``src`` to axes named ``dst``."""
     return tuple(src.index(a) for a in dst)
+
+
+def permute_axes(x, src, dst):
+    """``x`` with axes named ``src`` transposed to the order ``dst``, by a transpose of as few
+    axes as the two orders allow.
+
+    Axes of static size 1 are dropped, and axes that are neighbours in the same order in
+    both ``src`` and ``dst`` are merged, by reshapes of contiguous axes (free) before and
+    after one transpose that moves the same data. So the layouts' rank-7 transposes are
+    transposes of at most 6 axes, which TFLite's TRANSPOSE requires (``export.to_tflite``).
+    At most one axis may have an unknown size (the batch).
+    """
+    shape = tuple(x.shape)
+    size = dict(zip(src, shape))
+    keep = [a for a in src if size[a] != 1]
+    keep_dst = [a for a in dst if size[a] != 1]
+    groups = []
+    for a in keep:
+        if groups and keep_dst.index(a) == keep_dst.index(groups[-1][-1]) + 1:
+            groups[-1].append(a)
+        else:
+            groups.append([a])
+    if len(groups) == len(src):  # nothing to merge or drop
+        return ops.transpose(x, _permutation(src, dst))
+
+    def extent(axes):
+        sizes = [size[a] for a in axes]
+        return -1 if None in sizes else int(np.prod(sizes, dtype=np.int64))
+
+    order = sorted(range(len(groups)), key=lambda g: keep_dst.index(groups[g][0]))
+    y = ops.reshape(x, tuple(extent(g) for g in groups))
+    if order != sorted(order):
+        y = ops.transpose(y, tuple(order))
+    return ops.reshape(y, tuple(-1 if size[a] is None else size[a] for a in dst))
 
 
 def _full_layout_factors(L, dtype):
