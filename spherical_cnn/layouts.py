@@ -33,6 +33,11 @@ map passes every shape check while giving wrong coefficients. Convert with:
   ``grid='equiangular'`` samples both poles and e3nn's ``s2_grid`` has its own
   latitudes: neither is the DH grid; resample before converting).
 
+torch-harmonics' coefficients (``RealSHT(..., norm='ortho', csphase=True)``:
+``(batch, channels, lmax, mmax)`` complex, ``[.., l, m]`` for m >= 0) are the project's
+real layout in another axis order: ``coeffs_to_torch_harmonics`` /
+``coeffs_from_torch_harmonics`` (same values; equal to 2e-15 on the same function).
+
 All conversions are exact (transposes and slices) and work on NumPy arrays and
 keras tensors alike (``keras.ops``), except the pyshtools ones, which are NumPy.
 """
@@ -46,7 +51,7 @@ from ._types import ArrayLike, Tensor
 
 __all__ = ["MAP_LAYOUT", "refuse_complex", "complex_to_channels", "to_polar_first",
            "from_polar_first", "to_pyshtools", "from_pyshtools", "coeffs_from_pyshtools",
-           "coeffs_to_pyshtools"]
+           "coeffs_to_pyshtools", "coeffs_to_torch_harmonics", "coeffs_from_torch_harmonics"]
 
 MAP_LAYOUT = "(batch, azimuth, polar, channels)"
 
@@ -205,3 +210,33 @@ def coeffs_to_pyshtools(coeffs):
         m = np.arange(c.shape[1])
         out[1, :, 1:] = (((-1.0) ** m)[None, :] * np.conj(c[0]))[:, 1:]
     return out  # pyshtools leaves [1, l, 0] zero
+
+
+def coeffs_to_torch_harmonics(coeffs: Tensor) -> Tensor:
+    """Project complex coefficients ``(batch, S, L, L, channels)`` -> torch-harmonics'
+    ``(batch, channels, L, L)`` (``[b, c, l, m]``, m >= 0; its ``norm='ortho'``,
+    ``csphase=True``: the same values). Index 0 of S (orders m >= 0) is taken; NumPy or
+    keras.ops (complex tensors)."""
+    if len(coeffs.shape) != 5 or coeffs.shape[1] not in (1, 2) or coeffs.shape[2] != coeffs.shape[3]:
+        raise ValueError(f"coeffs_to_torch_harmonics: expected (batch, S, L, L, channels) complex, got "
+                         f"shape {tuple(coeffs.shape)}")
+    return _transpose(coeffs[:, 0], (0, 3, 1, 2))
+
+
+def coeffs_from_torch_harmonics(coeffs: Tensor, L: int | None = None) -> Tensor:
+    """torch-harmonics' ``(batch, channels, lmax, mmax)`` complex (``[b, c, l, m]``, m >= 0,
+    ``norm='ortho'``, ``csphase=True``) -> the project's real layout ``(batch, 1, L, L,
+    channels)``. L (default lmax) must be <= lmax; orders m >= mmax are zero and orders
+    beyond L dropped (torch-harmonics' default mmax is nlon // 2 + 1)."""
+    shape = tuple(coeffs.shape)
+    if len(shape) != 4:
+        raise ValueError(f"coeffs_from_torch_harmonics: expected (batch, channels, lmax, mmax), got "
+                         f"shape {shape}")
+    L = shape[2] if L is None else int(L)
+    if L > shape[2]:
+        raise ValueError(f"coeffs_from_torch_harmonics: L={L} > lmax={shape[2]}")
+    c = coeffs[:, :, :L, :L]
+    if c.shape[3] < L:  # fewer orders than degrees: the others are zero
+        pad = [(0, 0)] * 3 + [(0, L - c.shape[3])]
+        c = np.pad(c, pad) if isinstance(c, np.ndarray) else ops.pad(c, pad)
+    return _transpose(c, (0, 2, 3, 1))[:, None]

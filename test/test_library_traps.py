@@ -203,3 +203,86 @@ def test_table_warnings_state_one_size():
         scnn.SphericalActivation("relu").build((None, 512, 512, 1))
     text = str(record[0].message)
     assert "method='sep' needs" in text and text.count("needs") == 1 and "upsample" in text
+
+
+# ---------------------------------------------------------------- item 12: examples, keywords, layouts
+
+def test_wap_does_not_keep_a_constant_map_constant_and_cwap_does():
+    """Why the README's and the guide's examples now use CenteredAreaWeightedPooling."""
+    ones = np.ones((1, 16, 16, 1), "float32")
+    wap = np.asarray(scnn.AreaWeightedPooling()(ones))
+    assert 4e-3 < np.abs(wap - 1).max() < 6e-3  # 4.8e-3, the issue's figure
+    np.testing.assert_allclose(np.asarray(scnn.CenteredAreaWeightedPooling()(ones)), 1.0, atol=1e-6)
+    for page in ("README.md", "docs/guide.md"):
+        import os
+        text = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), page)).read()
+        assert "scnn.AreaWeightedPooling()" not in text and "scnn.CenteredAreaWeightedPooling()" in text
+
+
+def test_sphconv_takes_keras_conv_keywords():
+    x = np.random.default_rng(3).standard_normal((2, 8, 8, 2)).astype("float32")
+    plain = scnn.SphConv(3, bias_initializer=keras.initializers.Constant(0.25))
+    relu = scnn.SphConv(3, bias_initializer=keras.initializers.Constant(0.25), activation="relu",
+                        kernel_constraint=keras.constraints.MaxNorm(0.01),
+                        bias_regularizer=keras.regularizers.L2(0.5))
+    y = np.asarray(plain(x))
+    relu.build(x.shape)
+    relu.set_weights(plain.get_weights())
+    r = np.asarray(relu(x))
+    np.testing.assert_allclose(np.asarray(plain.bias), 0.25)
+    np.testing.assert_allclose(r, np.maximum(y, 0), atol=1e-6)  # Conv2D's order: bias, then activation
+    assert len(relu.losses) == 1 and float(relu.losses[0]) == pytest.approx(0.5 * 3 * 0.25 ** 2)
+    again = scnn.SphConv.from_config(relu.get_config())
+    assert again.activation is keras.activations.relu and isinstance(again.kernel_constraint,
+                                                                     keras.constraints.MaxNorm)
+    # the config of a default layer is what it was: saved models' configs load unchanged
+    assert not {"activation", "bias_initializer", "bias_regularizer", "kernel_constraint",
+                "bias_constraint"} & set(scnn.SphConv(3).get_config())
+    # the constraint acts in fit
+    inputs = keras.Input((8, 8, 2))
+    model = keras.Model(inputs, relu(inputs))
+    model.compile("sgd", "mse")
+    model.fit(x, np.ones((2, 8, 8, 3), "float32"), epochs=1, verbose=0)
+    norms = np.sqrt(np.sum(np.square(np.asarray(relu.kernel)), axis=0))  # MaxNorm over axis 0
+    assert norms.max() <= 0.01 + 1e-6
+
+
+def test_torch_harmonics_layout_helpers():
+    from spherical_cnn import layouts, sht
+    from spherical_cnn.studies import equivariance as eq
+    n, L = 16, 8
+    f = eq.random_bandlimited(2, n, 3, np.random.default_rng(4))
+    re, im = sht.get_transform(n, "sep", True, "float64").forward(f)
+    c = np.asarray(re) + 1j * np.asarray(im)  # (2, 1, L, L, 3)
+    th = layouts.coeffs_to_torch_harmonics(c)
+    assert th.shape == (2, 3, L, L)
+    assert th[1, 2, 5, 3] == c[1, 0, 5, 3, 2]  # [b, c, l, m]
+    np.testing.assert_array_equal(layouts.coeffs_from_torch_harmonics(th), c)
+    # torch-harmonics' default mmax = nlon // 2 + 1 and more degrees: cut to L; fewer orders: zeros
+    wide = np.zeros((2, 3, 10, 12), complex)
+    wide[:, :, :L, :L] = th
+    np.testing.assert_array_equal(layouts.coeffs_from_torch_harmonics(wide, L), c)
+    narrow = layouts.coeffs_from_torch_harmonics(th[..., :5])
+    np.testing.assert_array_equal(narrow[..., :5, :], c[..., :5, :]) and np.all(narrow[:, :, :, 5:] == 0)
+
+
+def test_torch_harmonics_synthesises_our_coefficients():
+    """Where torch-harmonics is installed (it needs torch 2.14, not in requirements-dev): its
+    inverse of our coefficients equals the harmonic series (SciPy) on its own grid."""
+    torch = pytest.importorskip("torch")
+    th = pytest.importorskip("torch_harmonics")
+    from scipy.special import sph_harm_y
+    from spherical_cnn import layouts, sht
+    from spherical_cnn.studies import equivariance as eq
+    n, L = 16, 8
+    f = eq.random_bandlimited(1, n, 1, np.random.default_rng(5))
+    re, im = sht.get_transform(n, "sep", False, "float64").forward(f)
+    c = np.asarray(re) + 1j * np.asarray(im)  # full layout, for the series
+    isht = th.InverseRealSHT(2 * n, 2 * n, lmax=L, mmax=L, grid="equiangular", norm="ortho",
+                             csphase=True).double()
+    g = isht(torch.from_numpy(layouts.coeffs_to_torch_harmonics(c))).numpy()[0, 0]
+    theta = np.pi * np.arange(2 * n) / (2 * n - 1)  # equiangular: both poles
+    phi = 2 * np.pi * np.arange(2 * n) / (2 * n)
+    series = sum((c[0, 0 if m >= 0 else 1, l, abs(m), 0] * sph_harm_y(l, m, theta[:, None], phi[None, :])).real
+                 for l in range(L) for m in range(-l, l + 1))
+    np.testing.assert_allclose(g, series, atol=1e-12 * np.abs(series).max())
