@@ -268,9 +268,9 @@ def main(argv=None):
         print("{}: note: {}".format(prog, message), file=sys.stderr, flush=True)
 
     kind = "records" if a.records else "meshes" if a.meshes else "images"
+    # missing, empty and folder inputs are reported now, before TensorFlow loads (~10 s); the
+    # model is still loaded, so that a bad model is reported too (exit status 2)
     inputs = usable_inputs(getattr(a, kind), kind, report)
-    if not inputs:  # nothing to read: say so without loading TensorFlow and the model
-        return _finish(failures)
     common.quiet_tensorflow(a.verbose)
     import numpy as np
     from ..datasets import to_model_input
@@ -287,7 +287,9 @@ def main(argv=None):
     if (a.images and what != "images") or (a.meshes and what != "meshes"):
         raise UserError("{} was trained on {}: give --{} (or a model trained on {})".format(
             a.pretrained or a.logdir, what, what, "images" if a.images else "meshes"))
-    if a.records:
+    if not inputs:
+        rows = []
+    elif a.records:
         rows = record_rows(inputs, args, report)
     elif a.meshes:
         rows = mesh_rows(inputs, args, report)
