@@ -116,3 +116,26 @@ def test_make_images_progress_goes_to_stderr(tmp_path, capsys):
     assert status == 0, err
     assert "projecting" in err and "projecting" not in out
     assert "dataset written to" in out  # the result stays on stdout
+
+
+def test_a_worker_dying_while_jobs_are_submitted_is_worker_died():
+    """Under load a killed builder worker broke the pool before all jobs were submitted:
+    ``submit`` raised BrokenProcessPool past the handler (a traceback, exit 1; seen in the
+    suite's test_killed_builder_worker_stops_the_build_with_one_line)."""
+    import concurrent.futures
+    from spherical_cnn.data import builder
+
+    class Pool:
+        _processes = {}
+
+        def __init__(self):
+            self.n = 0
+
+        def submit(self, fn, job):
+            self.n += 1
+            if self.n == 3:
+                raise concurrent.futures.process.BrokenProcessPool("a child died")
+            return concurrent.futures.Future()
+
+    with pytest.raises(builder.WorkerDied, match="the build is stopped"):
+        list(builder._pool_results(Pool(), [{"index": i} for i in range(10)]))

@@ -95,11 +95,24 @@ def _render(job):
         return job['index'], None, None, None, msg
 
 
+def _broken_future():
+    """A future that raises ``BrokenProcessPool``, as the pool's own do once a worker died."""
+    future = concurrent.futures.Future()
+    future.set_exception(concurrent.futures.process.BrokenProcessPool('a worker died during submission'))
+    return future
+
+
 def _pool_results(pool, jobs):
     """Results of ``_render`` over ``jobs`` in completion order; a worker process that dies
     (killed, out of memory) raises :class:`WorkerDied` naming it instead of a hang."""
-    futures = [pool.submit(_render, job) for job in jobs]
-    processes = dict(getattr(pool, '_processes', None) or {})
+    futures = []
+    processes = {}
+    try:  # a worker can die while the jobs are still being submitted (submit then raises)
+        for job in jobs:
+            futures.append(pool.submit(_render, job))
+            processes.update(getattr(pool, '_processes', None) or {})
+    except concurrent.futures.process.BrokenProcessPool:
+        futures = [_broken_future()]
     for future in concurrent.futures.as_completed(futures):
         try:
             result = future.result()
