@@ -122,7 +122,7 @@ def test_a_worker_dying_while_jobs_are_submitted_is_worker_died():
     """Under load a killed builder worker broke the pool before all jobs were submitted:
     ``submit`` raised BrokenProcessPool past the handler (a traceback, exit 1; seen in the
     suite's test_killed_builder_worker_stops_the_build_with_one_line)."""
-    import concurrent.futures
+    import concurrent.futures.process
     from spherical_cnn.data import builder
 
     class Pool:
