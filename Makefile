@@ -1,7 +1,10 @@
 # Two commands on a fresh machine (Python 3.11 and make):
-#   make demo   set up .venv (requirements.txt) if needed, train and test on the synthetic set
-#   make test   set up .venv (requirements-dev.txt, with JAX) if needed, run the whole test suite
-# Both are idempotent: the environment is reused while the requirements files are unchanged.
+#   make demo   set up .venv (requirements.txt and this checkout, `pip install -e .`) if needed,
+#               train and test on the synthetic set
+#   make test   set up .venv (requirements-dev.txt: JAX and torch on the CPU too) if needed, run
+#               the whole test suite
+# Both are idempotent: the environment is reused while the requirements files and pyproject.toml
+# are unchanged. The commands README names (spherical-cnn-predict, ...) are then in .venv/bin.
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=

@@ -48,13 +48,22 @@ def _check_grid(shape, who):
 TABLE_WARN_BYTES = 256 * 2 ** 20
 
 
-def _check_table_size(who, n, method, real, dtype):
-    """Warn when the transform tables of a layer need more than ``TABLE_WARN_BYTES``."""
-    nbytes = tables.estimate_table_nbytes(n, method, real, dtype)
+def _size(nbytes):
+    """Bytes in one unit: MiB below 1 GiB, GiB above."""
+    return f"{nbytes / 2 ** 20:.0f} MiB" if nbytes < 2 ** 30 else f"{nbytes / 2 ** 30:.1f} GiB"
+
+
+def _check_table_size(who, n, method, real, dtype, degrees=None, hint=""):
+    """Warn when the transform tables of a layer need more than ``TABLE_WARN_BYTES``.
+
+    One size, in one unit; for 'naive' also what 'sep' would need; ``hint`` ends the line."""
+    nbytes = tables.estimate_table_nbytes(n, method, real, dtype, degrees=degrees)
     if nbytes > TABLE_WARN_BYTES:
-        alt = tables.estimate_table_nbytes(n, "sep", real, dtype)
-        warnings.warn(f"{who}: method={method!r} needs {nbytes / 2 ** 30:.1f} GiB of transform tables "
-                      f"at n={n}; method='sep' needs {alt / 2 ** 20:.0f} MiB", stacklevel=3)
+        alt = ""
+        if method != "sep":
+            alt = f"; method='sep' needs {_size(tables.estimate_table_nbytes(n, 'sep', real, dtype))}"
+        warnings.warn(f"{who}: method={method!r} needs {_size(nbytes)} of transform tables at "
+                      f"n={n}{alt}{hint}", stacklevel=3)
 
 
 def _refuse_complex(inputs, who):
@@ -105,6 +114,12 @@ class SphConv(keras.layers.Layer):
         kernel_regularizer, kernel_initializer: keras objects/identifiers; the
             default initializer is a truncated normal with stddev
             2 / (2 pi sqrt(L * in_ch)).
+        activation: applied to the output, as Keras's ``Conv2D`` (default None: linear;
+            note that a pointwise nonlinearity on the grid is not equivariant, see
+            :class:`SphericalActivation`).
+        bias_initializer, bias_regularizer, kernel_constraint, bias_constraint: as
+            Keras's ``Conv2D``; ``activity_regularizer`` and the other ``Layer``
+            arguments go to ``keras.layers.Layer``.
 
     Input: ``(batch, n, n, in_ch)``. Output: ``(batch, n', n', filters)``,
     n' = n // 2**spectral_pool.
@@ -123,7 +138,10 @@ class SphConv(keras.layers.Layer):
     def __init__(self, filters: int, n_filter_params: int = 0, use_bias: bool = True,
                  spectral_pool: int = 0, method: str = "sep", real_inputs: bool = True,
                  spectral_input: bool = False, kernel_regularizer: Any = None,
-                 kernel_initializer: Any = None, **kwargs: Any) -> None:
+                 kernel_initializer: Any = None, activation: Any = None,
+                 bias_initializer: Any = "zeros", bias_regularizer: Any = None,
+                 kernel_constraint: Any = None, bias_constraint: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(filters) != filters or filters < 1:
             raise ValueError(f"SphConv: filters must be a positive integer, got {filters!r}")
@@ -141,6 +159,11 @@ class SphConv(keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.kernel_initializer = (keras.initializers.get(kernel_initializer)
                                    if kernel_initializer is not None else None)
+        self.activation = keras.activations.get(activation)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
 
     def _grid_of(self, input_shape):
         shape = tuple(input_shape)
@@ -175,9 +198,12 @@ class SphConv(keras.layers.Layer):
         if init is None:
             init = keras.initializers.TruncatedNormal(stddev=2.0 / (2 * np.pi * np.sqrt(L * in_ch)))
         self.kernel = self.add_weight(name="kernel", shape=(in_ch, self.n_weights, self.filters),
-                                      initializer=init, regularizer=self.kernel_regularizer)
+                                      initializer=init, regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            self.bias = self.add_weight(name="bias", shape=(self.filters,),
+                                        initializer=self.bias_initializer,
+                                        regularizer=self.bias_regularizer, constraint=self.bias_constraint)
         else:
             self.bias = None
         # interpolation over degrees and the zonal-convolution factor, as one (nw, L) matrix
@@ -232,10 +258,7 @@ class SphConv(keras.layers.Layer):
         # per degree: (b, r, s, m, c) x (c, f); batched over l
         out = ops.einsum("brslmc,lcf->brslmf", coeffs, kernel)
         inv = sht.get_transform(self.n // 2 ** self.spectral_pool, self.method, self.real_inputs, dtype)
-        x = inv.inverse_packed(out)
-        if self.use_bias:
-            x = x + ops.cast(self.bias, dtype)
-        return x
+        return self._add_bias(inv.inverse_packed(out), dtype)
 
     def _call_order_major(self, inputs, dtype):
         """The 'sep' path for maps: analysis -> filter per degree -> synthesis.
@@ -255,8 +278,9 @@ class SphConv(keras.layers.Layer):
         inv = sht.get_transform(self.n // 2 ** self.spectral_pool, "sep", True, dtype)
         c, f = self.in_channels, self.filters
         Lp, L2p, Lhp = inv.L, inv._L2, inv._Lh
-        z = ops.reshape(fwd.analysis(inputs), fwd.order_major_shape + (-1, c))
-        axes = fwd.order_major_axes + ("b", "c")
+        # batch and channels stay together (one axis "bc"): every op below has rank <= 6
+        z = ops.reshape(fwd.analysis(inputs), fwd.order_major_shape + (-1,))
+        axes = fwd.order_major_axes + ("bc",)
         if self.spectral_pool:
             # keep degrees l = 2 i + s with i < Lhp and orders m = 2 mh + kf with mh < L2p (a
             # degree or order Lp, present when Lp is odd, meets a zero of the smaller synthesis table)
@@ -265,17 +289,19 @@ class SphConv(keras.layers.Layer):
         # per degree: ((kf, mh, r) * b, c) @ (c, f), batched over the degree axes in the order
         # of the analysis layout, so that both transposes move whole blocks
         degrees = tuple(a for a in fwd.order_major_axes if a in ("s", "i"))
-        filt_axes = degrees + ("kf", "mh", "r", "b", "c")
+        filt_axes = degrees + ("kf", "mh", "r", "bc")
         kernel = ops.reshape(self._degree_kernel(dtype, self._parity_degree_matrix(Lp, degrees)), (2 * Lhp, c, f))
-        z = ops.reshape(ops.transpose(z, sht._permutation(axes, filt_axes)), (2 * Lhp, -1, c))
+        z = ops.reshape(sht.permute_axes(z, axes, filt_axes), (2 * Lhp, -1, c))
         out = ops.matmul(z, kernel)
         sizes = dict(zip(inv.order_major_axes, inv.order_major_shape))
-        out = ops.reshape(out, tuple(sizes[a] for a in filt_axes[:-2]) + (-1, f))
-        out = ops.transpose(out, sht._permutation(filt_axes, inv.order_major_axes + ("b", "c")))
+        out = ops.reshape(out, tuple(sizes[a] for a in filt_axes[:-1]) + (-1,))
+        out = sht.permute_axes(out, filt_axes, inv.order_major_axes + ("bc",))
         return self._add_bias(inv.synthesis(ops.reshape(out, (8 * L2p, Lhp, -1, f))), dtype)
 
     def _add_bias(self, x, dtype):
-        return x + ops.cast(self.bias, dtype) if self.use_bias else x
+        """The bias, then the activation (Keras's Conv2D order)."""
+        x = x + ops.cast(self.bias, dtype) if self.use_bias else x
+        return x if self.activation is keras.activations.linear else self.activation(x)
 
     def compute_output_shape(self, input_shape):
         n, _ = self._grid_of(input_shape)
@@ -297,6 +323,19 @@ class SphConv(keras.layers.Layer):
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)
             if self.kernel_initializer is not None else None,
         })
+        # the Conv2D-like keywords, written only when not their defaults, so that the config
+        # of a default layer is what it was (models saved before them load unchanged)
+        extra = {"activation": keras.activations.serialize(self.activation),
+                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                 "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer)
+                 if self.bias_regularizer is not None else None,
+                 "kernel_constraint": keras.constraints.serialize(self.kernel_constraint)
+                 if self.kernel_constraint is not None else None,
+                 "bias_constraint": keras.constraints.serialize(self.bias_constraint)
+                 if self.bias_constraint is not None else None}
+        defaults = {"activation": "linear", "bias_initializer": keras.initializers.serialize(
+            keras.initializers.get("zeros"))}
+        config.update({k: v for k, v in extra.items() if v is not None and v != defaults.get(k)})
         return config
 
 
@@ -331,6 +370,13 @@ class AreaWeightedPooling(_GridPooling):
     pool_size, 'same' padding) -> ``/ w_coarse(polar)``, with
     ``w = util.cell_area_weights`` along axis 2 (polar).
     Input ``(batch, n, n, c)``, output ``(batch, ceil(n / pool_size), ..., c)``.
+
+    The original's pooling, kept for its models. It is the least rotation-invariant of
+    the poolings (its coarse samples sit half a fine cell off the coarse grid; features
+    change 6-7.5 % under rotation where ``CenteredAreaWeightedPooling`` changes 0.4 %)
+    and it does not keep a constant map constant (wap(1) - 1 = 4.8e-3 at n = 16, as
+    the mean of the fine weights is not the coarse weight): prefer
+    :class:`CenteredAreaWeightedPooling` or ``SphConv(spectral_pool=1)`` in new models.
     """
 
     def _sizes(self, shape):
@@ -345,7 +391,9 @@ class AreaWeightedPooling(_GridPooling):
         n, m = self._sizes(inputs.shape)
         x = inputs * ops.cast(_polar_weights(n, "float64"), inputs.dtype)
         p = self.pool_size
-        x = ops.average_pool(x, pool_size=(p, p), strides=(p, p), padding="same")
+        # the maps' layout is fixed, whatever keras.config.image_data_format() says
+        x = ops.average_pool(x, pool_size=(p, p), strides=(p, p), padding="same",
+                             data_format="channels_last")
         return x / ops.cast(_polar_weights(m, "float64"), inputs.dtype)
 
 
@@ -594,10 +642,16 @@ class SphericalActivation(keras.layers.Layer):
     (``(batch, azimuth, polar, channels)``, L = n // 2 degrees), with u = ``upsample``:
 
     1. forward transform at n: coefficients of degrees < L;
-    2. zero-pad them to the degrees < u*L of grid u*n and inverse transform at
-       u*n (the samples of the same band-limited function on the finer grid);
+    2. inverse transform at u*n of these degrees (the samples of the same
+       band-limited function on the finer grid);
     3. the pointwise nonlinearity there;
-    4. forward transform at u*n, keep degrees < L, inverse transform at n.
+    4. forward transform at u*n of the degrees < L only, inverse transform at n.
+
+    With method 'sep' the transforms of grid u*n compute only the degrees and orders
+    < L that steps 2 and 4 use (``get_transform(u*n, degrees=L)``): their tables and
+    FLOPs are 1/u^2 of a full transform of grid u*n (at n = 256, u = 2: 65 MiB of
+    tables instead of 259 MiB); the result is the same, to rounding, as zero-padding
+    to degrees < u*L and truncating after.
 
     The output is band-limited to degrees < L. The DH quadrature on grid u*n
     aliases into those degrees only the content of the activated map at
@@ -633,6 +687,10 @@ class SphericalActivation(keras.layers.Layer):
         self.pointwise = pointwise_nonlinearity(self.nonlinearity, 4, f"{self.name}_pointwise",
                                                 dtype=self.dtype_policy)
 
+    def _fine_degrees(self, n):
+        """Degrees of the transform of the fine grid: those of grid n ('sep'), else all."""
+        return n // 2 if self.method == "sep" else None
+
     def build(self, input_shape):
         n = _check_grid(input_shape, f"SphericalActivation({self.name})")
         u = self.upsample
@@ -640,7 +698,8 @@ class SphericalActivation(keras.layers.Layer):
         self.input_spec = _map_spec(channels=input_shape[3])  # the nonlinearity's weights
         if u > 1:
             _check_table_size(f"SphericalActivation({self.name})", u * n, self.method, True,
-                              _compute_dtype(self))
+                              _compute_dtype(self), self._fine_degrees(n),
+                              f" (the grid upsampled {u} x from {n}; upsample=1 uses none)")
         self.built = True
 
     def call(self, inputs):
@@ -650,10 +709,12 @@ class SphericalActivation(keras.layers.Layer):
         n = _check_grid(inputs.shape, f"SphericalActivation({self.name})")
         dtype = _compute_dtype(self)
         coarse = sht.get_transform(n, self.method, True, dtype)
-        fine = sht.get_transform(self.upsample * n, self.method, True, dtype)
+        fine = sht.get_transform(self.upsample * n, self.method, True, dtype,
+                                 degrees=self._fine_degrees(n))
         L, pad = coarse.L, fine.L - coarse.L
         coeffs = coarse.forward_packed(inputs)  # (b, 2, 1, L, L, c)
-        coeffs = ops.pad(coeffs, [(0, 0), (0, 0), (0, 0), (0, pad), (0, pad), (0, 0)])
+        if pad:  # 'naive': the full transform of the fine grid
+            coeffs = ops.pad(coeffs, [(0, 0), (0, 0), (0, 0), (0, pad), (0, pad), (0, 0)])
         y = self.pointwise(fine.inverse_packed(coeffs))
         coeffs = fine.forward_packed(y)[:, :, :, :L, :L]
         return coarse.inverse_packed(coeffs)

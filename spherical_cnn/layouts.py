@@ -25,12 +25,18 @@ map passes every shape check while giving wrong coefficients. Convert with:
   ``extend=True`` grids (n + 1) x (n + 1) add the south pole row and the 360 deg
   column, which ``from_pyshtools`` drops. Complex coefficients of
   ``expand(normalization='ortho', csphase=-1)`` (``kind='complex'`` grids) are the
-  project's full layout exactly: ``coeffs_from_pyshtools``.
+  project's full layout exactly; ``coeffs_from_pyshtools`` converts any ``SHCoeffs``
+  (real kind, other normalizations) to them.
 * torch-harmonics / e3nn: ``(batch, channels, nlat, nlon)`` (polar, azimuth
   last): ``to_polar_first(maps, channels_first=True)``. Only the axes are
   converted: the sample positions must agree too (torch-harmonics'
   ``grid='equiangular'`` samples both poles and e3nn's ``s2_grid`` has its own
   latitudes: neither is the DH grid; resample before converting).
+
+torch-harmonics' coefficients (``RealSHT(..., norm='ortho', csphase=True)``:
+``(batch, channels, lmax, mmax)`` complex, ``[.., l, m]`` for m >= 0) are the project's
+real layout in another axis order: ``coeffs_to_torch_harmonics`` /
+``coeffs_from_torch_harmonics`` (same values; equal to 2e-15 on the same function).
 
 All conversions are exact (transposes and slices) and work on NumPy arrays and
 keras tensors alike (``keras.ops``), except the pyshtools ones, which are NumPy.
@@ -45,7 +51,7 @@ from ._types import ArrayLike, Tensor
 
 __all__ = ["MAP_LAYOUT", "refuse_complex", "complex_to_channels", "to_polar_first",
            "from_polar_first", "to_pyshtools", "from_pyshtools", "coeffs_from_pyshtools",
-           "coeffs_to_pyshtools"]
+           "coeffs_to_pyshtools", "coeffs_to_torch_harmonics", "coeffs_from_torch_harmonics"]
 
 MAP_LAYOUT = "(batch, azimuth, polar, channels)"
 
@@ -156,22 +162,26 @@ def from_pyshtools(grids: ArrayLike) -> np.ndarray:
 
 
 def coeffs_from_pyshtools(coeffs):
-    """pyshtools complex coefficients ``(2, lmax+1, lmax+1)`` (``SHCoeffs.coeffs`` of
-    ``kind='complex'``, ``normalization='ortho'``, ``csphase=-1``) -> project full layout
-    ``(1, 2, L, L, 1)`` complex (batch and channel axes of size 1), L = lmax + 1.
+    """pyshtools coefficients -> project full layout ``(1, 2, L, L, 1)`` complex (batch and
+    channel axes of size 1), L = lmax + 1.
 
-    Other normalizations or csphase differ by per-degree factors and signs: convert
-    them in pyshtools first (``SHCoeffs.convert(normalization='ortho', csphase=-1,
-    kind='complex')``).
+    ``coeffs``: an ``SHCoeffs`` of any kind, normalization and csphase (a real map's
+    ``SHGrid.expand()`` gives ``kind='real'``): pyshtools converts it to
+    ``kind='complex'``, ``normalization='ortho'``, ``csphase=-1`` first; or a complex
+    array ``(2, lmax+1, lmax+1)`` already in that convention. A real array is refused:
+    it holds real (cosine / sine) coefficients, which are not the complex ones.
     """
-    c = getattr(coeffs, "coeffs", coeffs)
-    norm = getattr(coeffs, "normalization", "ortho")
-    cs = getattr(coeffs, "csphase", -1)
-    if norm != "ortho" or cs != -1:
-        raise ValueError(f"coeffs_from_pyshtools: need normalization='ortho', csphase=-1, got "
-                         f"{norm!r}, {cs!r}; use SHCoeffs.convert(normalization='ortho', csphase=-1, "
-                         f"kind='complex')")
-    c = np.asarray(c)
+    if hasattr(coeffs, "coeffs") and hasattr(coeffs, "kind"):
+        if (coeffs.kind, coeffs.normalization, coeffs.csphase) != ("complex", "ortho", -1):
+            coeffs = coeffs.convert(kind="complex", normalization="ortho", csphase=-1)
+        c = np.asarray(coeffs.coeffs)
+    else:
+        c = np.asarray(coeffs)
+        if not np.iscomplexobj(c):
+            raise ValueError("coeffs_from_pyshtools: got a real array; pyshtools' real coefficients "
+                             "(kind='real') are not the complex ones: pass the SHCoeffs object, or "
+                             "SHCoeffs.from_array(c).convert(kind='complex', normalization='ortho', "
+                             "csphase=-1).coeffs")
     if c.ndim != 3 or c.shape[0] != 2 or c.shape[1] != c.shape[2]:
         raise ValueError(f"coeffs_from_pyshtools: expected (2, lmax+1, lmax+1), got shape {c.shape}")
     out = np.array(c, dtype=np.complex128)
@@ -200,3 +210,33 @@ def coeffs_to_pyshtools(coeffs):
         m = np.arange(c.shape[1])
         out[1, :, 1:] = (((-1.0) ** m)[None, :] * np.conj(c[0]))[:, 1:]
     return out  # pyshtools leaves [1, l, 0] zero
+
+
+def coeffs_to_torch_harmonics(coeffs: Tensor) -> Tensor:
+    """Project complex coefficients ``(batch, S, L, L, channels)`` -> torch-harmonics'
+    ``(batch, channels, L, L)`` (``[b, c, l, m]``, m >= 0; its ``norm='ortho'``,
+    ``csphase=True``: the same values). Index 0 of S (orders m >= 0) is taken; NumPy or
+    keras.ops (complex tensors)."""
+    if len(coeffs.shape) != 5 or coeffs.shape[1] not in (1, 2) or coeffs.shape[2] != coeffs.shape[3]:
+        raise ValueError(f"coeffs_to_torch_harmonics: expected (batch, S, L, L, channels) complex, got "
+                         f"shape {tuple(coeffs.shape)}")
+    return _transpose(coeffs[:, 0], (0, 3, 1, 2))
+
+
+def coeffs_from_torch_harmonics(coeffs: Tensor, L: int | None = None) -> Tensor:
+    """torch-harmonics' ``(batch, channels, lmax, mmax)`` complex (``[b, c, l, m]``, m >= 0,
+    ``norm='ortho'``, ``csphase=True``) -> the project's real layout ``(batch, 1, L, L,
+    channels)``. L (default lmax) must be <= lmax; orders m >= mmax are zero and orders
+    beyond L dropped (torch-harmonics' default mmax is nlon // 2 + 1)."""
+    shape = tuple(coeffs.shape)
+    if len(shape) != 4:
+        raise ValueError(f"coeffs_from_torch_harmonics: expected (batch, channels, lmax, mmax), got "
+                         f"shape {shape}")
+    L = shape[2] if L is None else int(L)
+    if L > shape[2]:
+        raise ValueError(f"coeffs_from_torch_harmonics: L={L} > lmax={shape[2]}")
+    c = coeffs[:, :, :L, :L]
+    if c.shape[3] < L:  # fewer orders than degrees: the others are zero
+        pad = [(0, 0)] * 3 + [(0, L - c.shape[3])]
+        c = np.pad(c, pad) if isinstance(c, np.ndarray) else ops.pad(c, pad)
+    return _transpose(c, (0, 2, 3, 1))[:, None]

@@ -14,7 +14,9 @@ Layouts (see docs/layouts.md):
 * rotations ``(3, 3)`` or ``(batch, 3, 3)`` matrices acting on column vectors,
   or unit quaternions ``(4,)`` / ``(batch, 4)`` ordered (w, x, y, z) (the
   project's convention, ``spherical_cnn.data.rotations``; q and -q are the same
-  rotation and non-unit quaternions are normalised). One rotation is applied to
+  rotation and non-unit quaternions are normalised; SciPy's order (x, y, z, w)
+  with ``scalar_first=False``), or a SciPy ``Rotation``. Reflections, non-orthogonal
+  matrices and zero quaternions are refused. One rotation is applied to
   the whole batch; a batch of rotations pairs with the maps one to one (or
   rotates a single map into a batch of rotated copies).
 * coefficients (``rotate_coefficients``) in the packed real layout of
@@ -43,6 +45,7 @@ the identity included.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import keras
 import numpy as np
@@ -154,17 +157,68 @@ def rotation_to_euler_zyz(R):
     return alpha, beta, gamma
 
 
-def _as_rotation_matrices(R, dtype):
+def _concrete(x):
+    """``x`` as a float64 NumPy array when its values are known now, else None (traced)."""
+    if isinstance(x, (np.ndarray, list, tuple, float, int)):
+        return np.asarray(x, np.float64)
+    try:
+        return np.asarray(ops.convert_to_numpy(x), np.float64)
+    except Exception:  # a symbolic tensor (tf.function, jax.jit): checked where values exist
+        return None
+
+
+#: |R^T R - I| above this (or det R < 0) makes ``rotate`` refuse a matrix.
+ORTHOGONALITY_TOLERANCE = 1e-3
+
+
+def _check_rotation(values, quaternion):
+    """Refuse what is not a rotation: a reflection (det -1), a non-orthogonal matrix, a zero
+    quaternion. ``values``: NumPy ``(..., 3, 3)`` or ``(..., 4)``."""
+    if quaternion:
+        norms = np.linalg.norm(values, axis=-1)
+        if np.any(norms < 1e-12) or not np.all(np.isfinite(norms)):
+            raise ValueError("rotate: a quaternion of norm 0 (or not finite) is not a rotation; "
+                             "the identity is (1, 0, 0, 0)")
+        return
+    det = np.linalg.det(values)
+    if np.any(det < 0):
+        raise ValueError(f"rotate: R has determinant {float(np.min(det)):.3g}: a reflection, not a "
+                         "rotation; multiply it by -1 (or flip one axis) to get the rotation part")
+    err = np.abs(np.swapaxes(values, -1, -2) @ values - np.eye(3)).max()
+    if not err <= ORTHOGONALITY_TOLERANCE:
+        raise ValueError(f"rotate: R is not orthogonal (|R^T R - I| = {err:.3g} > "
+                         f"{ORTHOGONALITY_TOLERANCE:g}); give a rotation matrix or a quaternion")
+
+
+def _as_rotation_matrices(R, dtype, scalar_first=None):
+    if _is_scipy_rotation(R):
+        R = R.as_matrix()
+    values = _concrete(R)
     R = ops.cast(ops.convert_to_tensor(R), dtype)
     shape = tuple(R.shape)
     if shape[-1:] == (4,) and len(shape) in (1, 2):
+        if values is not None:
+            _check_rotation(values, quaternion=True)
+        if scalar_first is None:
+            warnings.warn("rotate: reading the quaternion as (w, x, y, z), scalar first; SciPy's "
+                          "Rotation.as_quat() gives (x, y, z, w): pass scalar_first=False for that "
+                          "order (or the Rotation itself), scalar_first=True to silence this",
+                          UserWarning, stacklevel=4)
+        elif not scalar_first:
+            R = ops.concatenate([R[..., 3:], R[..., :3]], axis=-1)
         R = quaternion_to_matrix(R)
     elif not (shape[-2:] == (3, 3) and len(shape) in (2, 3)):
         raise ValueError(f"rotate: R must be a rotation matrix (3, 3) / (batch, 3, 3) or a quaternion "
                          f"(4,) / (batch, 4) (w, x, y, z), got shape {shape}")
+    elif values is not None:
+        _check_rotation(values, quaternion=False)
     if len(R.shape) == 2:
         R = R[None]
     return R
+
+
+def _is_scipy_rotation(R):
+    return type(R).__name__ == "Rotation" and hasattr(R, "as_matrix")
 
 
 def _phase(c, s, re, im):
@@ -172,14 +226,18 @@ def _phase(c, s, re, im):
     return re * c + im * s, im * c - re * s
 
 
-def rotate_coefficients(coeffs: Tensor, R: ArrayLike | Tensor) -> Tensor:
+def rotate_coefficients(coeffs: Tensor, R: ArrayLike | Tensor, scalar_first: bool | None = None) -> Tensor:
     """Rotate packed real-layout coefficients ``(batch, 2, 1, L, L, channels)`` by R.
 
     Args:
         coeffs: real ``(batch, 2, 1, L, L, channels)`` (axis 1 real/imaginary part,
             ``[.., l, m]`` for m >= 0), the coefficients of real maps (``sht``'s
             ``forward_packed`` with ``real=True``).
-        R: ``(3, 3)``, ``(batch, 3, 3)``, ``(4,)`` or ``(batch, 4)`` (module docstring).
+        R: ``(3, 3)``, ``(batch, 3, 3)``, ``(4,)`` or ``(batch, 4)`` (module docstring), or
+            a ``scipy.spatial.transform.Rotation``.
+        scalar_first: quaternion order, as SciPy's ``Rotation.from_quat``: True (w, x, y, z,
+            the project's), False (x, y, z, w, SciPy's default); None reads (w, x, y, z) and
+            warns that SciPy's order differs.
     Returns the coefficients of ``g(x) = f(R^T x)``, same shape and dtype (float32 or float64).
     """
     layouts.refuse_complex(coeffs, "rotate_coefficients",
@@ -193,7 +251,7 @@ def rotate_coefficients(coeffs: Tensor, R: ArrayLike | Tensor) -> Tensor:
     coeffs = ops.cast(coeffs, dtype)
     L, ch = shape[3], shape[5]
     M = 2 * L - 1
-    Rm = _as_rotation_matrices(R, dtype)  # (B, 3, 3), B = 1 or batch
+    Rm = _as_rotation_matrices(R, dtype, scalar_first)  # (B, 3, 3), B = 1 or batch
     nb, nr = shape[0], Rm.shape[0]
     if nb is not None and nr is not None and nb != nr and 1 not in (nb, nr):
         raise ValueError(f"rotate: {nr} rotations for a batch of {nb} maps; give one rotation, "
@@ -209,8 +267,9 @@ def rotate_coefficients(coeffs: Tensor, R: ArrayLike | Tensor) -> Tensor:
     # the full order range m = -(L-1)..L-1 of real maps: c_{-m} = (-1)^m conj(c_m)
     c = ops.transpose(coeffs[:, :, 0], (2, 3, 0, 1, 4))  # (l, m, b, r, ch)
     sgn = ops.convert_to_tensor(((-1.0) ** np.arange(L))[::-1].reshape(1, L, 1, 1).astype(dtype))
-    neg_re = c[:, :0:-1, :, 0] * sgn[:, :-1]
-    neg_im = -c[:, :0:-1, :, 1] * sgn[:, :-1]
+    neg = ops.flip(c[:, 1:], axis=1)  # orders L-1 .. 1 (no negative-step slice: torch has none)
+    neg_re = neg[:, :, :, 0] * sgn[:, :-1]
+    neg_im = -neg[:, :, :, 1] * sgn[:, :-1]
     re = ops.concatenate([neg_re, c[:, :, :, 0]], axis=1)  # (l, M, b, ch)
     im = ops.concatenate([neg_im, c[:, :, :, 1]], axis=1)
     m = ops.convert_to_tensor(np.arange(-(L - 1), L).astype(dtype))
@@ -245,18 +304,24 @@ def rotate_coefficients(coeffs: Tensor, R: ArrayLike | Tensor) -> Tensor:
     return ops.transpose(out, (2, 3, 0, 1, 4))[:, :, None]
 
 
-def rotate(maps: Tensor, R: ArrayLike | Tensor, method: str = "sep") -> Tensor:
+def rotate(maps: Tensor, R: ArrayLike | Tensor, method: str = "sep",
+           scalar_first: bool | None = None) -> Tensor:
     """Rotate real maps ``(batch, n, n, channels)`` by R: ``g(x) = f(R^T x)`` (module docstring).
 
     Args:
         maps: real ``(batch, n, n, channels)`` (batch, azimuth, polar, channels) on the DH
             grid, float32 or float64 (the result has the same dtype; other floats compute
             in float32). Complex maps are refused (split them into channels first).
-        R: rotation matrix ``(3, 3)`` / ``(batch, 3, 3)`` or quaternion ``(4,)`` /
-            ``(batch, 4)`` (w, x, y, z).
+        R: rotation matrix ``(3, 3)`` / ``(batch, 3, 3)``, quaternion ``(4,)`` /
+            ``(batch, 4)`` (w, x, y, z), or a ``scipy.spatial.transform.Rotation``.
+            Refused (``ValueError``) when its values are known: a reflection (det -1), a
+            matrix that is not orthogonal, a zero quaternion.
         method: transform used for the maps, 'sep' (default) or 'naive'.
+        scalar_first: quaternion order, as SciPy's ``Rotation.from_quat``: True
+            (w, x, y, z, the project's), False (x, y, z, w, SciPy's ``as_quat()``); None
+            reads (w, x, y, z) and warns that SciPy's order differs.
     Returns the rotated band-limited map, ``(batch, n, n, channels)``. Differentiable
-    (keras.ops only; TensorFlow and JAX backends).
+    (keras.ops only; TensorFlow, JAX and torch backends).
     """
     layouts.refuse_complex(maps, "rotate",
                            "split a complex map into real and imaginary channels first "
@@ -269,5 +334,5 @@ def rotate(maps: Tensor, R: ArrayLike | Tensor, method: str = "sep") -> Tensor:
     in_dtype = keras.backend.standardize_dtype(maps.dtype)
     dtype = "float64" if in_dtype == "float64" else "float32"
     t = sht.get_transform(n, method, True, dtype)
-    out = t.inverse_packed(rotate_coefficients(t.forward_packed(maps), R))
+    out = t.inverse_packed(rotate_coefficients(t.forward_packed(maps), R, scalar_first))
     return ops.cast(out, in_dtype) if in_dtype != dtype else out

@@ -106,26 +106,35 @@ class SphericalHarmonicTransform:
             rounding); their order-major layouts (``analysis``) have the same
             shape but a different order (``order_major_axes``), so pass
             ``synthesis`` only what the same transform's ``analysis`` laid out.
+        degrees: 'sep' only: keep degrees (and orders) l < ``degrees`` = L (default
+            n // 2, all the grid resolves). Coefficients are then ``(.., L, L, ..)``:
+            the same as the full transform's, truncated, and the inverse takes them as
+            if the others were zero; tables and FLOPs shrink with L^2 (a nonlinearity
+            applied on a finer grid needs no more degrees than its input has).
     """
 
     def __init__(self, n: int, method: str = "naive", real: bool = True,
-                 dtype: str = "float32", legendre_rows: str | None = None) -> None:
+                 dtype: str = "float32", legendre_rows: str | None = None,
+                 degrees: int | None = None) -> None:
         self.n = tables.check_n(n)
         self.method = tables.check_method(method)
+        if degrees is not None and method != "sep" and degrees != self.n // 2:
+            raise ValueError(f"degrees < n/2 needs method='sep', got method={method!r}")
         self.real = bool(real)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         self.dtype = dtype
         # tables are held in float32 (float64 for dtype float64) and cast once per compute dtype
         self.table_dtype = "float64" if dtype == "float64" else "float32"
-        self.L = self.n // 2
+        self.L = tables.check_degrees(self.n, degrees)
+        self.degrees = None if self.L == self.n // 2 else self.L
         self.S = tables.n_layouts(self.real)
         if method == "naive":
             self._fwd, self._inv = tables.naive_matrices(self.n, self.real, self.table_dtype)
             self.legendre_rows = None
         else:
             self.legendre_rows = tables.check_legendre_rows(legendre_rows or tables.default_legendre_rows(self.n))
-            t = tables.sep_tables(self.n, self.real, self.table_dtype, self.legendre_rows)
+            t = tables.sep_tables(self.n, self.real, self.table_dtype, self.legendre_rows, self.degrees)
             self._fold, self._unfold, self._dft, self._idft = t["fold"], t["unfold"], t["dft"], t["idft"]
             self._leg_fwd, self._leg_inv = t["leg_fwd"], t["leg_inv"]
             self._L2 = self._Lh = (self.L + 1) // 2
@@ -141,10 +150,12 @@ class SphericalHarmonicTransform:
 
     @property
     def nbytes(self):
-        return tables.table_nbytes(self.n, self.method, self.real, self.table_dtype, self.legendre_rows)
+        return tables.table_nbytes(self.n, self.method, self.real, self.table_dtype, self.legendre_rows,
+                                   self.degrees)
 
     def __repr__(self):
         rows = f", legendre_rows={self.legendre_rows!r}" if self.legendre_rows else ""
+        rows += f", degrees={self.degrees}" if self.degrees else ""
         return (f"SphericalHarmonicTransform(n={self.n}, method={self.method!r}, "
                 f"real={self.real}, dtype={self.dtype!r}{rows})")
 
@@ -182,7 +193,7 @@ class SphericalHarmonicTransform:
         L, L2, Lh, c = self.L, self._L2, self._Lh, x.shape[3]
         y = ops.reshape(self._analysis(x), self.order_major_shape + (-1, c))
         # -> (b, r, (i, s), (mh, kf), c): l = 2 i + s, m = 2 mh + kf
-        y = ops.transpose(y, _permutation(self.order_major_axes + ("b", "c"), _PACKED_AXES))
+        y = permute_axes(y, self.order_major_axes + ("b", "c"), _PACKED_AXES)
         y = ops.reshape(y, (-1, 2, 1, 2 * Lh, 2 * L2, c))
         if 2 * L2 != L:
             y = y[:, :, :, :L, :L]
@@ -315,8 +326,8 @@ class SphericalHarmonicTransform:
         if 2 * L2 != L:
             c = ops.pad(c, [(0, 0)] * 3 + [(0, 2 * Lh - L), (0, 2 * L2 - L), (0, 0)])
         # (b, r, 1, l = (i, s), m = (mh, kf), ch) -> the order-major layout
-        z = ops.transpose(ops.reshape(c, (-1, 2, Lh, 2, L2, 2, ch)),
-                          _permutation(_PACKED_AXES, self.order_major_axes + ("b", "c")))
+        z = permute_axes(ops.reshape(c, (-1, 2, Lh, 2, L2, 2, ch)), _PACKED_AXES,
+                         self.order_major_axes + ("b", "c"))
         return self.synthesis(ops.reshape(z, (8 * L2, Lh, -1, ch)))
 
     def inverse(self, re: Tensor, im: Tensor) -> Tensor:
@@ -332,6 +343,40 @@ _PACKED_AXES = ("b", "r", "i", "s", "mh", "kf", "c")
 def _permutation(src, dst):
     """The ``transpose`` permutation from axes named ``src`` to axes named ``dst``."""
     return tuple(src.index(a) for a in dst)
+
+
+def permute_axes(x, src, dst):
+    """``x`` with axes named ``src`` transposed to the order ``dst``, by a transpose of as few
+    axes as the two orders allow.
+
+    Axes of static size 1 are dropped, and axes that are neighbours in the same order in
+    both ``src`` and ``dst`` are merged, by reshapes of contiguous axes (free) before and
+    after one transpose that moves the same data. So the layouts' rank-7 transposes are
+    transposes of at most 6 axes, which TFLite's TRANSPOSE requires (``export.to_tflite``).
+    At most one axis may have an unknown size (the batch).
+    """
+    shape = tuple(x.shape)
+    size = dict(zip(src, shape))
+    keep = [a for a in src if size[a] != 1]
+    keep_dst = [a for a in dst if size[a] != 1]
+    groups = []
+    for a in keep:
+        if groups and keep_dst.index(a) == keep_dst.index(groups[-1][-1]) + 1:
+            groups[-1].append(a)
+        else:
+            groups.append([a])
+    if len(groups) == len(src):  # nothing to merge or drop
+        return ops.transpose(x, _permutation(src, dst))
+
+    def extent(axes):
+        sizes = [size[a] for a in axes]
+        return -1 if None in sizes else int(np.prod(sizes, dtype=np.int64))
+
+    order = sorted(range(len(groups)), key=lambda g: keep_dst.index(groups[g][0]))
+    y = ops.reshape(x, tuple(extent(g) for g in groups))
+    if order != sorted(order):
+        y = ops.transpose(y, tuple(order))
+    return ops.reshape(y, tuple(-1 if size[a] is None else size[a] for a in dst))
 
 
 def _full_layout_factors(L, dtype):
@@ -352,20 +397,24 @@ def _full_layout_factors(L, dtype):
 
 
 def get_transform(n: int, method: str = "naive", real: bool = True,
-                  dtype: str = "float32", legendre_rows: str | None = None) -> SphericalHarmonicTransform:
-    """Shared ``SphericalHarmonicTransform`` for (n, method, real, dtype, legendre_rows).
+                  dtype: str = "float32", legendre_rows: str | None = None,
+                  degrees: int | None = None) -> SphericalHarmonicTransform:
+    """Shared ``SphericalHarmonicTransform`` for (n, method, real, dtype, legendre_rows, degrees).
 
-    ``legendre_rows=None`` resolves to ``sht_tables.default_legendre_rows(n)`` before
-    the cache is consulted, so that None and its value share one object.
+    ``legendre_rows=None`` resolves to ``sht_tables.default_legendre_rows(n)`` (and
+    ``degrees=n // 2`` to None) before the cache is consulted, so that None and its value
+    share one object.
     """
     if method == "sep" and legendre_rows is None:
         legendre_rows = tables.default_legendre_rows(n)
-    return _cached_transform(int(n), method, bool(real), dtype, legendre_rows)
+    if degrees is not None and int(degrees) == int(n) // 2:
+        degrees = None
+    return _cached_transform(int(n), method, bool(real), dtype, legendre_rows, degrees)
 
 
 @functools.lru_cache(maxsize=None)
-def _cached_transform(n, method, real, dtype, legendre_rows):
-    return SphericalHarmonicTransform(n, method, real, dtype, legendre_rows)
+def _cached_transform(n, method, real, dtype, legendre_rows, degrees=None):
+    return SphericalHarmonicTransform(n, method, real, dtype, legendre_rows, degrees)
 
 
 # the cache's statistics and reset, as on the functools.lru_cache wrapper get_transform once was

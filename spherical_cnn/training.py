@@ -89,10 +89,16 @@ def configure_devices():
             pass  # already initialised
 
 
-def mixed_precision_policy(choice):
+# the rule lives in params (no TensorFlow there, for the GPU check); the CPU probe with it
+NATIVE_BF16_CPU_FLAGS = params_mod.NATIVE_BF16_CPU_FLAGS
+cpu_native_bfloat16 = params_mod.cpu_native_bfloat16
+
+
+def mixed_precision_policy(choice, log=None, cpuinfo="/proc/cpuinfo"):
     """The Keras dtype policy name for ``--mixed_precision`` (None: no change):
     :func:`spherical_cnn.params.mixed_precision_policy` with TensorFlow's view of the GPUs."""
-    return params_mod.mixed_precision_policy(choice, bool(tf.config.list_physical_devices("GPU")))
+    return params_mod.mixed_precision_policy(choice, bool(tf.config.list_physical_devices("GPU")),
+                                             log=log, cpuinfo=cpuinfo)
 
 
 # Training step with --transform_method naive over the same step with sep, model-64
@@ -230,7 +236,7 @@ class Trainer:
         self.args = args
         self.logger = logger or get_logger(args.logdir)
         configure_devices()
-        policy = mixed_precision_policy(getattr(args, "mixed_precision", None))
+        policy = mixed_precision_policy(getattr(args, "mixed_precision", None), log=self.logger.info)
         if policy:
             # layers compute in bfloat16/float16 (transform and filter matmuls accumulate in
             # float32); variables, batch-norm statistics and the losses stay float32

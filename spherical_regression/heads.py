@@ -138,6 +138,7 @@ class SExpHead(_Head):
         self.sign_hidden = [keras.layers.Dense(u, activation="relu", name=f"sign_hidden_{i}")
                             for i, u in enumerate(self.hidden_units)]
         self.sign_dense = keras.layers.Dense(self.num_sign_classes, name="sign_logits")
+        losses_lib.SEXP_HEADS.add(self)
 
     def build(self, input_shape):
         super().build(input_shape)

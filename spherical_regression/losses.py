@@ -23,6 +23,7 @@ over the batch (so the batch mean matches the original's torch means).
 from __future__ import annotations
 
 import warnings
+import weakref
 from typing import Any
 
 
@@ -138,6 +139,10 @@ def check_targets(y_true: Tensor, sign_layout: SignLayoutLike = None, sample_wei
     elif backend == "jax":
         import jax
         eager = not any(isinstance(t, jax.core.Tracer) for t in (y_true, sample_weight))
+    if _in_symbolic_scope():
+        # Keras traces shapes with placeholder tensors (the torch trainer calls the loss once
+        # with targets of ones before the first step): nothing real to check
+        return y_true
     if eager:
         bad = _target_problems(ops.convert_to_numpy(y_true),
                                None if sample_weight is None else ops.convert_to_numpy(sample_weight),
@@ -172,6 +177,46 @@ def check_targets(y_true: Tensor, sign_layout: SignLayoutLike = None, sample_wei
 
         jax.debug.callback(_warn, n_bad, n_wrong)
     return yt
+
+
+def _in_symbolic_scope():
+    """True while Keras infers shapes with placeholder tensors (``compute_output_spec``)."""
+    try:
+        from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+    except ImportError:  # a Keras without it: no placeholder calls to skip
+        return False
+    return in_symbolic_scope()
+
+
+#: The SExpHead layers alive in this process (heads.py adds each): a loss without a sign
+#: layout checks that the layout it reads from the output width is one of theirs.
+SEXP_HEADS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _check_default_layout(who, dim, num_classes):
+    """Refuse ``sign_layout=None`` when every live SExpHead of this output width (d, K) uses
+    another layout than the default one the width gives (e.g. 'normal_yzx', 4 logits for
+    d = 3, read as 'first_fixed'): its sign labels would be another head's."""
+    default = signs_lib.layout_for_output(dim, num_classes)
+    layouts = [h.sign_layout for h in list(SEXP_HEADS)
+               if h.dim == dim and h.num_sign_classes == num_classes]
+    if layouts and all(layout != default for layout in layouts):
+        name = _preset_name(layouts[0])
+        raise ValueError(f"{who}: sign_layout=None reads the {num_classes} sign logits as "
+                         f"{_preset_name(default)}, but the SExpHead of this output uses {name}; "
+                         f"give the loss the head's layout: loss=head.make_loss() or "
+                         f"SExpLoss(sign_layout={name})")
+
+
+def _preset_name(layout):
+    """'normal_yzx' (quoted) for a preset layout, else the layout's repr."""
+    for name in signs_lib.SignLayout.PRESETS:
+        try:
+            if signs_lib.SignLayout.preset(name, layout.dim) == layout:
+                return repr(name)
+        except ValueError:  # a preset of another dimension
+            continue
+    return repr(layout)
 
 
 def _layout_or_none(layout):
@@ -253,9 +298,11 @@ class SExpLoss(keras.losses.Loss):
         self.sign_layout = _layout_or_none(sign_layout)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        d, w = y_true.shape[-1], y_pred.shape[-1]
+        if self.sign_layout is None and d is not None and w is not None and w > d:
+            _check_default_layout(self.name, d, w - d)
         if self.check_targets:
             layout = self.sign_layout
-            d, w = y_true.shape[-1], y_pred.shape[-1]
             if layout is None and d is not None and w is not None and w > d:
                 layout = signs_lib.layout_for_output(y_true.shape[-1],
                                                      y_pred.shape[-1] - y_true.shape[-1])

@@ -223,6 +223,22 @@ def test_predict_records_label_rotations_and_aggregate(tiny_run, tmp_path):
         assert "accuracy: {:.4f} over {} meshes".format(correct / n_meshes, n_meshes) in out.stdout
 
 
+def test_predict_rows_wrong_and_none_for_many_records(tiny_run):
+    """--rows wrong prints exactly the misclassified rows of --rows all; none only the accuracy."""
+    logdir, dset_dir, _ = tiny_run
+    path = os.path.join(dset_dir, "test_000.tfrecord")
+    full = predict(logdir, "--records", path)
+    assert full.returncode == 0, full.stderr[-2000:]
+    rows = _rows(full.stdout)
+    wrong = {name for name, (probs, truth) in rows.items() if next(iter(probs)) != truth}
+    accuracy = [line for line in full.stdout.splitlines() if line.startswith("accuracy")]
+    out = predict(logdir, "--records", path, "--rows", "wrong")
+    assert out.returncode == 0 and set(_rows(out.stdout)) == wrong
+    assert [line for line in out.stdout.splitlines() if line.startswith("accuracy")] == accuracy
+    out = predict(logdir, "--records", path, "--rows", "none")
+    assert out.returncode == 0 and out.stdout.splitlines() == accuracy
+
+
 def test_predict_reports_a_truncated_record_file_and_goes_on(tiny_run, tmp_path):
     logdir, dset_dir, _ = tiny_run
     data = open(os.path.join(dset_dir, "test_000.tfrecord"), "rb").read()

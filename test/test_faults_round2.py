@@ -405,7 +405,9 @@ def test_damaged_flags_file_is_one_line(finished_run, tmp_path, capsys, content,
     line = one_error_line(capsys)
     assert "damaged flags file {}".format(flags) in line and why in line, line
     from spherical_cnn.cli import predict
-    assert run_cli(predict.main, ["--logdir", run, "--meshes", "x.off"], prog="predict.py") == 2
+    mesh = tmp_path / "x.off"  # a readable input: the flags file is the only fault
+    mesh.write_text("OFF\n4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2\n3 0 1 3\n3 0 2 3\n3 1 2 3\n")
+    assert run_cli(predict.main, ["--logdir", run, "--meshes", str(mesh)], prog="predict.py") == 2
     err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
     assert len(err) == 1 and "damaged flags file {}".format(flags) in err[0], err
     assert not os.path.exists("/tmp/spherical-cnn-pwned")
@@ -449,7 +451,9 @@ def test_bad_model_keras_is_one_line(finished_run, tmp_path, capsys, damage, why
     else:
         _zip_without_config(model)
     capsys.readouterr()
-    assert run_cli(predict.main, ["--logdir", run, "--meshes", "x.off"], prog="predict.py") == 2
+    mesh = tmp_path / "x.off"  # a readable input: the flags file is the only fault
+    mesh.write_text("OFF\n4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2\n3 0 1 3\n3 0 2 3\n3 1 2 3\n")
+    assert run_cli(predict.main, ["--logdir", run, "--meshes", str(mesh)], prog="predict.py") == 2
     err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
     assert len(err) == 1 and "cannot load the exported model {}".format(model) in err[0] and why in err[0], err
 

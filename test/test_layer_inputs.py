@@ -65,8 +65,26 @@ def test_coefficient_helpers_round_trip_with_pyshtools():
     re, im = sht.get_transform(n, "sep", False, "float64").forward(f)
     np.testing.assert_allclose(layouts.coeffs_from_pyshtools(clm), np.asarray(re) + 1j * np.asarray(im),
                                atol=1e-11)
-    with pytest.raises(ValueError, match="ortho"):
-        layouts.coeffs_from_pyshtools(clm.convert(normalization="4pi"))
+    # other normalizations and csphase are converted by pyshtools, not refused
+    np.testing.assert_allclose(layouts.coeffs_from_pyshtools(clm.convert(normalization="4pi", csphase=1)),
+                               np.asarray(re) + 1j * np.asarray(im), atol=1e-11)
+
+
+def test_coeffs_from_pyshtools_takes_the_real_kind_of_a_real_map():
+    """layouts.md's recipe on a real map gives kind='real' SHCoeffs (cosine / sine
+    coefficients); before, they were read as complex ones (relative error 0.72-1.1)."""
+    pysh = pytest.importorskip("pyshtools")
+    for n in (8, 16, 32):
+        f = _bandlimited(n, n)
+        clm = pysh.SHGrid.from_array(layouts.to_pyshtools(f[0, :, :, 0])).expand(
+            normalization="ortho", csphase=-1)
+        assert clm.kind == "real"
+        re, im = sht.get_transform(n, "sep", False, "float64").forward(f)
+        ours = np.asarray(re) + 1j * np.asarray(im)
+        got = layouts.coeffs_from_pyshtools(clm)
+        assert np.abs(got - ours).max() <= 1e-10 * np.abs(ours).max()
+        with pytest.raises(ValueError, match="real array.*kind='complex'"):
+            layouts.coeffs_from_pyshtools(clm.coeffs)
 
 
 def test_polar_first_helpers_are_exact_inverses():

@@ -14,6 +14,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+INSTALL_CHECKOUT = "-m pip install -q --no-deps -e ."
+
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
@@ -47,21 +49,37 @@ def test_setup_installs_once_and_again_when_requirements_change(tmp_path):
     venv = fake_venv(tmp_path)
     out = make("venv", "VENV={}".format(venv))
     assert out.returncode == 0, out.stderr
-    assert calls(tmp_path) == ["-m pip install -q --upgrade pip", "-m pip install -q -r requirements.txt"]
+    assert calls(tmp_path) == ["-m pip install -q --upgrade pip", "-m pip install -q -r requirements.txt",
+                               INSTALL_CHECKOUT]
     assert (venv / ".installed-requirements").read_text().strip() == requirements_hash("requirements.txt")
 
     out = make("venv", "VENV={}".format(venv))  # second call: nothing to do
-    assert out.returncode == 0 and out.stdout == "" and len(calls(tmp_path)) == 2
+    assert out.returncode == 0 and out.stdout == "" and len(calls(tmp_path)) == 3
 
     (venv / ".installed-requirements").write_text("an older requirements.txt\n")
     assert make("venv", "VENV={}".format(venv)).returncode == 0
-    assert len(calls(tmp_path)) == 4
+    assert len(calls(tmp_path)) == 6
+
+
+def test_setup_installs_the_checkout_so_that_the_readme_commands_exist(tmp_path):
+    """README's commands after `make demo` (spherical-cnn-predict, ...) are the checkout's entry
+    points: installed with it, again when pyproject.toml (which lists them) changes."""
+    venv = fake_venv(tmp_path)
+    assert make("venv", "VENV={}".format(venv)).returncode == 0
+    assert calls(tmp_path)[-1] == INSTALL_CHECKOUT
+    n = len(calls(tmp_path))
+    (venv / ".installed-package").write_text("an older pyproject.toml\n")
+    out = make("venv", "VENV={}".format(venv))
+    assert out.returncode == 0
+    # only the checkout is installed again, not the requirements
+    assert calls(tmp_path)[n:] == [INSTALL_CHECKOUT]
+    assert make("venv", "VENV={}".format(venv)).returncode == 0 and len(calls(tmp_path)) == n + 1
 
 
 def test_dev_setup_covers_the_demo(tmp_path):
     venv = fake_venv(tmp_path)
     assert make("venv-dev", "VENV={}".format(venv)).returncode == 0
-    assert calls(tmp_path)[-1] == "-m pip install -q -r requirements-dev.txt"
+    assert calls(tmp_path)[-2:] == ["-m pip install -q -r requirements-dev.txt", INSTALL_CHECKOUT]
     assert (venv / ".installed-requirements-dev").read_text().strip() == \
         requirements_hash("requirements-dev.txt")
     n = len(calls(tmp_path))

@@ -125,4 +125,7 @@ def test_mixed_precision_policy_per_device(choice, have_gpu, policy, tmp_path):
     explicit choice holds on either (a rule without TensorFlow, for the GPU check)."""
     flags = ["--logdir", str(tmp_path)] + (["--mixed_precision"] + ([choice] if choice != "auto" else [])
                                            if choice else [])
-    assert params.mixed_precision_policy(params.parse(flags).mixed_precision, have_gpu) == policy
+    cpuinfo = tmp_path / "cpuinfo"  # a CPU with native bfloat16 (test_library_traps: one without)
+    cpuinfo.write_text("flags\t\t: fpu avx512f amx_bf16\n")
+    assert params.mixed_precision_policy(params.parse(flags).mixed_precision, have_gpu,
+                                         cpuinfo=str(cpuinfo)) == policy

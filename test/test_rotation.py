@@ -212,7 +212,7 @@ def test_rotate_refuses_complex_and_bad_shapes():
     with pytest.raises(ValueError, match="quaternion"):
         rot.rotate(np.zeros((1, 8, 8, 1), "float32"), np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="3 rotations for a batch of 2"):
-        rot.rotate(np.zeros((2, 8, 8, 1), "float32"), np.zeros((3, 3, 3)))
+        rot.rotate(np.zeros((2, 8, 8, 1), "float32"), np.tile(np.eye(3), (3, 1, 1)))
     # one map, many rotations: a batch of rotated copies
     f = np.random.default_rng(0).standard_normal((1, 8, 8, 1))
     R = drot.quaternion_to_matrix(drot.sample_quaternions("so3", 3, 0))

@@ -19,13 +19,17 @@ probabilities. For labelled records the accuracy is printed at the end, per
 record or, with --aggregate, per mesh.
 
 Images (PNG, JPEG, ... read as greyscale, or .npy 2-D arrays: uint8, or floats in
-[0, 1]) are resized to the training images' size (28 x 28 for Fashion-MNIST) and
+[0, 1]; an alpha channel is composited over the background, black or with --invert
+white, and a shape drawn in the alpha channel alone is read from it) are resized to the training images' size (28 x 28 for Fashion-MNIST) and
 projected onto the sphere as spherical-cnn-make-images does (NR, not rotated).
 Fashion-MNIST shows light objects on black: pass --invert for dark objects on a
 light background (a photo or a drawing).
 
 A mesh, image or record that cannot be read is reported as one line naming the file
-(and record) and skipped; the exit status is then 1.
+(and record) and skipped; the exit status is then 1. Missing, empty and folder inputs
+are reported at once, before the model loads. With many records, --rows wrong prints
+only the misclassified rows and --rows none only the accuracy; a progress bar goes to
+stderr when it is a terminal.
 """
 import os
 import sys
@@ -35,6 +39,8 @@ from ..errors import DataError, UserError
 from ..trained_run import load, load_model  # noqa: F401 (load_model: part of the command's names)
 
 AGGREGATES = ("none", "vote", "mean")
+ROWS = ("all", "wrong", "none")
+INPUT_KINDS = {"records": "TFRecord", "meshes": "mesh", "images": "image"}
 
 
 def build_parser():
@@ -54,6 +60,9 @@ def build_parser():
     p.add_argument("--top_k", type=int, default=1, help="how many classes to print per row")
     p.add_argument("--batch", type=int, default=64,
                    help="inputs per forward pass (lower it if memory is short; results do not change)")
+    p.add_argument("--rows", choices=ROWS, default="all",
+                   help="which rows to print: all, the misclassified ones of labelled records (wrong), "
+                        "or none (the accuracy and the errors only)")
     p.add_argument("--aggregate", choices=AGGREGATES, default="none",
                    help="combine the rotations of one mesh (records with the same fname): majority "
                         "vote or mean of the probabilities")
@@ -74,6 +83,25 @@ def parse_args(argv=None):
     if a.batch < 1:
         p.error("--batch must be >= 1, got {}".format(a.batch))
     return a
+
+
+def usable_inputs(paths, kind, report):
+    """The paths that are non-empty files; each other one reported in one line (no TensorFlow yet).
+
+    ``kind``: 'records', 'meshes' or 'images' (names the file kind in the message)."""
+    what = INPUT_KINDS[kind]
+    usable = []
+    for path in paths:
+        if os.path.isdir(path):
+            report("{} is a folder, not a {} file: give its files (e.g. {})".format(
+                path, what, os.path.join(path, "*.off" if kind == "meshes" else "*")))
+        elif not os.path.exists(path):
+            report("{}: no such file".format(path))
+        elif os.path.getsize(path) == 0:
+            report("{}: empty file (0 bytes), not a {} file".format(path, what))
+        else:
+            usable.append(path)
+    return usable
 
 
 # ---------------------------------------------------------------- records
@@ -121,39 +149,67 @@ def is_image_model(args):
     return not args.mag_ang and int(args.nchannels) == 2
 
 
-def read_image(path, shape, invert=False):
-    """A greyscale image as floats in [0, 1], resized to ``shape`` (H, W)."""
+def read_image(path, shape, invert=False, note=None):
+    """A greyscale image as floats in [0, 1], resized to ``shape`` (H, W).
+
+    An alpha channel (PNG's RGBA / LA / transparency, a ``(H, W, 4)`` or ``(H, W, 2)`` .npy)
+    is composited over the background: black, or white with ``invert`` (so it ends black
+    after the inversion, as Fashion-MNIST's). When that leaves a uniform image while the
+    alpha channel is not, the shape is in the alpha channel alone (opaque = object) and is
+    read from it; ``note(message)`` says so.
+    """
     import numpy as np
+    from PIL import Image
+    alpha = None
     if path.lower().endswith(".npy"):
         a = np.load(path, allow_pickle=False)
-        if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
+        if a.ndim == 3 and a.shape[-1] in (1, 2, 3, 4):
+            scale = 255.0 if a.dtype == np.uint8 or a.max() > 1 else 1.0
+            if a.shape[-1] in (2, 4):
+                alpha = a[..., -1].astype(np.float64) / scale
             a = a[..., :3].mean(-1) if a.shape[-1] >= 3 else a[..., 0]
         if a.ndim != 2:
             raise ValueError("{}: expected a 2-D greyscale array, got shape {}".format(path, a.shape))
         a = a.astype(np.float64) / (255.0 if a.dtype == np.uint8 or a.max() > 1 else 1.0)
-        from PIL import Image
-        img = Image.fromarray(np.clip(a * 255, 0, 255).astype(np.uint8))
     else:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
         try:
             img = Image.open(path)
             img.load()
         except UnidentifiedImageError:
             raise ValueError("{}: not an image file PIL can read".format(path)) from None
-        img = img.convert("L")
+        if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+            rgba = img.convert("RGBA")
+            alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255.0
+            img = rgba.convert("RGB")
+        if alpha is None:
+            img = img.convert("L")
+        else:
+            a = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    if alpha is not None:
+        background = 1.0 if invert else 0.0
+        composite = alpha * a + (1.0 - alpha) * background
+        if np.ptp(composite) < 1.0 / 255 and np.ptp(alpha) >= 1.0 / 255:
+            if note is not None:
+                note("{}: the colour is uniform and the shape is in the alpha channel: reading the "
+                     "image from its alpha channel (opaque = object)".format(path))
+            composite = 1.0 - alpha if invert else alpha
+        a = composite
+    if alpha is not None or path.lower().endswith(".npy"):
+        img = Image.fromarray(np.clip(a * 255, 0, 255).astype(np.uint8))
     if img.size != (shape[1], shape[0]):
         img = img.resize((shape[1], shape[0]), Image.BILINEAR)
     x = np.asarray(img, dtype=np.float64) / 255.0
     return 1.0 - x if invert else x
 
 
-def image_rows(paths, args, report, shape=(28, 28), invert=False):
+def image_rows(paths, args, report, shape=(28, 28), invert=False, note=None):
     """Each image projected onto the training resolution's grid (not rotated)."""
     from ..data import images
     rows = []
     for path in paths:
         try:
-            x = read_image(path, shape, invert)
+            x = read_image(path, shape, invert, note)
         except (OSError, ValueError) as err:
             text = " ".join(str(err).split()) or type(err).__name__
             report(text if path in text else "{}: {}".format(path, text))
@@ -201,16 +257,23 @@ def main(argv=None):
         lines = pretrained.describe()
         print("\n".join(lines) if lines else "no pretrained model is shipped with this installation")
         return 0
-    common.quiet_tensorflow(a.verbose)
-    import numpy as np
-    from ..datasets import to_model_input
-
     failures = []
+    prog = os.path.basename(sys.argv[0]) or "predict"
 
     def report(message):
         failures.append(message)
-        print("{}: error: {}".format(os.path.basename(sys.argv[0]) or "predict", message),
-              file=sys.stderr, flush=True)
+        print("{}: error: {}".format(prog, message), file=sys.stderr, flush=True)
+
+    def note(message):
+        print("{}: note: {}".format(prog, message), file=sys.stderr, flush=True)
+
+    kind = "records" if a.records else "meshes" if a.meshes else "images"
+    # missing, empty and folder inputs are reported now, before TensorFlow loads (~10 s); the
+    # model is still loaded, so that a bad model is reported too (exit status 2)
+    inputs = usable_inputs(getattr(a, kind), kind, report)
+    common.quiet_tensorflow(a.verbose)
+    import numpy as np
+    from ..datasets import to_model_input
 
     shape = (28, 28)
     if a.pretrained:
@@ -224,16 +287,18 @@ def main(argv=None):
     if (a.images and what != "images") or (a.meshes and what != "meshes"):
         raise UserError("{} was trained on {}: give --{} (or a model trained on {})".format(
             a.pretrained or a.logdir, what, what, "images" if a.images else "meshes"))
-    if a.records:
-        rows = record_rows(a.records, args, report)
+    if not inputs:
+        rows = []
+    elif a.records:
+        rows = record_rows(inputs, args, report)
     elif a.meshes:
-        rows = mesh_rows(a.meshes, args, report)
+        rows = mesh_rows(inputs, args, report)
     else:
-        rows = image_rows(a.images, args, report, shape, a.invert)
+        rows = image_rows(inputs, args, report, shape, a.invert, note)
     if rows:
         x = np.asarray(to_model_input(np.stack([r["x"] for r in rows]), args.mag_ang))
         logits = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + a.batch])["logits"])
-                                 for i in range(0, len(x), a.batch)])
+                                 for i in _progress(range(0, len(x), a.batch), a.batch, len(x))])
         prob = softmax(logits)
         labels = [r["y"] for r in rows]
         row_names = [r["name"] for r in rows]
@@ -243,13 +308,28 @@ def main(argv=None):
         top = np.argsort(-prob, axis=1)[:, :a.top_k]
         unit = "meshes" if a.aggregate != "none" else "records"
         for i, name in enumerate(row_names):
-            guesses = ", ".join("{} ({:.3f})".format(names[k], prob[i, k]) for k in top[i])
             y = labels[i]
+            if a.rows == "none" or (a.rows == "wrong" and (y is None or top[i, 0] == y)):
+                continue
+            guesses = ", ".join("{} ({:.3f})".format(names[k], prob[i, k]) for k in top[i])
             truth = "" if y is None else "  true: {}".format(names[y] if y < len(names) else y)
             print("{}: {}{}".format(name, guesses, truth))
         if all(y is not None for y in labels):
             correct = np.mean(top[:, 0] == np.asarray(labels))
             print("accuracy: {:.4f} over {} {}".format(float(correct), len(labels), unit))
+    return _finish(failures)
+
+
+def _progress(batches, batch, total):
+    """``batches`` with a progress bar on stderr when it is a terminal and there are several."""
+    if len(batches) < 2 or not sys.stderr.isatty():
+        return batches
+    from tqdm import tqdm
+    return tqdm(batches, desc="predicting {} inputs".format(total), unit="batch", file=sys.stderr,
+                leave=False, dynamic_ncols=True)
+
+
+def _finish(failures):
     if failures:
         print("{} input(s) failed (see the errors above)".format(len(failures)), file=sys.stderr)
         return 1

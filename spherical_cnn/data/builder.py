@@ -95,11 +95,24 @@ def _render(job):
         return job['index'], None, None, None, msg
 
 
+def _broken_future():
+    """A future that raises ``BrokenProcessPool``, as the pool's own do once a worker died."""
+    future = concurrent.futures.Future()
+    future.set_exception(concurrent.futures.process.BrokenProcessPool('a worker died during submission'))
+    return future
+
+
 def _pool_results(pool, jobs):
     """Results of ``_render`` over ``jobs`` in completion order; a worker process that dies
     (killed, out of memory) raises :class:`WorkerDied` naming it instead of a hang."""
-    futures = [pool.submit(_render, job) for job in jobs]
-    processes = dict(getattr(pool, '_processes', None) or {})
+    futures = []
+    processes = {}
+    try:  # a worker can die while the jobs are still being submitted (submit then raises)
+        for job in jobs:
+            futures.append(pool.submit(_render, job))
+            processes.update(getattr(pool, '_processes', None) or {})
+    except concurrent.futures.process.BrokenProcessPool:
+        futures = [_broken_future()]
     for future in concurrent.futures.as_completed(futures):
         try:
             result = future.result()
@@ -207,7 +220,7 @@ def _check_destination(out_dir, overwrite):
         raise FileExistsError(f'output {out_dir!r} exists and is not a folder')
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
         raise FileExistsError(f'output folder {out_dir!r} exists and is not empty; '
-                              'pass --overwrite (overwrite=True) to replace its dataset')
+                              'pass --overwrite to replace its dataset')
 
 
 def _check_classes(jobs_items, class_names):
@@ -370,7 +383,7 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
         pool, results = None, map(_render, jobs)
     try:
         from tqdm import tqdm
-        bar = tqdm(total=len(jobs), unit='mesh', disable=not progress, file=sys.stdout, dynamic_ncols=True)
+        bar = tqdm(total=len(jobs), unit='mesh', disable=not progress, file=sys.stderr, dynamic_ncols=True)
         for index, maps, quats, aug, err in results:
             job = jobs[index]
             bar.update(1)

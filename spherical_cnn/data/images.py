@@ -460,7 +460,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
     stage = builder._staging_dir(out_dir)
     try:
         from tqdm import tqdm
-        bar = tqdm(total=total, unit="img", disable=not progress, file=sys.stdout, dynamic_ncols=True,
+        bar = tqdm(total=total, unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True,
                    desc="projecting ({}, res {})".format(rotation, input_res))
         writers, counts = {}, {}
         quat_cache = {}

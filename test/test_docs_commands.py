@@ -1,0 +1,95 @@
+"""Every path and command that README.md and docs/*.md name exists (issue 30): paths of the
+repository are files or folders, each command answers ``--help`` (in this process: no
+TensorFlow is imported for it), and every ``--flag`` a command line of the docs passes is
+one of that command's flags. One fast test; the README's runnable code is test_docs.py's."""
+import contextlib
+import glob
+import importlib
+import io
+import os
+import re
+import shlex
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGES = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+
+# the installed commands (pyproject.toml's [project.scripts]) and their scripts/ wrappers
+COMMANDS = {"spherical-cnn-train": "train", "spherical-cnn-make-dataset": "make_dataset",
+            "spherical-cnn-make-images": "make_images", "spherical-cnn-import-furniture": "import_furniture",
+            "spherical-cnn-predict": "predict", "spherical-cnn-check-dataset": "check_dataset",
+            "spherical-cnn-retrieval": "retrieval", "spherical-cnn-rotation-study": "rotation_study",
+            "spherical-cnn-params": "params", "spherical-regression-train": "train_regression",
+            "spherical-regression": "regression"}
+# repository folders whose paths the pages name (outputs such as data/, logs/ are not checked)
+TREES = ("spherical_cnn", "spherical_regression", "scripts", "docs", "test", "tools", "benchmarks",
+         "params", "examples", ".ci")
+PATH = re.compile(r"(?<![\w./~-])((?:%s)/[\w./-]*\w)(\{?)" % "|".join(re.escape(t) for t in TREES))
+OUTPUTS = ("benchmarks/results",)  # written by the benchmarks, ignored by git
+
+
+def _code(text):
+    """Command lines of the pages: the lines of sh/bash blocks (continuations joined) and the
+    inline code spans that start with a command."""
+    lines = []
+    for block in re.findall(r"^```(?:sh|bash|console)\n(.*?)^```$", text, re.M | re.S):
+        lines += block.replace("\\\n", " ").splitlines()
+    lines += re.findall(r"`([^`\n]+)`", text)
+    return lines
+
+
+def _command_of(tokens):
+    """(cli module name, arguments) of a command line, or None."""
+    for i, tok in enumerate(tokens):
+        if tok in COMMANDS:
+            return COMMANDS[tok], tokens[i + 1:]
+        m = re.match(r"(?:\./)?scripts/(\w+)\.py$", tok)
+        if m and i and re.search(r"python[0-9.]*$", tokens[i - 1]):
+            return m.group(1), tokens[i + 1:]
+    return None
+
+
+def _help(module, args):
+    """The --help text of a command (``spherical-regression TASK --help`` for a task)."""
+    main = importlib.import_module("spherical_cnn.cli." + module).main
+    task = args[:1] if module == "regression" and args and args[0] in ("viewpoint", "normals", "rotation") else []
+    argv = task + ["--help"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(argv)
+        except SystemExit as stop:
+            assert stop.code in (0, None), (module, argv)
+    return out.getvalue()
+
+
+def test_every_path_and_command_of_the_docs_exists():
+    problems, helps = [], {}
+    scripts = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "scripts", "*.py"))}
+    assert set(COMMANDS.values()) <= scripts
+    for page in PAGES:
+        text = open(page).read()
+        name = os.path.relpath(page, ROOT)
+        for path, brace in set(PATH.findall(text)):
+            if brace or re.search(r"[A-Z]{3,}|<|\*", path) or path.startswith(OUTPUTS):
+                continue  # a placeholder (LOGDIR, <name>, *.tfrecord, name{1,2}) or an output
+            if not os.path.exists(os.path.join(ROOT, path)):
+                problems.append(f"{name}: path {path} does not exist")
+        for line in _code(text):
+            try:
+                tokens = shlex.split(line.split(" # ")[0], comments=False)
+            except ValueError:
+                continue  # not a shell line (an unbalanced quote in prose)
+            found = _command_of(tokens)
+            if found is None:
+                continue
+            module, args = found
+            key = (module, args[0] if module == "regression" and args and args[0] in (
+                "viewpoint", "normals", "rotation") else None)
+            if key not in helps:
+                helps[key] = _help(module, args)
+            flags = {t.split("=")[0] for t in args if re.match(r"--[a-z]", t)}
+            for flag in sorted(flags):
+                if not re.search(re.escape(flag) + r"\b", helps[key]):
+                    problems.append(f"{name}: {module} has no flag {flag} ({line.strip()[:80]})")
+    assert len(helps) >= 8  # the pages name most commands
+    assert not problems, "\n".join(problems)
