@@ -401,6 +401,9 @@ def test_image_study_regimes_tables_and_config(tmp_path):
     assert rs.dataset_dirs(cfg, "plain") == {m: os.path.join(str(tmp_path), "data", "images", m) for m in ("nr", "r")}
     with pytest.raises(errors.UserError, match="not both"):
         cli.make_config(cli.build_parser().parse_args(["--images", "x.deb", "--mesh_root", "m"]))
+    for flag in (["--band_limit", "2"], ["--flat_reference"]):
+        with pytest.raises(errors.UserError, match="needs --images"):
+            cli.make_config(cli.build_parser().parse_args(flag))
 
 
 @pytest.mark.slow
@@ -420,7 +423,7 @@ def test_quick_image_study(tmp_path):
     a = cli.build_parser().parse_args(["--quick", "--images", str(src), "--out", str(out),
                                        "--models", "spherical-spectral,planar", "--n_train_images", "24",
                                        "--n_val_images", "6", "--n_test_images", "12", "--n_rotations", "2",
-                                       "--flat_reference"])
+                                       "--flat_reference", "--band_limit", "2"])
     cfg = cli.make_config(a)
     cfg.quiet = True
     res = rs.run_study(cfg, log=None)
@@ -429,6 +432,7 @@ def test_quick_image_study(tmp_path):
     made = {m: json.load(open(out / "data" / "images" / m / "manifest.json")) for m in ("nr", "r", "flat")}
     assert made["nr"]["protocol"]["rotation"] == "NR" and made["r"]["protocol"]["rotation"] == "R"
     assert made["r"]["counts"]["test"]["records"] == 12 and made["nr"]["counts"]["val"]["records"] == 6
+    assert made["nr"]["protocol"]["band_limit"] == made["r"]["protocol"]["band_limit"] == 2
     # --n_rotations: two rotations (shards) of the R train images, one NR shard
     assert made["r"]["counts"]["train"]["records"] == 48 and made["nr"]["counts"]["train"]["records"] == 24
     assert len(made["r"]["files"]["train"]) == 2 and len(made["nr"]["files"]["train"]) == 1

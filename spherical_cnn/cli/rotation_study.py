@@ -63,6 +63,9 @@ def build_parser():
     p.add_argument("--n_val_images", type=int, default=0,
                    help="validation images (after the train ones); with some, every run validates "
                         "after each epoch (learning curves in its TensorBoard events)")
+    p.add_argument("--band_limit", type=int, default=0, metavar="K",
+                   help="with --images: project on the K-times finer grid and keep the degrees < n/2 "
+                        "(spherical-cnn-make-images --band_limit); 0: the protocol's sampling")
     p.add_argument("--flat_reference", action="store_true",
                    help="with --images: also train the planar CNN on the original images (not "
                         "projected), once per seed: the upper reference")
@@ -109,8 +112,10 @@ def make_config(a):
         if a.n_rotations is None:
             cfg.n_rotations = 1
         cfg.flat_reference = a.flat_reference
-    elif a.flat_reference:
-        raise UserError("--flat_reference needs --images (it is the image study's reference)")
+        cfg.image_band_limit = a.band_limit
+    elif a.flat_reference or a.band_limit:
+        raise UserError("--{} needs --images (it is an option of the image study)".format(
+            "flat_reference" if a.flat_reference else "band_limit"))
     cfg.params_files = tuple(a.params or (rs.IMAGE_PARAMS if a.images else rs.DEFAULT_PARAMS))
     cfg.extra_flags = tuple(cfg.extra_flags) + tuple(a.flags)
     for key in ("input_res", "n_rotations", "n_test_rotations", "workers"):

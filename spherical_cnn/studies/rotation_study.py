@@ -204,6 +204,8 @@ class StudyConfig:
             train ones): with some, every run validates after each epoch (learning curves in
             its TensorBoard events). ``n_rotations`` is the number of rotations (train shards)
             of the R train set.
+        image_band_limit: images only: 0 (the protocol's sampling) or the oversampling factor
+            of a band-limited projection (``spherical_cnn.data.images.project_band_limited``).
         flat_reference: images only: also train, once per seed, the planar CNN on the
             original images (not projected; :func:`flat_reference_args`), the upper
             reference of the image study.
@@ -229,6 +231,7 @@ class StudyConfig:
     n_train_images: int = None
     n_val_images: int = 0
     n_test_images: int = None
+    image_band_limit: int = 0
     flat_reference: bool = False
 
 
@@ -328,7 +331,8 @@ def _image_spec(cfg, mode):
             "input_res": cfg.input_res, "rotation": IMAGE_PROTOCOL[mode],
             "n_train": cfg.n_train_images, "n_val": cfg.n_val_images, "n_test": cfg.n_test_images,
             "n_rotations": image_train_rotations(cfg, mode),
-            "n_test_rotations": image_test_rotations(cfg, mode), "seed": cfg.seed}
+            "n_test_rotations": image_test_rotations(cfg, mode), "seed": cfg.seed,
+            "band_limit": 0 if mode == "flat" else cfg.image_band_limit}
 
 
 def image_train_rotations(cfg, mode):
@@ -368,6 +372,7 @@ def build_image_datasets(cfg, log=print):
                              n_train=cfg.n_train_images, n_val=cfg.n_val_images, n_test=cfg.n_test_images,
                              n_rotations=image_train_rotations(cfg, m),
                              n_test_rotations=image_test_rotations(cfg, m), seed=cfg.seed,
+                             band_limit=0 if m == "flat" else cfg.image_band_limit,
                              overwrite=True, progress=False,
                              extra_manifest={"rotation_study": _image_spec(cfg, m)})
     _check_same_split(list(every.values()))
