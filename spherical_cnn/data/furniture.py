@@ -52,6 +52,7 @@ import zipfile
 import numpy as np
 
 from ..errors import DataError, UserError
+from .atomic_output import AtomicFolder
 
 PACKAGE = 'sweethome3d-furniture'
 INSTALLED_PATH = '/usr/share/sweethome3d/furniture'
@@ -525,45 +526,36 @@ def convert(out_dir, source=None, *, test_fraction=DEFAULT_TEST_FRACTION, min_pe
 
     ``source``: the package's .deb, a folder holding .sh3f archives (extracted
     package, installed path) or one .sh3f; None: installed package or apt-get
-    download. The tree is written in a hidden folder beside ``out_dir`` and renamed
-    into place when complete (as ``builder.build``); an existing non-empty
-    ``out_dir`` is replaced only with ``overwrite``.
+    download. The tree is written in a hidden folder beside ``out_dir`` and put in
+    place when complete (:mod:`.atomic_output`); an existing non-empty ``out_dir`` is
+    replaced only with ``overwrite``.
     """
-    from . import builder
     if not 0 < test_fraction < 1:
         raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
-    builder._check_destination(out_dir, overwrite)
-    existed = os.path.isdir(out_dir) and bool(os.listdir(out_dir))  # what --overwrite may replace
-    with tempfile.TemporaryDirectory(prefix='furniture-') as work:
+    out = AtomicFolder(out_dir, overwrite=overwrite, holder='furniture import')
+    with out, tempfile.TemporaryDirectory(prefix='furniture-') as work:
         archives, source_desc = find_archives(source, work, progress=progress)
         kept, left_out, skipped = collect(archives, progress=progress)
-    counts = {}
-    for r in kept:
-        counts[r['class']] = counts.get(r['class'], 0) + 1
-    small = {c for c, n in counts.items() if n < min_per_class}
-    for r in [r for r in kept if r['class'] in small]:
-        left_out.append(dict(r, reason=f'class {r["class"]!r} has {counts[r["class"]]} distinct meshes '
-                                       f'(< --min_per_class {min_per_class})'))
-    kept = [r for r in kept if r['class'] not in small]
-    if not kept:
-        raise FurnitureError(f'no class with at least {min_per_class} readable meshes in {source_desc}')
-    assign_splits(kept, test_fraction, seed)
-    used = set()
-    for r in sorted(kept, key=lambda r: (r['archive'].lower(), r['index'])):
-        base = f'{_slug(r["archive"])}-{r["index"]:03d}-{_slug(r["name"])}'
-        r['file'] = f'{r["class"]}/{r["split"]}/{base}.off'
-        assert r['file'] not in used
-        used.add(r['file'])
-    stage = builder._staging_dir(out_dir)
-    try:
-        summary = _write_tree(stage, kept, left_out, skipped, source_desc, archives,
-                              dict(test_fraction=test_fraction, min_per_class=min_per_class, seed=seed),
-                              command, progress)
-        builder._replace_dir(stage, out_dir, overwrite=overwrite, existed=existed)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return summary
+        counts = {}
+        for r in kept:
+            counts[r['class']] = counts.get(r['class'], 0) + 1
+        small = {c for c, n in counts.items() if n < min_per_class}
+        for r in [r for r in kept if r['class'] in small]:
+            left_out.append(dict(r, reason=f'class {r["class"]!r} has {counts[r["class"]]} distinct meshes '
+                                           f'(< --min_per_class {min_per_class})'))
+        kept = [r for r in kept if r['class'] not in small]
+        if not kept:
+            raise FurnitureError(f'no class with at least {min_per_class} readable meshes in {source_desc}')
+        assign_splits(kept, test_fraction, seed)
+        used = set()
+        for r in sorted(kept, key=lambda r: (r['archive'].lower(), r['index'])):
+            base = f'{_slug(r["archive"])}-{r["index"]:03d}-{_slug(r["name"])}'
+            r['file'] = f'{r["class"]}/{r["split"]}/{base}.off'
+            assert r['file'] not in used
+            used.add(r['file'])
+        return _write_tree(out.stage, kept, left_out, skipped, source_desc, archives,
+                           dict(test_fraction=test_fraction, min_per_class=min_per_class, seed=seed),
+                           command, progress)
 
 
 def _write_tree(stage, kept, left_out, skipped, source_desc, archives, options, command, progress):

@@ -46,6 +46,7 @@ import numpy as np
 
 from . import rotations
 from ..errors import DataError, UserError
+from .atomic_output import AtomicFolder, check_destination
 
 PACKAGE = "dataset-fashion-mnist"
 PLANE_EXTENT = 1.5  # the image spans [-1.5, 1.5]^2 on the plane
@@ -367,7 +368,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
     Returns:
         the manifest dict.
     """
-    from . import builder, records
+    from . import records
     import tensorflow as tf
 
     if rotation not in MODES:
@@ -378,8 +379,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
         raise ValueError("--n_rotations and --n_test_rotations must be >= 1")
     if n_val < 0:
         raise ValueError("--n_val must be >= 0, got {}".format(n_val))
-    builder._check_destination(out_dir, overwrite)
-    existed = os.path.isdir(out_dir) and bool(os.listdir(out_dir))  # what --overwrite may replace
+    out = AtomicFolder(out_dir, overwrite=overwrite)
     mode = MODES[rotation]
     t0 = time.time()
     train_x, train_y = load_split(paths["train_images"], paths["train_labels"])
@@ -405,8 +405,8 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
         jobs.append(("test_000.tfrecord", "test", test_idx, test_x, test_y, r))
     total = sum(len(j[2]) for j in jobs)
 
-    stage = builder._staging_dir(out_dir)
-    try:
+    with out:
+        stage = out.stage
         from tqdm import tqdm
         bar = tqdm(total=total, unit="img", disable=not progress, file=sys.stdout, dynamic_ncols=True,
                    desc="projecting ({}, res {})".format(rotation, input_res))
@@ -465,10 +465,6 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
         manifest.update(extra_manifest or {})
         with open(os.path.join(stage, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=1)
-        builder._replace_dir(stage, out_dir, overwrite=overwrite, existed=existed)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     if progress:
         c = manifest["counts"]
         print("dataset written to {} in {:.1f} s ({}, res {}, {} classes): train {} / val {} / test {} "
@@ -478,7 +474,10 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
 
 
 def build_from_source(source, out_dir, explicit=None, log=print, **kwargs):
-    """:func:`build` from a .deb, a folder, explicit IDX paths or (``source`` None) a download."""
+    """:func:`build` from a .deb, a folder, explicit IDX paths or (``source`` None) a download.
+
+    The destination is checked first (before any download)."""
+    check_destination(out_dir, kwargs.get("overwrite", False))
     with tempfile.TemporaryDirectory(prefix="spherical-images-") as tmp:
         paths = resolve_source(source, tmp, explicit, log=log)
         extra = dict(kwargs.pop("extra_manifest", None) or {})
