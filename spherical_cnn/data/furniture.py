@@ -36,22 +36,22 @@ than ``min_per_class`` distinct meshes are left out. The split is deterministic:
 within each class the meshes are ordered by a hash of (seed, archive, model path)
 and the first ``round(test_fraction * n)`` go to test.
 """
+import contextlib
 import csv
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import zipfile
 
 import numpy as np
 
 from ..errors import DataError, UserError
+from . import archives
 from .atomic_output import AtomicFolder
 
 PACKAGE = 'sweethome3d-furniture'
@@ -60,6 +60,8 @@ CATALOG = 'PluginFurnitureCatalog.properties'
 DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_MIN_PER_CLASS = 15
 DEFAULT_SEED = 0
+MAX_OBJ_BYTES = 256 << 20  # one model's OBJ file
+MAX_SIZE_CM = 1e5  # a catalog size above 1 km is not furniture
 
 # (class, words): an item belongs to the first class one of whose words is a
 # word of its lower-cased name. Order matters ("desk lamp" is a lamp, "glass door
@@ -95,6 +97,15 @@ EXCLUDE = (
 
 class FurnitureError(UserError):
     """The furniture package or an archive cannot be used (one line naming it)."""
+
+
+@contextlib.contextmanager
+def _archive_errors():
+    """:class:`~.archives.ArchiveError` as :class:`FurnitureError` (the same line)."""
+    try:
+        yield
+    except archives.ArchiveError as err:
+        raise FurnitureError(str(err)) from None
 
 
 def classify(name):
@@ -329,37 +340,34 @@ def download_deb(workdir, package=PACKAGE, progress=True):
     return os.path.join(workdir, sorted(debs)[0])
 
 
+def _is_sh3f(name):
+    return name.lower().endswith('.sh3f')
+
+
 def extract_deb(deb, workdir):
     """The ``.sh3f`` archives inside a Debian package, unpacked into ``workdir``.
 
     Reads the ``ar`` archive and its ``data.tar.{xz,gz,bz2,}`` with the standard
-    library (``dpkg-deb -x`` for other compressions, when present).
+    library (``dpkg-deb -x`` for other compressions, when present), with the checks of
+    :mod:`.archives` (member names, links, sizes).
     """
-    try:
-        members = _ar_members(deb)
-    except (OSError, ValueError) as e:
-        raise FurnitureError(f'{deb}: not a readable Debian package ({e})')
-    data = [(n, off, size) for n, off, size in members if n.startswith('data.tar')]
-    if not data:
-        raise FurnitureError(f'{deb}: not a Debian package (no data.tar member)')
-    name, off, size = data[0]
+    with _archive_errors():
+        return _extract_deb(deb, workdir)
+
+
+def _extract_deb(deb, workdir):
+    name, blob = archives.deb_data(deb)
     out = os.path.join(workdir, 'deb')
     os.makedirs(out, exist_ok=True)
     found = []
-    if name in ('data.tar', 'data.tar.xz', 'data.tar.gz', 'data.tar.bz2'):
-        try:
-            with open(deb, 'rb') as f:
-                f.seek(off)
-                blob = f.read(size)
-            with tarfile.open(fileobj=io.BytesIO(blob), mode='r:*') as tar:
-                for m in tar:
-                    if m.isfile() and m.name.lower().endswith('.sh3f'):
-                        dest = os.path.join(out, os.path.basename(m.name))
-                        with tar.extractfile(m) as src, open(dest, 'wb') as dst:
-                            shutil.copyfileobj(src, dst)
-                        found.append(dest)
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise FurnitureError(f'{deb}: corrupt package ({name}: {e})')
+    if name in archives.STDLIB_TARS:
+        where = f'{deb} ({name})'
+        with archives.open_tar(blob, where) as tar:
+            budget = [archives.MAX_UNPACKED]
+            for m in archives.tar_members(tar, where, _is_sh3f):
+                dest = os.path.join(out, os.path.basename(m.name))
+                archives.copy_member(tar, m, dest, where, budget)
+                found.append(dest)
     else:
         dpkg = shutil.which('dpkg-deb')
         if dpkg is None:
@@ -367,29 +375,11 @@ def extract_deb(deb, workdir):
         proc = subprocess.run([dpkg, '-x', deb, out], capture_output=True, text=True)
         if proc.returncode != 0:
             raise FurnitureError(f'{deb}: dpkg-deb -x failed: {" ".join(proc.stderr.split())}')
+        archives.check_links_under(out, _is_sh3f)
         found = _sh3f_under(out)
     if not found:
         raise FurnitureError(f'{deb}: no .sh3f furniture archive in the package')
     return sorted(found, key=lambda p: os.path.basename(p).lower())
-
-
-def _ar_members(path):
-    """[(name, data offset, size)] of a Unix ``ar`` archive."""
-    out = []
-    with open(path, 'rb') as f:
-        if f.read(8) != b'!<arch>\n':
-            raise ValueError('no ar signature')
-        while True:
-            head = f.read(60)
-            if not head:
-                break
-            if len(head) < 60 or head[58:60] != b'`\n':
-                raise ValueError('truncated or bad ar member header')
-            name = head[:16].decode('ascii', 'replace').strip().rstrip('/')
-            size = int(head[48:58].decode('ascii').strip())
-            out.append((name, f.tell(), size))
-            f.seek(size + (size % 2), os.SEEK_CUR)
-    return out
 
 
 # ---------------------------------------------------------------- conversion
@@ -403,8 +393,8 @@ def _split_rank(seed, archive, model):
     return hashlib.sha1(f'{seed}:{archive}:{model}'.encode()).hexdigest()
 
 
-def collect(archives, progress=True, warn=None):
-    """Read, classify, turn upright and deduplicate every catalog item of ``archives``.
+def collect(sh3f_paths, progress=True, warn=None):
+    """Read, classify, turn upright and deduplicate every catalog item of the ``.sh3f`` archives.
 
     Returns (kept, left_out, skipped): ``kept`` dicts have 'vertices' (cm, z-up),
     'faces', 'class' and the catalog fields; ``left_out`` and ``skipped`` are dicts
@@ -414,11 +404,9 @@ def collect(archives, progress=True, warn=None):
     """
     catalogs = []
     try:
-        for path in archives:
-            try:
-                zf = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
-                raise FurnitureError(f'{path}: corrupt archive ({e})')
+        for path in sh3f_paths:
+            with _archive_errors():
+                zf = archives.open_zip(path)
             catalogs.append((path, zf, None))
             try:
                 catalogs[-1] = (path, zf, read_catalog(path, zf))
@@ -451,6 +439,7 @@ def collect(archives, progress=True, warn=None):
                     continue
                 where = f'{path}:{it["model"]} (item {it["index"]} {it["name"]!r})'
                 try:
+                    _, rot = check_catalog_values(it, where)
                     v, f = _read_model(zf, it, where)
                 except (DataError, zipfile.BadZipFile, EOFError, OSError, KeyError,
                         NotImplementedError, RuntimeError) as e:
@@ -458,7 +447,6 @@ def collect(archives, progress=True, warn=None):
                     warn(f'skipped {msg}')
                     skipped.append(dict(rec, reason=msg))
                     continue
-                rot = rotation_matrix(it['model_rotation'], where) if it['model_rotation'] else None
                 vz = upright(v, rot)
                 scale, aspect = catalog_fit(vz, it['dims']) if it['dims'] else (1.0, float('nan'))
                 vz = vz * scale
@@ -492,13 +480,35 @@ def _read_model(zf, item, where):
     if not model:
         raise DataError(f'{where}: the catalog gives no model path')
     name = model.lstrip('/')
+    why = archives.unsafe_name(name)
+    if why:
+        raise DataError(f'{where}: the model path is {why}; not read')
     if not name.lower().endswith('.obj'):
         raise DataError(f'{where}: not an OBJ model')
     try:
-        data = zf.read(name)
+        size = zf.getinfo(name).file_size
     except KeyError:
         raise DataError(f'{where}: model file missing from the archive')
-    return parse_obj(data, where)
+    if size > MAX_OBJ_BYTES:
+        raise DataError(f'{where}: the OBJ file has {size} bytes, more than the {MAX_OBJ_BYTES} read')
+    return parse_obj(zf.read(name), where)
+
+
+def check_catalog_values(item, where):
+    """The item's sizes (finite, > 0, at most :data:`MAX_SIZE_CM`) and ``modelRotation`` (nine
+    finite numbers forming a rotation or a reflection) as arrays; DataError naming the item."""
+    dims = item['dims']
+    if dims is not None:
+        bad = [f'{k} {v!r}' for k, v in zip(('width', 'depth', 'height'), dims)
+               if not (np.isfinite(v) and 0 < v <= MAX_SIZE_CM)]
+        if bad:
+            raise DataError(f'{where}: catalog size {", ".join(bad)} is not a size in (0, {MAX_SIZE_CM:g}] cm')
+    rot = None
+    if item['model_rotation']:
+        rot = rotation_matrix(item['model_rotation'], where)
+        if not np.all(np.isfinite(rot)) or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-3):
+            raise DataError(f'{where}: modelRotation {" ".join(item["model_rotation"])!r} is not a rotation')
+    return dims, rot
 
 
 def assign_splits(kept, test_fraction=DEFAULT_TEST_FRACTION, seed=DEFAULT_SEED):
