@@ -44,7 +44,8 @@ def _learning_rate(text):
         value = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise argparse.ArgumentTypeError(
-            "--learning_rate must be a YAML mapping like '{{0: 0.001, 32: 0.0002}}': {}".format(err))
+            "--learning_rate must be a YAML mapping like '{{0: 0.001, 32: 0.0002}}': {}".format(
+                " ".join(str(err).split())))
     if isinstance(value, (int, float)):
         value = {0: float(value)}
     if not isinstance(value, dict) or not value:

@@ -151,7 +151,7 @@ def _ends_with_continuation(line):
 def _unescape(s):
     def repl(m):
         c = m.group(1)
-        if c.startswith('u'):
+        if len(c) == 5:  # uXXXX
             return chr(int(c[1:], 16))
         return {'t': '\t', 'n': '\n', 'r': '\r', 'f': '\f'}.get(c, c)
     return re.sub(r'\\(u[0-9a-fA-F]{4}|.)', repl, s)
@@ -195,10 +195,14 @@ def parse_obj(data, name='model.obj'):
     number or a face index out of range.
     """
     verts, faces = [], []
+    lineno = 0
     try:
         for lineno, line in enumerate(data.decode('latin-1').splitlines(), 1):
             if line.startswith('v '):
-                verts.append([float(t) for t in line.split()[1:4]])
+                coords = [float(t) for t in line.split()[1:4]]
+                if len(coords) < 3:
+                    raise ValueError(f'a vertex needs 3 coordinates, got {len(coords)}')
+                verts.append(coords)
             elif line.startswith('f '):
                 idx = []
                 for tok in line.split()[1:]:
@@ -208,11 +212,11 @@ def parse_obj(data, name='model.obj'):
     except ValueError as e:
         raise DataError(f'{name}: line {lineno}: cannot parse OBJ ({e})', path=name)
     v = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
+    if any(not 0 <= i < len(v) for face in faces for i in face):
+        raise DataError(f'{name}: face index out of range ({len(v)} vertices)', path=name)
     f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     if len(v) == 0 or len(f) == 0:
         raise DataError(f'{name}: no triangle in the OBJ file ({len(v)} vertices, {len(f)} faces)', path=name)
-    if f.min() < 0 or f.max() >= len(v):
-        raise DataError(f'{name}: face index out of range ({len(v)} vertices)', path=name)
     if not np.all(np.isfinite(v)):
         raise DataError(f'{name}: non-finite vertex coordinates', path=name)
     used = np.unique(f)
@@ -329,7 +333,8 @@ def download_deb(workdir, package=PACKAGE, progress=True):
                              'elsewhere and pass its path')
     if progress:
         print(f'downloading {package} with apt-get ...', file=sys.stderr)
-    proc = subprocess.run([apt, 'download', package], cwd=workdir, capture_output=True, text=True)
+    proc = subprocess.run([apt, 'download', package], cwd=workdir, capture_output=True, text=True,
+                          errors='replace')
     debs = [f for f in os.listdir(workdir) if f.endswith('.deb')]
     if proc.returncode != 0 or not debs:
         text = ' '.join((proc.stderr or proc.stdout or '').split())
@@ -372,7 +377,7 @@ def _extract_deb(deb, workdir):
         dpkg = shutil.which('dpkg-deb')
         if dpkg is None:
             raise FurnitureError(f'{deb}: {name} needs dpkg-deb to unpack; extract the package and pass the folder')
-        proc = subprocess.run([dpkg, '-x', deb, out], capture_output=True, text=True)
+        proc = subprocess.run([dpkg, '-x', deb, out], capture_output=True, text=True, errors='replace')
         if proc.returncode != 0:
             raise FurnitureError(f'{deb}: dpkg-deb -x failed: {" ".join(proc.stderr.split())}')
         archives.check_links_under(out, _is_sh3f)

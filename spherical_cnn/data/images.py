@@ -94,10 +94,10 @@ def read_idx(path, expect_ndim=None):
             if len(dims) < 4 * ndim:
                 raise bad("truncated IDX header")
             shape = struct.unpack(">" + "I" * ndim, dims)
-            n = 1
+            n, extent = 1, 1
             for d in shape:
-                n *= d
-            if n > MAX_IDX_BYTES:
+                n, extent = n * d, extent * max(d, 1)  # extent: also with a size 0 (NumPy's limit)
+            if extent > MAX_IDX_BYTES:
                 raise bad("IDX header says {} values ({}), more than the {} this reader takes".format(
                     n, " x ".join(map(str, shape)), MAX_IDX_BYTES))
             body = f.read(n + 1)
@@ -165,7 +165,7 @@ def extract_deb(deb, dest):
         if not shutil.which("dpkg-deb"):
             raise UserError("{}: cannot read its {} (compression not supported here, and dpkg-deb "
                             "is not installed)".format(deb, name)) from None
-        r = subprocess.run(["dpkg-deb", "-x", deb, dest], capture_output=True, text=True)
+        r = subprocess.run(["dpkg-deb", "-x", deb, dest], capture_output=True, text=True, errors="replace")
         if r.returncode:
             raise UserError("{}: dpkg-deb -x failed: {}".format(deb, _last_line(r.stderr))) from None
         archives.check_links_under(dest, _is_idx)
@@ -191,7 +191,7 @@ def download_deb(dest, package=PACKAGE):
     if not apt:
         raise UserError("no package manager: apt-get is not installed here; download the {} .deb "
                         "elsewhere (or the IDX files) and pass its path".format(package))
-    r = subprocess.run([apt, "download", package], cwd=dest, capture_output=True, text=True)
+    r = subprocess.run([apt, "download", package], cwd=dest, capture_output=True, text=True, errors="replace")
     if r.returncode:
         text = _last_line(r.stderr)
         if "unable to locate package" in (r.stderr or "").lower():
