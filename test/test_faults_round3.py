@@ -260,3 +260,117 @@ def test_absurd_catalog_values_are_named_and_skipped(tmp_path, field, value, why
     assert [k["name"] for k in kept] == ["Kitchen chair"]
     assert len(skipped) == 1 and why in skipped[0]["reason"] and "Bad chair" in skipped[0]["reason"], skipped
     assert len(warnings) == 1 and "Cat.sh3f" in warnings[0]
+
+
+# --- safe model loading, damaged pretrained folders ----------------------------------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+from spherical_cnn import pretrained, trained_run  # noqa: E402
+
+CHAIR_OFF = os.path.join(ROOT, "examples", "chair.off")
+
+
+def _predict(argv, capsys):
+    from spherical_cnn.cli import predict
+    from spherical_cnn.errors import run_cli
+    status = run_cli(predict.main, argv, prog="predict")
+    captured = capsys.readouterr()
+    return status, captured.out, [l for l in captured.err.splitlines() if l.strip()]
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A copy of the shipped models, which predict --pretrained reads instead of the package's."""
+    folder = tmp_path / "pretrained"
+    shutil.copytree(pretrained.PRETRAINED_DIR, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", str(folder))
+    return folder
+
+
+def test_shipped_models_carry_checksums_that_match():
+    for name in pretrained.names():
+        folder = pretrained.model_dir(name)
+        assert pretrained.meta(name)["sha256"] == pretrained.checksums(folder), name
+        assert set(pretrained.meta(name)["sha256"]) >= {"model.keras", "flags.yaml", "classes.txt"}
+
+
+def test_a_changed_model_file_is_refused_before_loading(shipped, capsys, monkeypatch):
+    model = shipped / "synthetic" / "model.keras"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    import keras
+    calls = []
+    monkeypatch.setattr(keras.models, "load_model", lambda *a, **k: calls.append(a))
+    status, _, err = _predict(["--pretrained", "synthetic", "--meshes", CHAIR_OFF], capsys)
+    assert status == 2 and len(err) == 1, err
+    assert "{} does not match its checksum in".format(model) in err[0] and "meta.json" in err[0]
+    assert calls == []  # never handed to Keras
+
+
+def test_short_classes_txt_is_one_line(shipped, capsys):
+    """Issue 31: a short classes.txt gave an IndexError traceback in predict."""
+    folder = shipped / "synthetic"
+    (folder / "classes.txt").write_text("airplane\nbed\n")
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["sha256"]["classes.txt"] = trained_run._sha256(str(folder / "classes.txt"))  # consistent, still short
+    (folder / "meta.json").write_text(json.dumps(meta))
+    status, _, err = _predict(["--pretrained", "synthetic", "--meshes", CHAIR_OFF], capsys)
+    assert status == 2 and len(err) == 1, err
+    assert "classes.txt names 2 classes but the model" in err[0] and "predicts 12" in err[0]
+
+
+def test_damaged_meta_json_is_named_in_predict_and_in_the_listing(shipped, capsys):
+    """Issue 31: a JSON error with no file name, also in --list_pretrained."""
+    (shipped / "furniture" / "meta.json").write_text('{"name": "furniture", ')
+    status, _, err = _predict(["--pretrained", "furniture", "--meshes", CHAIR_OFF], capsys)
+    assert status == 2 and len(err) == 1, err
+    assert "damaged {}: not readable JSON".format(shipped / "furniture" / "meta.json") in err[0]
+    status, out, err = _predict(["--list_pretrained"], capsys)
+    assert status == 0 and err == []
+    lines = out.splitlines()
+    assert len(lines) == 3 and lines[1].startswith("furniture") and "damaged" in lines[1]
+    assert "synthetic" in lines[2] and "test accuracy" in lines[2]
+
+
+def test_missing_flags_yaml_says_what_is_missing(shipped, capsys):
+    """Issue 31: a missing flags.yaml gave a message about --test_only and training."""
+    folder = shipped / "synthetic"
+    os.remove(folder / "flags.yaml")
+    meta = json.loads((folder / "meta.json").read_text())
+    del meta["sha256"]["flags.yaml"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    status, _, err = _predict(["--pretrained", "synthetic", "--meshes", CHAIR_OFF], capsys)
+    assert status == 2 and len(err) == 1, err
+    assert "has model.keras but no flags.yaml" in err[0] and "--test_only" not in err[0]
+
+
+def _save(model, path):
+    model.save(path)
+    return str(path)
+
+
+def test_a_model_file_with_python_code_is_refused(tmp_path):
+    import keras
+    x = keras.Input((4,))
+    evil = keras.Model(x, {"logits": keras.layers.Lambda(lambda t: t * 2, name="code")(x)})
+    path = _save(evil, tmp_path / "model.keras")
+    with pytest.raises(UserError, match="refusing to load the model .*model.keras: it holds a Lambda layer "
+                                        r"\(code\), i.e. Python code"):
+        trained_run.load_model(path)
+
+
+def test_a_custom_object_that_is_not_ours_is_refused(tmp_path):
+    import keras
+
+    @keras.saving.register_keras_serializable(package="someone_else")
+    class Scale(keras.layers.Layer):
+        def call(self, t):
+            return t * 3
+    x = keras.Input((4,))
+    path = _save(keras.Model(x, {"logits": Scale()(x)}), tmp_path / "model.keras")
+    assert keras.models.load_model(path) is not None  # Keras alone would load it (registered here)
+    with pytest.raises(UserError, match="needs the custom object 'someone_else>Scale'"):
+        trained_run.load_model(path)

@@ -229,6 +229,7 @@ def main(argv=None):
             import numpy as np
             with np.load(os.path.join(stage, subset["file"])) as d:
                 meta["image_shape"] = list(d["images"].shape[1:])
+        meta["sha256"] = pretrained.checksums(stage)  # verified before the model is loaded
         with open(os.path.join(stage, pretrained.META_FILE), "w") as f:
             json.dump(meta, f, indent=1)
         os.chmod(stage, 0o755)
