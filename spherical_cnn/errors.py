@@ -154,6 +154,11 @@ def interrupt_signal_name():
     return signal.Signals(sig).name if sig else None
 
 
+def interrupt_count():
+    """How many interrupts arrived since the command started."""
+    return _INTERRUPT["count"]
+
+
 def interrupted():
     """True if an interrupt arrived since the command started (see :func:`deferred_interrupts`)."""
     return _INTERRUPT["requested"]

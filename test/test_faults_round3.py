@@ -374,3 +374,127 @@ def test_a_custom_object_that_is_not_ours_is_refused(tmp_path):
     assert keras.models.load_model(path) is not None  # Keras alone would load it (registered here)
     with pytest.raises(UserError, match="needs the custom object 'someone_else>Scale'"):
         trained_run.load_model(path)
+
+
+# --- exact resume of the classification trainer ---------------------------------------------
+
+from spherical_cnn import training  # noqa: E402
+from spherical_cnn.checkpoints import CheckpointStore  # noqa: E402
+from spherical_cnn.errors import EXIT_INTERRUPTED, run_cli  # noqa: E402
+from test_faults import ENV as TRAIN_ENV, TINY, make_dataset, user_lines  # noqa: E402
+
+RESUME_FLAGS = ["--n_epochs", "3", "--no_export", "--dropout"]  # dropout: random draws are resumed too
+
+
+def train_cli(argv):
+    return run_cli(lambda a: training.run(a) and None, argv, prog="train.py")
+
+
+@pytest.fixture(scope="module")
+def data3(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data3"))
+
+
+@pytest.fixture(scope="module")
+def reference(data3, tmp_path_factory):
+    """The uninterrupted run every resumed one must equal."""
+    logdir = str(tmp_path_factory.mktemp("ref") / "run")
+    assert train_cli(TINY + ["--dset_dir", data3, "--logdir", logdir] + RESUME_FLAGS) == 0
+    return logdir
+
+
+def tensors(logdir, name="final"):
+    prefix = CheckpointStore(logdir).path(name)
+    reader = training.tf.train.load_checkpoint(prefix)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "OBJECT_GRAPH" not in k}
+
+
+def scalars(logdir):
+    """{(tag, epoch): value} of every TensorBoard scalar written in ``logdir`` (last value wins)."""
+    tf = training.tf
+    out = {}
+    for fn in sorted(os.listdir(logdir)):
+        if fn.startswith("events.out"):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(logdir, fn)):
+                for v in event.summary.value:
+                    if v.metadata.plugin_data.plugin_name == "scalars":
+                        out[v.tag, event.step] = float(tf.make_ndarray(v.tensor))
+    return out
+
+
+def assert_same_run(logdir, reference):
+    a, b = tensors(logdir), tensors(reference)
+    assert sorted(a) == sorted(b)
+    timing = "figure_seconds/.ATTRIBUTES/VARIABLE_VALUE"  # wall-clock seconds of training: not a result
+    different = [k for k in a if k != timing and not np.array_equal(a[k], b[k])]
+    assert not different, different[:5]  # bit-exact: weights, optimizer state, epoch, figures
+    got, want = scalars(logdir), scalars(reference)
+    losses = {k: v for k, v in want.items() if k[0].startswith(("loss/", "train_acc", "valid_acc"))}
+    assert len(losses) == 3 * 7 and all(got[k] == v for k, v in losses.items()), \
+        [(k, got.get(k), v) for k, v in losses.items() if got.get(k) != v][:5]
+
+
+def _sigterm_on_call(monkeypatch, owner, name, call, when="after"):
+    """Make ``owner.name`` send a real SIGTERM to this process on its ``call``-th call."""
+    real = getattr(owner, name)
+    count = [0]
+
+    def wrapped(*args, **kwargs):
+        count[0] += 1
+        if count[0] == call and when == "before":
+            os.kill(os.getpid(), signal.SIGTERM)
+        out = real(*args, **kwargs)
+        if count[0] == call and when == "after":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+    monkeypatch.setattr(owner, name, wrapped)
+
+
+def _step_hook(monkeypatch, call):
+    """SIGTERM right after training step ``call`` (the update is applied when it arrives)."""
+    real_build = training.Trainer._build_steps
+
+    def build(self):
+        real_build(self)
+        step, count = self._train_step, [0]
+
+        def counted(x, y):
+            out = step(x, y)
+            count[0] += 1
+            if count[0] == call:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return out
+        self._train_step = counted
+    monkeypatch.setattr(training.Trainer, "_build_steps", build)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["mid-epoch step", "last step of an epoch", "validation", "checkpoint save"])
+def test_sigterm_then_the_same_command_equals_an_uninterrupted_run(point, data3, reference, tmp_path,
+                                                                   monkeypatch, capsys):
+    logdir = str(tmp_path / "run")
+    argv = TINY + ["--dset_dir", data3, "--logdir", logdir] + RESUME_FLAGS
+    with monkeypatch.context() as m:
+        if point == "mid-epoch step":
+            _step_hook(m, 5)  # epoch 2, step 2 of 3
+        elif point == "last step of an epoch":
+            _step_hook(m, 3)
+        elif point == "validation":
+            _sigterm_on_call(m, training.Trainer, "evaluate", 2, when="before")
+        else:
+            _sigterm_on_call(m, CheckpointStore, "save", 2, when="before")  # epoch 1's 'latest'
+        assert train_cli(argv) == EXIT_INTERRUPTED
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(err) == 1 and err[0].startswith("train.py: error: interrupted; latest checkpoint is epoch"), err
+    expect = {"mid-epoch step": "epoch 1 and 2 step(s) of epoch 2 (of 3), saved when SIGTERM arrived",
+              "last step of an epoch": "epoch 0 and 3 step(s) of epoch 1 (of 3)",
+              "validation": "epoch 1 and 3 step(s) of epoch 2 (of 3)",
+              "checkpoint save": "epoch 1 ({})".format(logdir)}[point]
+    assert expect in err[0], err
+    with open(os.path.join(logdir, "logging.log")) as f:
+        assert "interrupted; latest checkpoint is epoch" in f.read()  # the log says why it stopped
+
+    assert train_cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "Continuing from checkpoint" in out
+    assert_same_run(logdir, reference)
