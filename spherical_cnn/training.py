@@ -69,6 +69,14 @@ class EpochInterrupted(Exception):
         self.epoch, self.step, self.sums, self.seconds = epoch, step, sums, seconds
 
 
+class _RunLogHandler(logging.FileHandler):
+    """``logging.log``: a record that cannot be written (a full disk) is dropped quietly; the
+    console has it, and the error that follows says what happened."""
+
+    def handleError(self, record):
+        pass
+
+
 class _StdoutHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stdout`` is at the time of each record."""
 
@@ -94,7 +102,7 @@ def get_logger(logdir=None):
         path = os.path.join(logdir, "logging.log")
         try:
             os.makedirs(logdir, exist_ok=True)
-            fh = logging.FileHandler(path)
+            fh = _RunLogHandler(path)
         except OSError as err:
             if not is_read_only(err):
                 raise
@@ -437,6 +445,9 @@ class Trainer:
         seconds += time.time() - t0
         if bar is not None:
             bar.close()
+        if n_steps != self.dataset_steps(epoch) and hasattr(self.dataset, "train_size"):
+            # TensorFlow stops quietly at a record cut short: a shard truncated while it was read
+            self.check_data_unchanged(("train",), during="epoch {}".format(epoch + 1))
         if n_steps == 0:
             raise RuntimeError("training shard of epoch {} yielded no batch (batch size {} with "
                                "--round_batches larger than the shard?)".format(epoch, self.args.train_bsize))
@@ -480,9 +491,10 @@ class Trainer:
                     out[p] = None
         return out
 
-    def check_data_unchanged(self, splits=("train", "val", "test")):
+    def check_data_unchanged(self, splits=("train", "val", "test"), during=None):
         """Verify again the record files that changed since the run started (replaced,
         truncated, rewritten): DataError naming the file and record if one no longer fits."""
+        when = "during {}".format(during) if during else "while training"
         spec = getattr(self.dataset, "spec", None)
         for split in splits:
             for p in getattr(self.dataset, "files", {}).get(split, ()):
@@ -490,18 +502,20 @@ class Trainer:
                     st = os.stat(p)
                     now = (st.st_size, st.st_mtime_ns)
                 except OSError as err:
-                    raise DataError("record file {} disappeared while training ({}); {}".format(
-                        p, err.strerror, self._kept()), path=p) from None
+                    raise DataError("record file {} disappeared {} ({}); {}".format(
+                        p, when, err.strerror, self._kept()), path=p) from None
                 if now == self._file_stats.get(p) or spec is None:
                     continue
                 try:
                     summary = verify.verify_files([p], spec)[p]
                 except DataError as err:
-                    raise DataError("record file {} changed while training and no longer fits: {}; {}"
-                                    .format(p, err, self._kept()), path=p) from None
+                    raise DataError("record file {} changed {} and no longer fits: {}; {}"
+                                    .format(p, when, err, self._kept()), path=p) from None
                 self.dataset._counts[p] = summary.records
                 self.dataset._has_a[p] = summary.has_a
                 self._file_stats[p] = now
+                self.logger.warning("record file {} changed {}; verified again ({} records), going on"
+                                    .format(p, when, summary.records))
 
     def _note_progress(self, epoch, step, force=False):
         """``progress.json``: where training is now, about once a second (for a run killed
@@ -598,6 +612,9 @@ class Trainer:
             if counts.sum() > 0:
                 batch_accs.append(np.trace(counts) / counts.sum())
             conf += counts
+        limited = self.args.test_n if split == "test" else self.args.first_n
+        if not limited and hasattr(self.dataset, "num_examples") and conf.sum() != self.dataset.num_examples(split):
+            self.check_data_unchanged((split,), during="the {} split".format(split))  # cut short quietly
         if conf.sum() == 0:
             raise RuntimeError("the {} split yielded no batch".format(split))
         accuracy = np.mean(batch_accs) if per_batch else np.trace(conf) / conf.sum()

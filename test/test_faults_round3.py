@@ -498,3 +498,213 @@ def test_sigterm_then_the_same_command_equals_an_uninterrupted_run(point, data3,
     out = capsys.readouterr().out
     assert "Continuing from checkpoint" in out
     assert_same_run(logdir, reference)
+
+
+# --- defects of the third battery: training -------------------------------------------------
+
+from test_faults import mounted_tmpfs, write_split  # noqa: E402
+
+BASE = TINY + ["--no_export"]
+
+
+def _err_lines(capsys):
+    return [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+
+
+def _after_save(monkeypatch, call, action):
+    """Run ``action()`` right after the ``call``-th checkpoint save (epoch 1's 'latest' is 2: best, latest)."""
+    real, count = CheckpointStore.save, [0]
+
+    def save(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        count[0] += 1
+        if count[0] == call:
+            action()
+    monkeypatch.setattr(CheckpointStore, "save", save)
+
+
+def _logged(logdir):
+    with open(os.path.join(logdir, "logging.log")) as f:
+        return f.read()
+
+
+def test_records_replaced_under_a_running_training_are_named(tmp_path, monkeypatch, capsys):
+    """Issue 31: shards swapped for files of another resolution after epoch 1 ended in a
+    TensorFlow InvalidArgumentError traceback. The changed file is verified again."""
+    data = make_dataset(tmp_path / "data")
+    logdir = str(tmp_path / "run")
+    shard = os.path.join(data, "train_001.tfrecord")
+
+    def swap():
+        from spherical_cnn.data import records
+        records.write_records(shard, [records.encode_example(np.ones((8, 8, 1), np.complex64), 0)] * 4)
+    _after_save(monkeypatch, 2, swap)
+    assert train_cli(BASE + ["--dset_dir", data, "--logdir", logdir, "--n_epochs", "3"]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "record file {} changed while training and no longer fits".format(shard) in err[0]
+    assert "record 0" in err[0] and "--input_res 16" in err[0], err
+    assert "'latest' (epoch 1) in {} is intact".format(logdir) in err[0]
+    assert "stopped: record file {} changed while training".format(shard) in _logged(logdir)
+
+
+def test_records_truncated_while_being_read_are_named(tmp_path, monkeypatch, capsys):
+    """Issue 31: a shard truncated mid-run gave one raw TensorFlow line with no file name."""
+    data = make_dataset(tmp_path / "data")
+    logdir = str(tmp_path / "run")
+    shard = os.path.join(data, "train_001.tfrecord")
+    real_check = training.Trainer.check_data_unchanged
+
+    def check_then_truncate(self, splits=("train", "val", "test"), during=None):
+        real_check(self, splits, during)
+        if self.saved_epoch == 1 and during is None:  # after the check, before epoch 2 reads its shard
+            with open(shard, "r+b") as f:
+                f.truncate(os.path.getsize(shard) // 2 + 7)  # inside a record
+    monkeypatch.setattr(training.Trainer, "check_data_unchanged", check_then_truncate)
+    assert train_cli(BASE + ["--dset_dir", data, "--logdir", logdir, "--n_epochs", "3"]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "record file {} changed during epoch 2 and no longer fits".format(shard) in err[0], err
+    assert "truncated" in err[0]
+    assert "'latest' (epoch 1) in {} is intact".format(logdir) in err[0]
+
+
+def test_batch_larger_than_the_dataset_is_not_refused(tmp_path, capsys):
+    """Issue 31: --train_bsize 10000000 on a small dataset was refused ("needs 1.6 TiB")."""
+    data = make_dataset(tmp_path / "data")
+    argv = BASE + ["--dset_dir", data, "--logdir", str(tmp_path / "run"), "--n_epochs", "1",
+                   "--train_bsize", "10000000"]
+    assert train_cli(argv) == 0, _err_lines(capsys)
+    from spherical_cnn import params, sizes
+    args = params.parse(argv)
+    assert sizes.training_estimate(args)[0] > 100 * sizes.training_estimate(args, n_records=18)[0]
+    assert training.largest_split(args) == 18
+
+
+def test_a_logdir_name_too_long_is_one_line(tmp_path, capsys):
+    logdir = str(tmp_path / ("l" * 300))
+    assert train_cli(BASE + ["--dset_dir", str(tmp_path), "--logdir", logdir, "--n_epochs", "1"]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "file name too long: {}".format(logdir) in err[0], err
+    assert "300 bytes, the file system allows 255" in err[0]
+
+
+def test_a_logdir_that_is_a_file_is_one_line(tmp_path, capsys):
+    path = tmp_path / "run"
+    path.write_text("x")
+    assert train_cli(BASE + ["--dset_dir", str(tmp_path), "--logdir", str(path)]) == 2
+    err = _err_lines(capsys)
+    assert err == ["train.py: error: --logdir {} is a file, not a folder; give a folder for the run".format(path)]
+
+
+def _fill(folder):
+    """Fill the file system of ``folder`` to the last byte."""
+    with open(os.path.join(folder, "filler"), "wb", buffering=0) as f:
+        for block in (1 << 16, 1 << 12, 1):
+            try:
+                while True:
+                    f.write(bytes(block))
+            except OSError:
+                pass
+
+
+def test_full_disk_writing_tensorboard_events_says_what_is_intact(good3, tmp_path, monkeypatch, capsys):
+    with mounted_tmpfs(tmp_path / "disk", "16m") as mnt:
+        logdir = str(mnt / "run")
+        _after_save(monkeypatch, 2, lambda: _fill(str(mnt)))
+        # with histograms an epoch writes more summaries than the writer queues (10): they
+        # reach the disk inside the epoch (with fewer, TensorFlow's flush drops them quietly
+        # and the checkpoint save that follows reports the full disk, naming its folder)
+        assert train_cli(BASE + ["--dset_dir", good3, "--logdir", logdir, "--n_epochs", "3",
+                                 "--tensorboard_histograms", "1"]) == 2
+        err = _err_lines(capsys)
+        assert len(err) == 1, err
+        assert "no space left on the device writing the TensorBoard events of {} (epoch 2)".format(logdir) in err[0]
+        assert "'latest' (epoch 1) in {} is intact".format(logdir) in err[0]
+        assert CheckpointStore(logdir).path("latest") and tensors(logdir, "latest")
+
+
+def test_full_disk_during_the_export_leaves_nothing_half_written(good3, tmp_path, monkeypatch, capsys):
+    with mounted_tmpfs(tmp_path / "disk", "16m") as mnt:
+        logdir = str(mnt / "run")
+        real_export = training.Trainer.export
+
+        def fill_then_export(self):
+            _fill(str(mnt))
+            return real_export(self)
+        monkeypatch.setattr(training.Trainer, "export", fill_then_export)
+        assert train_cli(TINY + ["--dset_dir", good3, "--logdir", logdir, "--n_epochs", "2"]) == 2
+        err = _err_lines(capsys)
+        assert len(err) == 1 and "no space left on the device exporting the model to {}".format(
+            os.path.join(logdir, "model.keras")) in err[0], err
+        assert "('final', epoch 2)" in err[0] and "run the same command again to export it" in err[0]
+        left = os.listdir(logdir)
+        assert ".export-tmp.keras" not in left and "model.keras" not in left, left
+
+
+@pytest.fixture(scope="module")
+def good3(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("good3"))
+
+
+@pytest.fixture(scope="module")
+def finished(good3, tmp_path_factory):
+    logdir = str(tmp_path_factory.mktemp("finished") / "run")
+    assert train_cli(BASE + ["--dset_dir", good3, "--logdir", logdir, "--n_epochs", "1"]) == 0
+    return logdir
+
+
+def test_ctrl_c_during_test_only_says_the_checkpoints_are_intact(finished, monkeypatch, capsys):
+    """Issue 31: Ctrl-C during --test_only said "no checkpoint was saved"."""
+    before = tensors(finished)
+    capsys.readouterr()
+    _sigterm_on_call(monkeypatch, training.Trainer, "evaluate", 1, when="before")
+    assert train_cli(["--test_only", "--logdir", finished]) == EXIT_INTERRUPTED
+    err = _err_lines(capsys)
+    assert err == ["train.py: error: interrupted while testing; nothing was written, the checkpoints in {} "
+                   "are unchanged".format(finished)]
+    after = tensors(finished)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_resume_with_other_model_flags_names_the_checkpoint(finished, good3, tmp_path, capsys):
+    """Issue 31: resume with different --nfilters gave TensorFlow's raw shape mismatch."""
+    run = str(tmp_path / "run")
+    shutil.copytree(finished, run)
+    argv = [a if a != "4,4" else "4,8" for a in BASE] + ["--dset_dir", good3, "--logdir", run, "--n_epochs", "2"]
+    assert train_cli(argv) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "checkpoint {} does not match the model of these flags".format(
+        os.path.join(run, "latest")) in err[0], err
+    assert "use the flags it was trained with, or --from_scratch" in err[0]
+
+
+def test_at_file_errors_are_one_line_naming_the_file(tmp_path, capsys):
+    """Issue 31: a blank line gave "unrecognized arguments: " with nothing after it, @file
+    errors never named the @file, and argparse printed 23 lines of usage first."""
+    from spherical_cnn import params
+    argfile = tmp_path / "flags.txt"
+    argfile.write_text("--logdir\nrun\n--n_epochs\n\n2\n   \n--input_res\n16\n")
+    assert params.parse(["@" + str(argfile)]).n_epochs == 2  # blank lines are skipped
+    argfile.write_text("--n_epochs\n2\n--unknown_flag\n")
+    with pytest.raises(SystemExit) as exit_:
+        params.build_parser().parse_args(["@" + str(argfile)])
+    err = _err_lines(capsys)
+    assert exit_.value.code == 2 and len(err) == 1, err
+    assert err[0].endswith(": error: unrecognized arguments: --unknown_flag (from @file {}, line 3) (see {} "
+                           "--help)".format(argfile, err[0].split(":")[0]))
+    argfile.write_text("--n_epochs\nmany\n")
+    with pytest.raises(SystemExit):
+        params.build_parser().parse_args(["@" + str(argfile)])
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "invalid int value: 'many' (from @file {}, line 2)".format(argfile) in err[0]
+
+
+def test_a_synthetic_set_being_built_names_dset_dir(tmp_path, capsys):
+    """Issue 31: two first uses of --dset synthetic at once pointed at --out, a flag train.py lacks."""
+    from spherical_cnn.data.atomic_output import AtomicFolder
+    dset = str(tmp_path / "syn")
+    with AtomicFolder(dset, what="--dset_dir"):  # another build holds it (this process: alive)
+        assert train_cli(BASE + ["--dset", "synthetic", "--dset_dir", dset, "--logdir", str(tmp_path / "run"),
+                                 "--n_classes", "12", "--n_epochs", "1"]) == 2
+    err = [l for l in _err_lines(capsys) if "error:" in l]
+    assert len(err) == 1 and "--dset_dir {} is in use by another dataset build".format(dset) in err[0], err
+    assert "--out" not in err[0]
