@@ -708,3 +708,97 @@ def test_a_synthetic_set_being_built_names_dset_dir(tmp_path, capsys):
     err = [l for l in _err_lines(capsys) if "error:" in l]
     assert len(err) == 1 and "--dset_dir {} is in use by another dataset build".format(dset) in err[0], err
     assert "--out" not in err[0]
+
+
+# --- the regression trainer -----------------------------------------------------------------
+
+from spherical_regression.tasks import runner  # noqa: E402
+
+QUICK = ["viewpoint", "--quick", "--head", "direct", "--seeds", "0"]
+
+
+def regression_cli(argv):
+    from spherical_cnn.cli import regression
+    return run_cli(regression.main, argv, prog="regression")
+
+
+@pytest.fixture(scope="module")
+def regression_reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("regression")
+    out, data = str(root / "out"), str(root / "data")
+    assert regression_cli(QUICK + ["--out", out, "--data_dir", data]) == 0
+    return out, data
+
+
+def _run_result(out):
+    with open(os.path.join(out, "results.json")) as f:
+        run = json.load(f)["runs"][0]
+    return {k: ([{m: v for m, v in h.items() if m != "time_s"} for h in run[k]] if k == "history" else run[k])
+            for k in run if k not in ("train_time_s",)}
+
+
+@pytest.mark.parametrize("call", [2, 5])  # mid-epoch 1, mid-epoch 2 (4 steps per epoch)
+def test_regression_sigterm_then_the_same_command_equals_an_uninterrupted_run(call, regression_reference,
+                                                                              tmp_path, monkeypatch, capsys):
+    ref_out, data = regression_reference
+    out = str(tmp_path / "out")
+    real = runner.make_train_step
+
+    def counted_step(*args, **kwargs):
+        step, count = real(*args, **kwargs), [0]
+
+        def wrapped(*a):
+            result = step(*a)
+            count[0] += 1
+            if count[0] == call:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return result
+        return wrapped
+    with monkeypatch.context() as m:
+        m.setattr(runner, "make_train_step", counted_step)
+        assert regression_cli(QUICK + ["--out", out, "--data_dir", data]) == EXIT_INTERRUPTED
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "interrupted by SIGTERM in run [direct seed 0] after epoch {} and {} step(s)".format(
+        (call - 1) // 4, call % 4 or 4) in err[0], err
+    assert "the same command resumes from there" in err[0]
+    assert os.path.isdir(os.path.join(out, "runs", "direct_seed0.ckpt", "latest"))
+    assert regression_cli(QUICK + ["--out", out, "--data_dir", data]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert _run_result(out) == _run_result(ref_out)  # history, ||dL/dO|| per batch, final metrics
+    assert not os.path.exists(os.path.join(out, "runs", "direct_seed0.ckpt"))
+
+
+def test_regression_non_finite_loss_is_one_line(regression_reference, tmp_path, capsys):
+    """Issue 31: --learning_rate 1e30 ended in a FloatingPointError traceback."""
+    _, data = regression_reference
+    status = regression_cli(QUICK + ["--out", str(tmp_path / "out"), "--data_dir", data, "--learning_rate", "1e30"])
+    err = _err_lines(capsys)
+    assert status == 2 and len(err) == 1, err
+    assert ("non-finite" in err[0] or "not finite" in err[0]) and "lower --learning_rate (now 1e+30)" in err[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "nan target"])
+def test_regression_damaged_cache_is_rendered_again(damage, regression_reference, tmp_path, capsys):
+    """Issue 31: a truncated .npz cache gave a BadZipFile traceback, a NaN target one too."""
+    _, data = regression_reference
+    cache = str(tmp_path / "data")
+    shutil.copytree(data, cache)
+    train = [f for f in sorted(os.listdir(cache)) if f.endswith(".npz") and "train" in f][0]
+    path = os.path.join(cache, train)
+    if damage == "truncated":
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+    else:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        key = "targets" if "targets" in arrays else sorted(k for k in arrays if arrays[k].dtype.kind == "f")[0]
+        arrays[key] = arrays[key].astype(np.float64)
+        arrays[key].flat[3] = np.nan
+        np.savez_compressed(path, **arrays)
+    assert regression_cli(QUICK + ["--out", str(tmp_path / "out"), "--data_dir", cache]) == 0
+    err = _err_lines(capsys)
+    assert len(err) == 1 and err[0].startswith("warning: dataset cache {} is {}".format(
+        path, "unreadable" if damage == "truncated" else "damaged (non-finite values in")), err
+    assert err[0].endswith("rendering it again")
+    from spherical_regression.tasks import common
+    assert common._read_cache(path)[0] is not None  # rewritten, readable
