@@ -37,3 +37,19 @@ def test_parser_never_fails_with_a_traceback(name):
 
 def test_budget_names_every_target():
     assert sorted(BUDGET) == sorted(TARGETS)
+
+
+def _found():
+    import json
+    import os
+    with open(os.path.join(os.path.dirname(__file__), "fuzz_found.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("parser,kind,data", _found(), ids=lambda v: v if isinstance(v, str) and len(v) < 30 else "")
+def test_inputs_the_benchmark_found_stay_fixed(parser, kind, data):
+    """Every input on which benchmarks/fuzz.py found a failure (the first of each kind, kept
+    in fuzz_found.json as hex): each ended in a traceback or a message of several lines."""
+    value = (data[0], bytes.fromhex(data[1])) if isinstance(data, list) else bytes.fromhex(data)
+    failure = TARGETS[parser][1](value, tempfile.mkdtemp(prefix="found-"))
+    assert failure is None, "{} ({} before): {}".format(failure.key, kind, failure.text)

@@ -168,11 +168,12 @@ def read_catalog(archive_path, zf):
     for key in props:
         if not key.startswith('name#'):
             continue
+        suffix = key[5:]  # the item's fields share this suffix exactly ('7', not '07' or '-0')
         try:
-            i = int(key[5:])
+            i = int(suffix)
         except ValueError:
             continue
-        get = lambda k, default=None: props.get(f'{k}#{i}', default)  # noqa: E731
+        get = lambda k, default=None: props.get(f'{k}#{suffix}', default)  # noqa: E731
         try:
             dims = tuple(float(get(k)) for k in ('width', 'depth', 'height'))
         except (TypeError, ValueError):
