@@ -451,12 +451,14 @@ def _sigterm_on_call(monkeypatch, owner, name, call, when="after"):
 
 
 def _step_hook(monkeypatch, call):
-    """SIGTERM right after training step ``call`` (the update is applied when it arrives)."""
+    """SIGTERM right after training step ``call`` of the process (counted over every trainer
+    it builds; the update is applied when the signal arrives)."""
     real_build = training.Trainer._build_steps
+    count = [0]
 
     def build(self):
         real_build(self)
-        step, count = self._train_step, [0]
+        step = self._train_step
 
         def counted(x, y):
             out = step(x, y)
@@ -802,3 +804,79 @@ def test_regression_damaged_cache_is_rendered_again(damage, regression_reference
     assert err[0].endswith("rendering it again")
     from spherical_regression.tasks import common
     assert common._read_cache(path)[0] is not None  # rewritten, readable
+
+
+# --- the image study: interrupted between runs or inside one, it finishes the rest ----------
+
+
+def _idx_source(folder):
+    from spherical_cnn.data import images as images_mod
+    rng = np.random.default_rng(0)
+    os.makedirs(folder, exist_ok=True)
+    for name, arr in (("train-images-idx3-ubyte.gz", rng.integers(0, 256, (40, 8, 8))),
+                      ("train-labels-idx1-ubyte.gz", np.arange(40) % 3),
+                      ("t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (12, 8, 8))),
+                      ("t10k-labels-idx1-ubyte.gz", np.arange(12) % 3)):
+        images_mod.write_idx(os.path.join(folder, name), arr)
+    return str(folder)
+
+
+def study_cli(argv):
+    from spherical_cnn.cli import rotation_study as cli
+    return run_cli(cli.main, argv, prog="rotation_study")
+
+
+def _study_argv(src, out):
+    return ["--quick", "--images", src, "--out", out, "--models", "planar", "--n_train_images", "30",
+            "--n_test_images", "12"]
+
+
+def _without_timing(value):
+    if isinstance(value, dict):
+        return {k: _without_timing(v) for k, v in value.items()
+                if not any(w in k for w in ("seconds", "time", "out_dir", "created"))}
+    if isinstance(value, list):
+        return [_without_timing(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def study_reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    src = _idx_source(root / "idx")
+    assert study_cli(_study_argv(src, str(root / "ref"))) == 0
+    with open(root / "ref" / "results.json") as f:
+        return src, _without_timing(json.load(f))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["between runs", "inside the second run"])
+def test_study_interrupted_continues_with_the_runs_not_yet_done(point, study_reference, tmp_path,
+                                                                 monkeypatch, capsys):
+    from spherical_cnn.studies import rotation_study as rs
+    src, reference = study_reference
+    out = str(tmp_path / "study")
+    with monkeypatch.context() as m:
+        if point == "between runs":  # right after the first run's result is saved
+            real_save, saved = rs.save_run, []
+
+            def save_run(logdir, record):
+                real_save(logdir, record)
+                if record.get("result"):
+                    saved.append(logdir)
+                    if len(saved) == 1:
+                        os.kill(os.getpid(), signal.SIGTERM)
+            m.setattr(rs, "save_run", save_run)
+        else:
+            _step_hook(m, 5)  # the second run, mid-epoch 1 (a run takes 2 x 2 steps: 30 images, batch 16)
+        assert study_cli(_study_argv(src, out)) == EXIT_INTERRUPTED
+    err = [l for l in _err_lines(capsys) if "rotation_study:" in l]
+    assert len(err) == 1 and "interrupted" in err[0], err
+    done = [d for d in ("nr", "r") if (rs.load_run(os.path.join(out, "runs", "planar", "seed0", d)) or {}).get("result")]
+    assert done == ["nr"]
+
+    assert study_cli(_study_argv(src, out)) == 0
+    log = capsys.readouterr().out
+    assert "reusing {}".format(os.path.join(out, "runs", "planar", "seed0", "nr")) in log
+    with open(os.path.join(out, "results.json")) as f:
+        assert _without_timing(json.load(f)) == reference
