@@ -880,3 +880,61 @@ def test_study_interrupted_continues_with_the_runs_not_yet_done(point, study_ref
     assert "reusing {}".format(os.path.join(out, "runs", "planar", "seed0", "nr")) in log
     with open(os.path.join(out, "results.json")) as f:
         assert _without_timing(json.load(f)) == reference
+
+
+# --- signals from outside: a real preemption (SIGTERM) and a SIGKILL --------------------------
+
+TRAIN = os.path.join(ROOT, "scripts", "train.py")
+
+
+@pytest.mark.slow
+def test_sigterm_from_outside_then_the_same_command_equals_an_uninterrupted_run(data3, reference, tmp_path):
+    """scripts/train.py sent SIGTERM by another process once epoch 1 is logged (a marker, not
+    a sleep: resuming is exact wherever the signal lands), then run again."""
+    logdir = str(tmp_path / "run")
+    cmd = [sys.executable, TRAIN] + TINY + ["--dset_dir", data3, "--logdir", logdir] + RESUME_FLAGS
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=TRAIN_ENV)
+    for line in proc.stdout:
+        if "epoch=1;" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=300)
+    lines = user_lines(err)
+    if proc.returncode == 0:  # the signal landed after the last step: nothing left to resume
+        pytest.skip("the run finished before SIGTERM arrived")
+    assert proc.returncode == EXIT_INTERRUPTED and len(lines) == 1, err[-2000:]
+    assert lines[0].startswith("train.py: error: interrupted; latest checkpoint is epoch"), lines
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=TRAIN_ENV, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert_same_run(logdir, reference)
+
+
+@pytest.mark.slow
+def test_sigkill_loses_at_most_the_work_since_the_checkpoint_and_says_how_much(data3, tmp_path):
+    logdir = str(tmp_path / "run")
+    cmd = [sys.executable, TRAIN] + TINY + ["--dset_dir", data3, "--logdir", logdir, "--n_epochs", "400",
+                                            "--no_export"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=TRAIN_ENV)
+    progress = os.path.join(logdir, training.PROGRESS_FILE)
+    try:
+        for _ in range(6000):  # the marker: progress.json inside an epoch after a checkpoint
+            try:
+                with open(progress) as f:
+                    at = json.load(f)
+            except (OSError, ValueError):
+                at = {}
+            if at.get("step", 0) > 0 and at.get("epoch", 0) >= 1:
+                break
+            if proc.poll() is not None:
+                pytest.fail("the run ended early")
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    from spherical_cnn.checkpoints import saved_epoch
+    saved = saved_epoch(CheckpointStore(logdir).path("latest"))
+    rerun = subprocess.run(cmd[:-3] + ["--n_epochs", str(saved + 1), "--no_export"], capture_output=True,
+                           text=True, env=TRAIN_ENV, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "the previous run stopped without saving (killed?) at epoch" in rerun.stdout, rerun.stdout[-2000:]
+    assert "step(s) are done again" in rerun.stdout and "taking over the lock" in rerun.stdout
