@@ -9,10 +9,10 @@ this project's packages; a ``Lambda`` layer (Python code) or a custom object of 
 other package is refused with one line. A folder with ``meta.json`` listing ``sha256``
 checksums (a shipped pretrained model) is verified against them before anything is read.
 """
-import hashlib
 import json
 import os
 
+from .data.verify import sha256_file
 from .errors import UserError
 
 __all__ = ["load", "load_model", "check_model_config", "verify_checksums"]
@@ -63,14 +63,6 @@ def _n_logits(model):
     return int(shape[-1]) if shape is not None and shape[-1] is not None else None
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_checksums(folder):
     """Check the files a ``meta.json`` in ``folder`` lists under ``sha256`` (a shipped model);
     UserError naming the first file that is missing or differs. No ``meta.json``, or one
@@ -89,7 +81,7 @@ def verify_checksums(folder):
         if not os.path.isfile(path):
             raise UserError("{} is missing ({} lists it); reinstall the package or ship the model again"
                             .format(path, meta_path))
-        if _sha256(path) != expected:
+        if sha256_file(path) != expected:
             raise UserError("{} does not match its checksum in {} (damaged or replaced); it is not loaded. "
                             "Reinstall the package or ship the model again".format(path, meta_path))
 

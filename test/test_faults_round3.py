@@ -268,6 +268,7 @@ import json  # noqa: E402
 import shutil  # noqa: E402
 
 from spherical_cnn import pretrained, trained_run  # noqa: E402
+from spherical_cnn.data.verify import sha256_file  # noqa: E402
 
 CHAIR_OFF = os.path.join(ROOT, "examples", "chair.off")
 
@@ -315,7 +316,7 @@ def test_short_classes_txt_is_one_line(shipped, capsys):
     folder = shipped / "synthetic"
     (folder / "classes.txt").write_text("airplane\nbed\n")
     meta = json.loads((folder / "meta.json").read_text())
-    meta["sha256"]["classes.txt"] = trained_run._sha256(str(folder / "classes.txt"))  # consistent, still short
+    meta["sha256"]["classes.txt"] = sha256_file(str(folder / "classes.txt"))  # consistent, still short
     (folder / "meta.json").write_text(json.dumps(meta))
     status, _, err = _predict(["--pretrained", "synthetic", "--meshes", CHAIR_OFF], capsys)
     assert status == 2 and len(err) == 1, err
@@ -608,14 +609,14 @@ def _fill(folder):
                 pass
 
 
-def test_full_disk_writing_tensorboard_events_says_what_is_intact(good3, tmp_path, monkeypatch, capsys):
+def test_full_disk_writing_tensorboard_events_says_what_is_intact(data3, tmp_path, monkeypatch, capsys):
     with mounted_tmpfs(tmp_path / "disk", "16m") as mnt:
         logdir = str(mnt / "run")
         _after_save(monkeypatch, 2, lambda: _fill(str(mnt)))
         # with histograms an epoch writes more summaries than the writer queues (10): they
         # reach the disk inside the epoch (with fewer, TensorFlow's flush drops them quietly
         # and the checkpoint save that follows reports the full disk, naming its folder)
-        assert train_cli(BASE + ["--dset_dir", good3, "--logdir", logdir, "--n_epochs", "3",
+        assert train_cli(BASE + ["--dset_dir", data3, "--logdir", logdir, "--n_epochs", "3",
                                  "--tensorboard_histograms", "1"]) == 2
         err = _err_lines(capsys)
         assert len(err) == 1, err
@@ -624,7 +625,7 @@ def test_full_disk_writing_tensorboard_events_says_what_is_intact(good3, tmp_pat
         assert CheckpointStore(logdir).path("latest") and tensors(logdir, "latest")
 
 
-def test_full_disk_during_the_export_leaves_nothing_half_written(good3, tmp_path, monkeypatch, capsys):
+def test_full_disk_during_the_export_leaves_nothing_half_written(data3, tmp_path, monkeypatch, capsys):
     with mounted_tmpfs(tmp_path / "disk", "16m") as mnt:
         logdir = str(mnt / "run")
         real_export = training.Trainer.export
@@ -633,7 +634,7 @@ def test_full_disk_during_the_export_leaves_nothing_half_written(good3, tmp_path
             _fill(str(mnt))
             return real_export(self)
         monkeypatch.setattr(training.Trainer, "export", fill_then_export)
-        assert train_cli(TINY + ["--dset_dir", good3, "--logdir", logdir, "--n_epochs", "2"]) == 2
+        assert train_cli(TINY + ["--dset_dir", data3, "--logdir", logdir, "--n_epochs", "2"]) == 2
         err = _err_lines(capsys)
         assert len(err) == 1 and "no space left on the device exporting the model to {}".format(
             os.path.join(logdir, "model.keras")) in err[0], err
@@ -643,14 +644,9 @@ def test_full_disk_during_the_export_leaves_nothing_half_written(good3, tmp_path
 
 
 @pytest.fixture(scope="module")
-def good3(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("good3"))
-
-
-@pytest.fixture(scope="module")
-def finished(good3, tmp_path_factory):
+def finished(data3, tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("finished") / "run")
-    assert train_cli(BASE + ["--dset_dir", good3, "--logdir", logdir, "--n_epochs", "1"]) == 0
+    assert train_cli(BASE + ["--dset_dir", data3, "--logdir", logdir, "--n_epochs", "1"]) == 0
     return logdir
 
 
@@ -667,11 +663,11 @@ def test_ctrl_c_during_test_only_says_the_checkpoints_are_intact(finished, monke
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
-def test_resume_with_other_model_flags_names_the_checkpoint(finished, good3, tmp_path, capsys):
+def test_resume_with_other_model_flags_names_the_checkpoint(finished, data3, tmp_path, capsys):
     """Issue 31: resume with different --nfilters gave TensorFlow's raw shape mismatch."""
     run = str(tmp_path / "run")
     shutil.copytree(finished, run)
-    argv = [a if a != "4,4" else "4,8" for a in BASE] + ["--dset_dir", good3, "--logdir", run, "--n_epochs", "2"]
+    argv = [a if a != "4,4" else "4,8" for a in BASE] + ["--dset_dir", data3, "--logdir", run, "--n_epochs", "2"]
     assert train_cli(argv) == 2
     err = _err_lines(capsys)
     assert len(err) == 1 and "checkpoint {} does not match the model of these flags".format(

@@ -30,7 +30,6 @@ data. Images: d = 3 (magic 2051), labels: d = 1 (magic 2049). Files may be
 gzip-compressed (detected from their first bytes, not their name).
 """
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -47,6 +46,7 @@ import numpy as np
 from . import rotations
 from ..errors import DataError, UserError
 from . import archives
+from .verify import sha256_file
 from .atomic_output import AtomicFolder, check_destination
 
 PACKAGE = "dataset-fashion-mnist"
@@ -326,14 +326,6 @@ def rotation_quaternions(mode, n, seed, split, r):
 
 # --------------------------------------------------------------------------- dataset
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _select(n_total, start, count, what):
     if count is None:
         count = n_total - start
@@ -452,7 +444,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
             "counts": {s: {"images": int(n), "records": sum(counts.get(f, 0) for f in files[s])}
                        for s, n in (("train", len(train_idx)), ("val", len(val_idx)), ("test", len(test_idx)))},
             "files": files,
-            "source": {role: {"file": os.path.basename(p), "sha256": _sha256(p)} for role, p in paths.items()},
+            "source": {role: {"file": os.path.basename(p), "sha256": sha256_file(p)} for role, p in paths.items()},
             "seconds": round(time.time() - t0, 2),
         }
         manifest.update(extra_manifest or {})

@@ -471,6 +471,15 @@ def verify_files(paths, spec, use_cache=True, progress=False, label=None):
     return {p: out[p] for p in paths}
 
 
+def sha256_file(path):
+    """The SHA-256 of a file's bytes (hex), read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def check_manifest(dset_dir, spec):
     """Compare ``dset_dir/manifest.json`` (if any) with the flags; DataError on a mismatch."""
     path = os.path.join(dset_dir, "manifest.json")

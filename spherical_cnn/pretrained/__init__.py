@@ -125,8 +125,8 @@ def _records_subset(folder, spec, args):
 def checksums(folder):
     """``{file: sha256}`` of every file of a model folder but ``meta.json`` (what
     ``meta.json`` records under ``sha256``)."""
-    from ..trained_run import _sha256
-    return {f: _sha256(os.path.join(folder, f)) for f in sorted(os.listdir(folder))
+    from ..data.verify import sha256_file
+    return {f: sha256_file(os.path.join(folder, f)) for f in sorted(os.listdir(folder))
             if f != META_FILE and not f.startswith(".") and os.path.isfile(os.path.join(folder, f))}
 
 
