@@ -750,9 +750,13 @@ class Trainer:
         lr = params_mod.learning_rate_at(args.learning_rate, epoch)
         self.set_learning_rate(lr)
         self.check_data_unchanged(("train",) if args.skip_val else ("train", "val"))
-        resume = self.resume_at if self.resume_at and self.resume_at[0] == epoch else (epoch, 0, None, 0.0)
+        resume = self.resume_at if self.resume_at and self.resume_at[0] == epoch else None
         self.resume_at = None
-        train_acc, terms, seconds = self.train_epoch(*resume)
+        if resume:  # the rest of an epoch interrupted at a step
+            train_acc, terms, seconds = self.train_epoch(epoch, start_step=resume[1], sums=resume[2],
+                                                         seconds=resume[3])
+        else:
+            train_acc, terms, seconds = self.train_epoch(epoch)
         if args.skip_val:
             valid_acc, conf = train_acc, np.zeros((args.n_classes, args.n_classes))
         else:

@@ -190,7 +190,7 @@ def test_full_disk_names_the_destination_and_keeps_it(tmp_path):
             with AtomicFolder(out, overwrite=True) as w:
                 with open(os.path.join(w.stage, "big"), "wb") as f:
                     f.write(b"\0" * (1 << 20))
-        assert "no space left on the device writing {}".format(out) in str(err.value)
+        assert "no space left on the device writing the dataset {}".format(out) in str(err.value)
         assert "{} is unchanged".format(out) in str(err.value)
         assert _read(out) == "old" and _hidden(mnt) == []
 

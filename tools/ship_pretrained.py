@@ -177,7 +177,7 @@ def main(argv=None):
         raise UserError("{}: no such run folder".format(logdir))
     final = os.path.join(a.dest, a.name)
     with AtomicFolder(final, overwrite=a.overwrite, what="pretrained model folder",
-                      holder="shipping") as out:
+                      holder="shipping", noun="pretrained model") as out:
         stage = out.stage
         model_path = os.path.join(logdir, training.EXPORT_FILE)
         if os.path.exists(model_path):

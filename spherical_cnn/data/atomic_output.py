@@ -114,15 +114,16 @@ class AtomicFolder:
       overwrite: replace a non-empty ``out_dir``.
       what: how messages name the folder (the flag that gave it, e.g. ``--dset_dir``).
       holder: what messages call the writer (``dataset build``).
+      noun: what messages call the output (``dataset``).
       warn: callable for one-line notes (default: stderr).
       exchange: use the atomic exchange where possible (False: always the two renames).
     """
 
     def __init__(self, out_dir, overwrite=False, what='--out', holder='dataset build', warn=None,
-                 exchange=True):
+                 exchange=True, noun='dataset'):
         self.out = os.path.abspath(out_dir)
         self.given = out_dir
-        self.overwrite, self.what, self.holder = overwrite, what, holder
+        self.overwrite, self.what, self.holder, self.noun = overwrite, what, holder, noun
         self.warn = warn or _warn
         self.use_exchange = exchange
         self.parent, self.base = os.path.split(self.out)
@@ -174,8 +175,8 @@ class AtomicFolder:
 
     def _raise_disk_full(self, err):
         if is_disk_full(err) and not isinstance(err, DiskFull):
-            raise DiskFull('no space left on the device writing {} (in its staging folder {}, now '
-                           'removed; {} is unchanged)'.format(self.out, self.stage, self.out)) from err
+            raise DiskFull('no space left on the device writing the {} {} (in its staging folder {}, '
+                           'now removed; {} is unchanged)'.format(self.noun, self.out, self.stage, self.out)) from err
 
     def _commit(self):
         """Put the complete staging folder in place of ``out`` (see the module docstring)."""

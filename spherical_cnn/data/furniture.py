@@ -548,7 +548,7 @@ def convert(out_dir, source=None, *, test_fraction=DEFAULT_TEST_FRACTION, min_pe
     """
     if not 0 < test_fraction < 1:
         raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
-    out = AtomicFolder(out_dir, overwrite=overwrite, holder='furniture import')
+    out = AtomicFolder(out_dir, overwrite=overwrite, holder='furniture import', noun='mesh tree')
     with out, tempfile.TemporaryDirectory(prefix='furniture-') as work:
         archives, source_desc = find_archives(source, work, progress=progress)
         kept, left_out, skipped = collect(archives, progress=progress)
