@@ -443,7 +443,7 @@ def collect(sh3f_paths, progress=True, warn=None):
                 if cls is None:
                     left_out.append(dict(rec, reason=reason))
                     continue
-                where = f'{path}:{it["model"]} (item {it["index"]} {it["name"]!r})'
+                where = f'{path}:{_printable(it["model"])} (item {it["index"]} {it["name"]!r})'
                 try:
                     _, rot = check_catalog_values(it, where)
                     v, f = _read_model(zf, it, where)
@@ -472,6 +472,11 @@ def collect(sh3f_paths, progress=True, warn=None):
         for _, zf, _ in catalogs:
             zf.close()
     return kept, left_out, skipped
+
+
+def _printable(text):
+    """``text`` on one line: control characters as escapes (a catalog value may hold ``\\n``)."""
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def _read_licence(zf):
