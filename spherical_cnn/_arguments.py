@@ -6,6 +6,7 @@ that no core module imports the command-line package.
 """
 import argparse
 import os
+import re
 import textwrap
 
 ARGFILE_HELP = (
@@ -17,12 +18,21 @@ ARGFILE_HELP = (
 def expand_argfiles(tokens, prefix_chars="@", _chain=()):
     """``tokens`` with every ``@FILE`` replaced by the lines of FILE (one token per line),
     recursively, as argparse does, but a file that includes itself (directly or through
-    others), an unreadable file or one that is not text is one :class:`UserError` naming it."""
+    others), an unreadable file or one that is not text is one :class:`UserError` naming it.
+    Blank lines are skipped and each line is stripped of surrounding white space (a blank
+    line used to become an empty argument, "unrecognized arguments: ")."""
+    return expand_argfiles_traced(tokens, prefix_chars, _chain)[0]
+
+
+def expand_argfiles_traced(tokens, prefix_chars="@", _chain=()):
+    """:func:`expand_argfiles`, also returning where each token came from: a list of
+    ``(@file, line number)`` or None (the command line), aligned with the tokens."""
     from .errors import UserError
-    out = []
+    out, origins = [], []
     for token in tokens:
         if not token or token[0] not in prefix_chars:
             out.append(token)
+            origins.append(None)
             continue
         path = token[1:]
         real = os.path.realpath(path)
@@ -45,16 +55,47 @@ def expand_argfiles(tokens, prefix_chars="@", _chain=()):
         if text is None or where >= 0:
             raise UserError("@file {} is not a text file (binary data at byte {}); an @file holds "
                             "flags, one token per line".format(path, where))
-        out.extend(expand_argfiles(text.splitlines(), prefix_chars, _chain + (real,)))
-    return out
+        for lineno, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            sub, sub_origins = expand_argfiles_traced([line], prefix_chars, _chain + (real,))
+            out.extend(sub)
+            origins.extend(o if o is not None else (path, lineno) for o in sub_origins)
+    return out, origins
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser whose ``@file`` expansion detects cycles and names bad files
-    (:func:`expand_argfiles`) instead of a RecursionError or UnicodeDecodeError."""
+    (:func:`expand_argfiles`) instead of a RecursionError or UnicodeDecodeError, and whose
+    errors are one line, naming the @file and line a bad argument came from (argparse
+    printed its whole usage first: 23 lines for the trainer)."""
+
+    _origins = ()
+    _tokens = ()
 
     def _read_args_from_files(self, arg_strings):
-        return expand_argfiles(arg_strings, self.fromfile_prefix_chars)
+        self._tokens, self._origins = expand_argfiles_traced(arg_strings, self.fromfile_prefix_chars)
+        return self._tokens
+
+    def _origin(self, message):
+        """' (from @file F, line N)' for the argument ``message`` is about, or ''."""
+        wanted = []
+        if message.startswith("unrecognized arguments: "):
+            wanted = message[len("unrecognized arguments: "):].split()
+        elif message.startswith("argument "):
+            value = re.search(r"(?:value|choice): '(.*)'", message)  # the bad value's line first
+            wanted = ([value.group(1)] if value else []) + message[len("argument "):].split(":")[0].split("/")
+        for name in wanted:
+            hits = [o for t, o in zip(self._tokens, self._origins)
+                    if o is not None and (t == name or t.startswith(name + "="))]
+            if hits:
+                return " (from @file {}, line {})".format(*hits[-1])
+        return ""
+
+    def error(self, message):
+        self.exit(2, "{}: error: {}{} (see {} --help)\n".format(
+            self.prog, message, self._origin(message), self.prog))
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

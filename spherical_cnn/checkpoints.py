@@ -10,6 +10,11 @@ removed. An interrupted save therefore leaves either the previous checkpoint
 
 ``latest`` also keeps the one before it as ``latest.prev``.
 
+A checkpoint may carry ``state.json`` beside the TensorFlow files (written into the
+same folder before it is renamed into place, so it is exactly as atomic): the trainer's
+position inside an epoch and the state of the random generators, which the
+TensorFlow checkpoint does not hold (see ``training.Trainer``). Old checkpoints have none.
+
 Restoring verifies a checkpoint first (its index and every tensor, whose CRC32C
 TensorFlow checks on reading). A damaged one (flipped bytes, a truncated or
 missing data file) is never read into the model: :meth:`CheckpointStore.restore`
@@ -17,6 +22,7 @@ falls back to the newest good candidate (``<name>.old``, ``latest.prev``, and th
 names given as ``fallbacks``, e.g. ``best``) with a warning naming the damaged
 files, or raises :class:`CheckpointDamaged` naming them all when none is good.
 """
+import json
 import os
 import shutil
 
@@ -27,6 +33,7 @@ from .errors import DiskFull, UserError, is_disk_full
 NAMES = ("best", "latest", "final")
 KEEP_PREVIOUS = ("latest",)  # names whose previous version is kept as <name>.prev
 _PREFIX = "ckpt"
+STATE_FILE = "state.json"
 _EPOCH_KEY = "epoch/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -133,8 +140,9 @@ class CheckpointStore:
                 name, self.logdir, "; ".join(damaged)))
         return None
 
-    def save(self, name, checkpoint):
-        """Write ``checkpoint`` as ``name``, atomically with respect to interruptions.
+    def save(self, name, checkpoint, state=None):
+        """Write ``checkpoint`` as ``name``, atomically with respect to interruptions;
+        ``state`` (a JSON-able dict) is written with it as ``state.json``.
 
         On a non-chief worker of a multi-worker run (``writable=False``) the
         checkpoint is written to a scratch directory and discarded: every
@@ -147,10 +155,16 @@ class CheckpointStore:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             checkpoint.write(os.path.join(tmp, _PREFIX))
+            if state is not None:
+                with open(os.path.join(tmp, STATE_FILE), "w") as f:
+                    json.dump(state, f)
         except (OSError, tf.errors.OpError) as err:
             shutil.rmtree(tmp, ignore_errors=True)
             if is_disk_full(err):
-                kept = ("the previous '{}' checkpoint is intact".format(name) if self.path(name)
+                previous = self.path(name)
+                epoch = saved_epoch(previous) if previous else -1
+                kept = ("the previous '{}' checkpoint{} is intact".format(
+                    name, " (epoch {})".format(epoch) if epoch >= 0 else "") if previous
                         else "no '{}' checkpoint exists yet".format(name))
                 raise DiskFull("no space left on the device writing checkpoint {} ({}); {}"
                                .format(name, tmp, kept)) from err
@@ -182,7 +196,12 @@ class CheckpointStore:
         prefix = self.find(name, fallbacks, warn)
         if prefix is None:
             return None
-        status = checkpoint.read(prefix)
+        try:
+            status = checkpoint.read(prefix)
+        except (ValueError, tf.errors.OpError) as err:  # a variable of another shape or dtype
+            raise UserError("checkpoint {} does not match the model of these flags ({}); use the flags "
+                            "it was trained with, or --from_scratch".format(
+                                os.path.dirname(prefix), _first_line(err)[:300])) from None
         if expect_partial:
             status.expect_partial()
         else:
@@ -193,6 +212,16 @@ class CheckpointStore:
                                 "use the flags it was trained with, or --from_scratch".format(
                                     os.path.dirname(prefix), _first_line(err))) from None
         return prefix
+
+    @staticmethod
+    def state(prefix):
+        """The ``state.json`` saved with the checkpoint ``prefix`` (dict), or None."""
+        try:
+            with open(os.path.join(os.path.dirname(prefix), STATE_FILE)) as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return state if isinstance(state, dict) else None
 
     def clean_leftovers(self):
         """Finish or undo saves that were interrupted; return what was done (for the log).

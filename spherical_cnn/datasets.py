@@ -325,7 +325,7 @@ def synthetic(args):
         from .data import builder
         print(f'building the synthetic dataset in {dset_dir} at --input_res {args.input_res} ...', flush=True)
         builder.build_synthetic(dset_dir, input_res=int(args.input_res),
-                                workers=_flag(args, 'workers', None), progress=True)
+                                workers=_flag(args, 'workers', None), progress=True, out_flag='--dset_dir')
     return SphericalDataset(args, dset_dir)
 
 

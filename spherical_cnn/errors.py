@@ -9,6 +9,7 @@ environment, shows the full traceback of every failure.
 Exit statuses: 0 success, 1 some inputs failed (e.g. ``predict.py`` went on
 past a bad mesh), 2 a user-caused error, 130 interrupted (Ctrl-C / SIGTERM).
 """
+import contextlib
 import errno
 import os
 import signal
@@ -98,6 +99,8 @@ def describe(err):
             and err.errno == errno.EROFS:
         where = err.filename or "the output folder"
         return "cannot write {}: read-only file system".format(where)
+    if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG and not isinstance(err, UserError):
+        return name_too_long(err.filename or err.filename2 or "a path")
     if isinstance(err, USER_EXCEPTIONS):
         text = str(err)
         if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
@@ -114,12 +117,80 @@ def describe(err):
     return None
 
 
-_INTERRUPT = {"requested": False}
+def name_too_long(path):
+    """One line for a path the file system refuses as too long (ENAMETOOLONG)."""
+    path = os.fsdecode(path)
+    longest = max((len(os.fsencode(p)) for p in path.split(os.sep)), default=0)
+    return ("file name too long: {} (its longest component has {} bytes, the file system allows "
+            "{}; the whole path {} bytes); use a shorter name".format(
+                path, longest, _name_max(path), len(os.fsencode(path))))
+
+
+def _name_max(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    while folder and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        return os.pathconf(folder or "/", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+_INTERRUPT = {"requested": False, "deferred": False, "count": 0}
 
 
 def _interrupt_handler(signum, frame):
     _INTERRUPT["requested"] = True
+    _INTERRUPT["count"] += 1
+    _INTERRUPT["signal"] = signum
+    if _INTERRUPT["deferred"] and _INTERRUPT["count"] <= _INTERRUPT["deferred"]:
+        return  # noted; raise_if_interrupted() raises at the next safe point
     raise KeyboardInterrupt
+
+
+def interrupt_signal_name():
+    """'SIGTERM' or 'SIGINT' for the last interrupt received (None if none)."""
+    sig = _INTERRUPT.get("signal")
+    return signal.Signals(sig).name if sig else None
+
+
+def interrupt_count():
+    """How many interrupts arrived since the command started."""
+    return _INTERRUPT["count"]
+
+
+def interrupted():
+    """True if an interrupt arrived since the command started (see :func:`deferred_interrupts`)."""
+    return _INTERRUPT["requested"]
+
+
+@contextlib.contextmanager
+def deferred_interrupts(raise_after=None):
+    """Within this block SIGINT and SIGTERM do not raise where they land: they are noted,
+    and :func:`raise_if_interrupted` (called at the block's safe points) raises
+    KeyboardInterrupt there. This keeps an interrupt out of library code that must not be
+    cut short (a lock held inside ``concurrent.futures``, a checkpoint half saved).
+
+    ``raise_after``: the interrupt after that many noted ones raises at once (e.g. 1: a
+    second Ctrl-C stops a long step without waiting); None: never. Outside
+    :func:`run_cli` the block installs the handlers itself and restores them after.
+    """
+    previous = {}
+    if signal.getsignal(signal.SIGINT) is not _interrupt_handler:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, _interrupt_handler)
+            except ValueError:  # not the main thread: nothing to defer
+                break
+        _INTERRUPT.update(requested=False, count=0)
+    saved = _INTERRUPT["deferred"]
+    _INTERRUPT["deferred"] = float("inf") if raise_after is None else _INTERRUPT["count"] + raise_after
+    try:
+        yield
+    finally:
+        _INTERRUPT["deferred"] = saved
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def interrupts_as_keyboard_interrupt():
@@ -131,7 +202,7 @@ def interrupts_as_keyboard_interrupt():
     Returns the previous handlers {signal: handler} (empty if they could not be set:
     not the main thread).
     """
-    _INTERRUPT["requested"] = False
+    _INTERRUPT.update(requested=False, count=0, signal=None)
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

@@ -44,7 +44,8 @@ def _learning_rate(text):
         value = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise argparse.ArgumentTypeError(
-            "--learning_rate must be a YAML mapping like '{{0: 0.001, 32: 0.0002}}': {}".format(err))
+            "--learning_rate must be a YAML mapping like '{{0: 0.001, 32: 0.0002}}': {}".format(
+                " ".join(str(err).split())))
     if isinstance(value, (int, float)):
         value = {0: float(value)}
     if not isinstance(value, dict) or not value:
@@ -160,6 +161,10 @@ def build_parser():
                         "and band-limit back (anti-aliased, more equivariant, slower); 1: on the grid")
     p.add_argument("--no_shuffle", action="store_true", default=False,
                    help="train on each shard in file order, as the original (default: shuffled)")
+    p.add_argument("--deterministic", action="store_true", default=False,
+                   help="deterministic TensorFlow kernels (tf.config.experimental.enable_op_determinism), "
+                        "for bit-exact reruns and resumes where the default kernels are not (GPUs); "
+                        "on a CPU the default kernels already are")
     p.add_argument("--distribute", choices=["none", "mirrored", "multi_worker"], default="none",
                    help="tf.distribute strategy: several GPUs (mirrored) or machines (multi_worker, TF_CONFIG)")
     p.add_argument("--no_export", dest="export", action="store_false", default=True,

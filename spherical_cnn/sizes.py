@@ -84,8 +84,13 @@ def _table_bytes(n, method, real):
     return 2 * 4 * ((L + 1) // 2) * L * n * 4 * S + 4 * n * n * 4  # Legendre + DFT tables
 
 
-def training_estimate(args):
-    """(total bytes, one line describing it) of training with these flags."""
+def training_estimate(args, n_records=None):
+    """(total bytes, one line describing it) of training with these flags.
+
+    A batch holds at most ``n_records`` (the largest train shard, val or test split; None:
+    unknown), so ``--train_bsize`` above the dataset's size does not count.
+    """
+    batch = min(args.train_bsize, n_records) if n_records else args.train_bsize
     res, tables, act = args.input_res, 0, 0
     seen = set()
     branches = 2 if getattr(args, "model", "") == "two_branch" else 1
@@ -95,12 +100,12 @@ def training_estimate(args):
             if n not in seen and n >= 2:
                 seen.add(n)
                 tables += _table_bytes(n, args.transform_method, args.real_inputs)
-        act += branches * args.train_bsize * (res * up) ** 2 * nf * 4 * ACTIVATION_FACTOR
+        act += branches * batch * (res * up) ** 2 * nf * 4 * ACTIVATION_FACTOR
         res = max(2, res // 2 ** pools)
-    inputs = args.train_bsize * args.input_res ** 2 * args.nchannels * 8 * 4
+    inputs = batch * args.input_res ** 2 * args.nchannels * 8 * 4
     total = tables + act + inputs
     return total, ("training needs about {} (harmonic tables {}, one batch of {} at --input_res {} {})"
-                   .format(fmt(total), fmt(tables), args.train_bsize, args.input_res,
+                   .format(fmt(total), fmt(tables), batch, args.input_res,
                            fmt(act + inputs)))
 
 

@@ -9,6 +9,17 @@ is saved as ``final``, tested, and the row ``|run_id|train|val|test|train time|`
 is printed (train time: mean seconds per training epoch). A run continues from
 ``latest`` unless ``--from_scratch``; ``--test_only`` reloads the saved flags
 (``flags.yaml``) and tests ``final``.
+
+Stopping and resuming changes nothing. SIGTERM (what cloud preemption sends) or Ctrl-C
+during training lets the current step finish, saves ``latest`` with the position inside
+the epoch (``state.json``: epoch, step, the epoch's loss sums so far, the random
+generators' state) and exits with status 130; the same command resumes at the next step.
+The resumed run's per-epoch figures and final weights equal an uninterrupted run's, bit
+for bit on the same machine (``--deterministic`` makes TensorFlow's kernels deterministic
+where they are not by default, e.g. on a GPU). A second interrupt stops at once. SIGKILL
+(no grace) loses the work since the last checkpoint: ``progress.json`` in the log
+directory records the position about every second, and the next run says how many steps
+it repeats.
 """
 import json
 import logging
@@ -29,7 +40,10 @@ from . import models
 from . import optimizers
 from . import params as params_mod
 from .checkpoints import CheckpointDamaged, CheckpointStore
-from .errors import Interrupted, NonFiniteError, WorkerLost, is_read_only, raise_if_interrupted
+from .data import verify
+from .errors import (DataError, DiskFull, Interrupted, NonFiniteError, WorkerLost, deferred_interrupts,
+                     describe, interrupt_count, interrupt_signal_name, interrupted, is_disk_full, is_read_only,
+                     raise_if_interrupted)
 from .losses import softmax_cross_entropy, triplet_semihard_loss
 from .runlock import LogdirLock
 from .summaries import RunSummaries
@@ -39,8 +53,29 @@ FLAGS_FILE = "flags.yaml"
 RESULTS_FILE = "results.json"
 EXPORT_FILE = "model.keras"
 CLASSES_FILE = "classes.txt"
+PROGRESS_FILE = "progress.json"
+# errors of tf.data while reading records (a file replaced, truncated or removed under a run)
+_READ_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError,
+                tf.errors.FailedPreconditionError)
 STEP_TERMS = ("total", "cross_entropy", "extra", "triplet", "regularization", "correct", "count",
               "nonfinite_loss", "nonfinite_grad")
+
+
+class EpochInterrupted(Exception):
+    """Raised inside :meth:`Trainer.train` at a step boundary after an interrupt: where the
+    epoch stopped (epoch, steps done, loss sums, seconds)."""
+
+    def __init__(self, epoch, step, sums, seconds):
+        super().__init__(epoch, step)
+        self.epoch, self.step, self.sums, self.seconds = epoch, step, sums, seconds
+
+
+class _RunLogHandler(logging.FileHandler):
+    """``logging.log``: a record that cannot be written (a full disk) is dropped quietly; the
+    console has it, and the error that follows says what happened."""
+
+    def handleError(self, record):
+        pass
 
 
 class _StdoutHandler(logging.StreamHandler):
@@ -68,7 +103,7 @@ def get_logger(logdir=None):
         path = os.path.join(logdir, "logging.log")
         try:
             os.makedirs(logdir, exist_ok=True)
-            fh = logging.FileHandler(path)
+            fh = _RunLogHandler(path)
         except OSError as err:
             if not is_read_only(err):
                 raise
@@ -247,6 +282,8 @@ class Trainer:
         if advice:
             self.logger.warning(advice)
         keras.utils.set_random_seed(args.seed)
+        if getattr(args, "deterministic", False):
+            tf.config.experimental.enable_op_determinism()
         self.strategy = make_strategy(args.distribute)
         self.chief = is_chief(self.strategy)
         self.dataset = dataset if dataset is not None else datasets.load(args)
@@ -276,6 +313,9 @@ class Trainer:
         self._eval_step = None
         self._bn_recomputer = None
         self.saved_epoch = 0  # epoch of the 'latest' checkpoint on disk
+        self.resume_at = None  # (epoch, step, loss sums, seconds) of a checkpoint saved mid-epoch
+        self._file_stats = self._stats()
+        self._progress_written = 0.0
 
     # ------------------------------------------------------------------ setup
     def _make_optimizer(self):
@@ -368,31 +408,49 @@ class Trainer:
         return tqdm(desc="epoch {}/{}".format(epoch + 1, self.args.n_epochs), unit="batch",
                     leave=False, dynamic_ncols=True)
 
-    def train_epoch(self, epoch):
-        """Train on the shard of ``epoch``; return (accuracy, mean loss terms, seconds)."""
-        sums = np.zeros(len(STEP_TERMS))
-        n_steps = 0
+    def train_epoch(self, epoch, start_step=0, sums=None, seconds=0.0):
+        """Train on the shard of ``epoch`` from batch ``start_step`` on (a resumed epoch: with
+        the loss sums and seconds of the batches before it); return (accuracy, mean loss
+        terms, seconds).
+
+        An interrupt (see :func:`~spherical_cnn.errors.deferred_interrupts`) ends the epoch
+        after the step in flight with :class:`EpochInterrupted`, which holds the position.
+        """
+        sums = np.zeros(len(STEP_TERMS)) if sums is None else np.array(sums, dtype=np.float64)
+        n_steps = int(start_step)
         bar = self._progress(epoch)
         t0 = time.time()
-        for x, y in self._distribute(self.dataset.train(epoch)):
+        batches = self.dataset.train(epoch)
+        if start_step:
+            batches = batches.skip(int(start_step))
+        path = self.dataset.train_shard(epoch) if hasattr(self.dataset, "train_shard") else None
+        for x, y in self._read(self._distribute(batches), path, "epoch {}".format(epoch + 1)):
+            if interrupted():  # a step not taken: stop where the batches before it left off
+                raise EpochInterrupted(epoch, n_steps, sums, seconds + time.time() - t0)
             out = self._train_step(x, y).numpy()
-            raise_if_interrupted()
             if out[7] or out[8]:
                 if bar is not None:
                     bar.close()
                 raise NonFiniteError(self._nonfinite_message(epoch, n_steps, out))
             sums += out
             n_steps += 1
+            self._note_progress(epoch, n_steps)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss="{:.3f}".format(sums[0] / n_steps / self.strategy.num_replicas_in_sync),
                                 acc="{:.3f}".format(sums[5] / max(sums[6], 1)))
-        seconds = time.time() - t0
+            if interrupted():
+                raise EpochInterrupted(epoch, n_steps, sums, seconds + time.time() - t0)
+        seconds += time.time() - t0
         if bar is not None:
             bar.close()
+        if n_steps != self.dataset_steps(epoch) and hasattr(self.dataset, "train_size"):
+            # TensorFlow stops quietly at a record cut short: a shard truncated while it was read
+            self.check_data_unchanged(("train",), during="epoch {}".format(epoch + 1))
         if n_steps == 0:
             raise RuntimeError("training shard of epoch {} yielded no batch (batch size {} with "
                                "--round_batches larger than the shard?)".format(epoch, self.args.train_bsize))
+        self._last_epoch = (epoch, n_steps, sums.copy(), seconds)
         replicas = self.strategy.num_replicas_in_sync
         terms = dict(zip(["total", "cross_entropy", "extra", "triplet", "regularization"],
                          sums[:5] / n_steps / replicas))
@@ -405,6 +463,124 @@ class Trainer:
         if self._bn_recomputer is None:
             self._bn_recomputer = batch_norm_statistics.Recomputer(self.model, self.strategy)
         return self._bn_recomputer(self._distribute(self.dataset.train(epoch)), self.args.recompute_bn)
+
+    def _read(self, batches, path, when):
+        """Iterate ``batches``; a read error (a record file replaced, truncated or removed
+        while the run goes on) is a DataError naming the file and what is kept."""
+        it = iter(batches)
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except _READ_ERRORS as err:
+                raise DataError("reading {} failed during {} ({}): the record file changed or was "
+                                "damaged while training; {}".format(
+                                    path or self.args.dset_dir, when, verify._tf_message(err),
+                                    self._kept()), path=path) from None
+            yield item
+
+    def _kept(self):
+        """What is kept on disk, for messages: "'latest' (epoch N) in LOGDIR is intact"."""
+        if self.saved_epoch:
+            return "'latest' (epoch {}) in {} is intact".format(self.saved_epoch, self.args.logdir)
+        return "no epoch had finished, so no checkpoint was saved"
+
+    def _stats(self):
+        """(size, mtime) of every record file, as they were verified."""
+        out = {}
+        for paths in getattr(self.dataset, "files", {}).values():
+            for p in paths:
+                try:
+                    st = os.stat(p)
+                    out[p] = (st.st_size, st.st_mtime_ns)
+                except OSError:
+                    out[p] = None
+        return out
+
+    def check_data_unchanged(self, splits=("train", "val", "test"), during=None):
+        """Verify again the record files that changed since the run started (replaced,
+        truncated, rewritten): DataError naming the file and record if one no longer fits."""
+        when = "during {}".format(during) if during else "while training"
+        spec = getattr(self.dataset, "spec", None)
+        for split in splits:
+            for p in getattr(self.dataset, "files", {}).get(split, ()):
+                try:
+                    st = os.stat(p)
+                    now = (st.st_size, st.st_mtime_ns)
+                except OSError as err:
+                    raise DataError("record file {} disappeared {} ({}); {}".format(
+                        p, when, err.strerror, self._kept()), path=p) from None
+                if now == self._file_stats.get(p) or spec is None:
+                    continue
+                try:
+                    summary = verify.verify_files([p], spec)[p]
+                except DataError as err:
+                    raise DataError("record file {} changed {} and no longer fits: {}; {}"
+                                    .format(p, when, err, self._kept()), path=p) from None
+                self.dataset._counts[p] = summary.records
+                self.dataset._has_a[p] = summary.has_a
+                self._file_stats[p] = now
+                self.logger.warning("record file {} changed {}; verified again ({} records), going on"
+                                    .format(p, when, summary.records))
+
+    def _note_progress(self, epoch, step, force=False):
+        """``progress.json``: where training is now, about once a second (for a run killed
+        without a checkpoint: the next run says how much it repeats)."""
+        now = time.time()
+        if not self.chief or (not force and now - self._progress_written < 1.0):
+            return
+        self._progress_written = now
+        try:
+            write_atomic(os.path.join(self.args.logdir, PROGRESS_FILE), json.dumps(
+                {"epoch": int(epoch), "step": int(step), "pid": os.getpid(), "time": now}))
+        except OSError:
+            pass  # a note for the next run, never a reason to stop this one
+
+    def _lost_work_note(self, epoch, step):
+        """A line saying how much a run stopped without a checkpoint (SIGKILL) repeats, or None."""
+        try:
+            with open(os.path.join(self.args.logdir, PROGRESS_FILE)) as f:
+                last = json.load(f)
+            last_epoch, last_step = int(last["epoch"]), int(last["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if (last_epoch, last_step) <= (epoch, step):
+            return None
+        steps = [self.dataset_steps(e) for e in range(epoch, last_epoch)]
+        lost = sum(steps) - step + last_step
+        return ("the previous run stopped without saving (killed?) at epoch {}, step {}; resuming from "
+                "the last checkpoint at epoch {}, step {}: about {} step(s) are done again".format(
+                    last_epoch + 1, last_step, epoch + 1, step, lost))
+
+    def dataset_steps(self, epoch):
+        """Training batches of ``epoch`` (as :meth:`train_epoch` takes them)."""
+        n = self.dataset.train_size(epoch) if hasattr(self.dataset, "train_size") else 0
+        b = self.args.train_bsize
+        steps = n // b if self.args.round_batches else -(-n // b)
+        return min(steps, int(self.args.first_n)) if self.args.first_n else steps
+
+    def _seed_states(self):
+        # in model order: their names (seed_generator_N) depend on what the process built before
+        return [v for v in self.model.variables if "seed_generator_state" in v.path]
+
+    def _rng_state(self):
+        """Values of the model's random-generator states (dropout), which TensorFlow
+        checkpoints leave out; saved in ``state.json`` so that a resumed run draws the same."""
+        return [np.asarray(v.numpy()).tolist() for v in self._seed_states()]
+
+    def _set_rng_state(self, values):
+        states = self._seed_states()
+        if isinstance(values, list) and len(values) == len(states):
+            for v, value in zip(states, values):
+                v.assign(np.asarray(value, dtype=v.dtype))
+
+    def _checkpoint_state(self, epoch=None, step=0, sums=None, seconds=0.0):
+        state = {"rng": self._rng_state()}
+        if step:
+            state.update(epoch=int(epoch), step=int(step), sums=[float(v) for v in sums],
+                         seconds=float(seconds))
+        return state
 
     def _nonfinite_message(self, epoch, step, out):
         what = "loss ({})".format(out[0]) if out[7] else "gradient"
@@ -436,11 +612,16 @@ class Trainer:
             per_batch = split == "val"
         conf = np.zeros((self.args.n_classes, self.args.n_classes), dtype=np.int64)
         batch_accs = []
-        for x, y in self._distribute(self.dataset.eval(split)):
+        files = ", ".join(getattr(self.dataset, "files", {}).get(split, ())) or None
+        for x, y in self._read(self._distribute(self.dataset.eval(split)), files, "the {} split".format(split)):
+            raise_if_interrupted()
             counts = self._eval_step(x, y).numpy()
             if counts.sum() > 0:
                 batch_accs.append(np.trace(counts) / counts.sum())
             conf += counts
+        limited = self.args.test_n if split == "test" else self.args.first_n
+        if not limited and hasattr(self.dataset, "num_examples") and conf.sum() != self.dataset.num_examples(split):
+            self.check_data_unchanged((split,), during="the {} split".format(split))  # cut short quietly
         if conf.sum() == 0:
             raise RuntimeError("the {} split yielded no batch".format(split))
         accuracy = np.mean(batch_accs) if per_batch else np.trace(conf) / conf.sum()
@@ -487,14 +668,24 @@ class Trainer:
             if self.chief:
                 self.store.remove_all()
                 for f in os.listdir(args.logdir):
-                    if f.startswith("events.out") or f in (RESULTS_FILE, EXPORT_FILE):
+                    if f.startswith("events.out") or f in (RESULTS_FILE, EXPORT_FILE, PROGRESS_FILE):
                         os.remove(os.path.join(args.logdir, f))
         else:
             prefix = self.store.restore("latest", self.checkpoint, fallbacks=("best",),
                                         warn=self.logger.warning)
             if prefix:
-                self.logger.info("Continuing from checkpoint {} at epoch {}"
-                                 .format(prefix, int(self.epoch.numpy())))
+                state = self.store.state(prefix) or {}
+                self._set_rng_state(state.get("rng"))
+                epoch = int(self.epoch.numpy())
+                if state.get("step") and state.get("epoch") == epoch:
+                    self.resume_at = (epoch, int(state["step"]), state["sums"], float(state["seconds"]))
+                    self.logger.info("Continuing from checkpoint {} at epoch {}, step {}".format(
+                        prefix, epoch, self.resume_at[1]))
+                else:
+                    self.logger.info("Continuing from checkpoint {} at epoch {}".format(prefix, epoch))
+                note = self._lost_work_note(epoch, self.resume_at[1] if self.resume_at else 0)
+                if note:
+                    self.logger.warning(note)
         if n_workers(self.strategy) > 1:
             self._sync_from_chief()
         self.saved_epoch = int(self.epoch.numpy())
@@ -531,7 +722,12 @@ class Trainer:
         return float(self.figures["train"].numpy()), float(self.figures["valid"].numpy()), seconds
 
     def train(self):
-        """Run the remaining epochs; return (train acc, valid acc, mean epoch seconds)."""
+        """Run the remaining epochs; return (train acc, valid acc, mean epoch seconds).
+
+        Interrupts (SIGTERM, Ctrl-C) are deferred to the next step boundary: ``latest`` is
+        saved there with the position inside the epoch and :class:`Interrupted` is raised
+        (module docstring); a second interrupt stops at once.
+        """
         args = self.args
         start = self.resume_or_start()  # first: a run that cannot resume changes nothing
         if self.chief:
@@ -543,26 +739,52 @@ class Trainer:
         summaries = RunSummaries(args.logdir, enabled=self.chief)
         if start >= args.n_epochs:
             self.logger.info("All {} epochs already done in {}".format(args.n_epochs, args.logdir))
-        for epoch in range(start, args.n_epochs):
-            lr = params_mod.learning_rate_at(args.learning_rate, epoch)
-            self.set_learning_rate(lr)
+        with deferred_interrupts(raise_after=1):
+            for epoch in range(start, args.n_epochs):
+                try:
+                    self._train_one(epoch, summaries)
+                except EpochInterrupted as stop:
+                    self._save_interrupted(stop)
+                if interrupted():  # while the epoch's checkpoint was written: it is complete
+                    raise Interrupted("interrupted; latest checkpoint is epoch {} ({}); the same command "
+                                      "resumes from it".format(self.saved_epoch, args.logdir))
+            self.store.save("final", self.checkpoint, state=self._checkpoint_state())
+        return self.saved_figures()
+
+    def _train_one(self, epoch, summaries):
+        """One epoch: train (from a saved step when resuming), validate, summarise, save."""
+        args = self.args
+        lr = params_mod.learning_rate_at(args.learning_rate, epoch)
+        self.set_learning_rate(lr)
+        self.check_data_unchanged(("train",) if args.skip_val else ("train", "val"))
+        resume = self.resume_at if self.resume_at and self.resume_at[0] == epoch else None
+        self.resume_at = None
+        if resume:  # the rest of an epoch interrupted at a step
+            train_acc, terms, seconds = self.train_epoch(epoch, start_step=resume[1], sums=resume[2],
+                                                         seconds=resume[3])
+        else:
             train_acc, terms, seconds = self.train_epoch(epoch)
-            raise_if_interrupted()
+        try:
             if args.recompute_bn:
                 self.recompute_batch_norm(epoch)
             if args.skip_val:
                 valid_acc, conf = train_acc, np.zeros((args.n_classes, args.n_classes))
             else:
                 valid_acc, conf = self.evaluate("val")
-            self.epoch.assign(epoch + 1)
-            self.figures["train"].assign(train_acc)
-            self.figures["valid"].assign(valid_acc)
-            self.figures["seconds"].assign_add(seconds)
-            self.figures["epochs"].assign_add(1)
+        except KeyboardInterrupt:
+            if not interrupted() or interrupt_count() > 1:
+                raise
+            raise EpochInterrupted(*self._last_epoch) from None
+        self.epoch.assign(epoch + 1)
+        self.figures["train"].assign(train_acc)
+        self.figures["valid"].assign(valid_acc)
+        self.figures["seconds"].assign_add(seconds)
+        self.figures["epochs"].assign_add(1)
 
-            step = epoch + 1
-            scalars = {"train_acc": train_acc, "valid_acc": valid_acc, "learning_rate": lr}
-            scalars.update({"loss/" + k: v for k, v in terms.items()})
+        step = epoch + 1
+        scalars = {"train_acc": train_acc, "valid_acc": valid_acc, "learning_rate": lr}
+        scalars.update({"loss/" + k: v for k, v in terms.items()})
+        try:
             summaries.scalars(scalars, step)
             if conf.sum():  # none with --skip_val
                 summaries.confusion(conf, step, getattr(self.dataset, "class_names", None))
@@ -570,16 +792,32 @@ class Trainer:
             if self.chief and every and (step % every == 0 or step == args.n_epochs):
                 summaries.histograms(self.model, self._activations(), step)
             summaries.flush()
+        except (OSError, tf.errors.OpError) as err:
+            if not is_disk_full(err):
+                raise
+            raise DiskFull("no space left on the device writing the TensorBoard events of {} (epoch {}); "
+                           "{}; free some space and run the same command again to resume".format(
+                               args.logdir, step, self._kept())) from err
 
-            if valid_acc > float(self.best_valid.numpy()):
-                self.best_valid.assign(valid_acc)
-                self.store.save("best", self.checkpoint)
-            self.store.save("latest", self.checkpoint)
-            self.saved_epoch = step
-            self.logger.info("epoch={}; lr={:.4f} train: {:.4f}, valid: {:.4f}{}"
-                             .format(step, lr, train_acc, valid_acc, self._time_left(step)))
-        self.store.save("final", self.checkpoint)
-        return self.saved_figures()
+        if valid_acc > float(self.best_valid.numpy()):
+            self.best_valid.assign(valid_acc)
+            self.store.save("best", self.checkpoint, state=self._checkpoint_state())
+        self.store.save("latest", self.checkpoint, state=self._checkpoint_state())
+        self.saved_epoch = step
+        self._note_progress(step, 0, force=True)
+        self.logger.info("epoch={}; lr={:.4f} train: {:.4f}, valid: {:.4f}{}"
+                         .format(step, lr, train_acc, valid_acc, self._time_left(step)))
+
+    def _save_interrupted(self, stop):
+        """Save ``latest`` at the position of an interrupted epoch; raise Interrupted."""
+        self.epoch.assign(stop.epoch)
+        self.store.save("latest", self.checkpoint, state=self._checkpoint_state(
+            stop.epoch, stop.step, stop.sums, stop.seconds))
+        self._note_progress(stop.epoch, stop.step, force=True)
+        raise Interrupted("interrupted; latest checkpoint is epoch {} and {} step(s) of epoch {} (of {}), saved "
+                          "when {} arrived ({}); the same command resumes from there".format(
+                              stop.epoch, stop.step, stop.epoch + 1, self.dataset_steps(stop.epoch),
+                              interrupt_signal_name() or "the interrupt", self.args.logdir))
 
     def _time_left(self, epochs_done):
         """`` (52 s/epoch, about 9 min left)``: the mean training time of the epochs timed so far
@@ -621,8 +859,18 @@ class Trainer:
             return None
         path = os.path.join(self.args.logdir, EXPORT_FILE)
         tmp = os.path.join(self.args.logdir, ".export-tmp.keras")
-        self.model.save(tmp)
-        os.replace(tmp, path)
+        try:
+            self.model.save(tmp)
+            os.replace(tmp, path)
+        except BaseException as err:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            if is_disk_full(err):
+                raise DiskFull("no space left on the device exporting the model to {}; the checkpoints in {} "
+                               "are intact ('final', epoch {}): free some space and run the same command "
+                               "again to export it (nothing is trained again)".format(
+                                   path, self.args.logdir, int(self.epoch.numpy()))) from err
+            raise
         return path
 
 
@@ -682,7 +930,11 @@ def run(argv=None):
                 "--dset_dir".format(os.path.join(args.logdir, FLAGS_FILE), args.dset_dir))
     logger = get_logger(None)
     from . import sizes
-    sizes.check(sizes.training_estimate(args), ignore=args.ignore_size_check, warn=logger.warning)
+    sizes.check(sizes.training_estimate(args, n_records=largest_split(args)),
+                ignore=args.ignore_size_check, warn=logger.warning)
+    if os.path.lexists(args.logdir) and not os.path.isdir(args.logdir):
+        raise params_mod.ParamsError("--logdir {} is a file, not a folder; give a folder for the run"
+                                     .format(args.logdir))
     if not args.test_only:
         os.makedirs(args.logdir, exist_ok=True)
     with LogdirLock(args.logdir, warn=logger.warning, read_only_ok=args.test_only):
@@ -691,10 +943,47 @@ def run(argv=None):
         try:
             return _run_locked(args, logger, state)
         except KeyboardInterrupt:
-            epoch = state["trainer"].saved_epoch if "trainer" in state else None
-            kept = ("latest checkpoint is epoch {}".format(epoch) if epoch
-                    else "no checkpoint was saved")
-            raise Interrupted("interrupted; {} ({})".format(kept, args.logdir)) from None
+            if args.test_only:
+                err = Interrupted("interrupted while testing; nothing was written, the checkpoints in {} "
+                                  "are unchanged".format(args.logdir))
+            else:
+                epoch = state["trainer"].saved_epoch if "trainer" in state else None
+                kept = ("latest checkpoint is epoch {}".format(epoch) if epoch
+                        else "no checkpoint was saved")
+                err = Interrupted("interrupted; {} ({})".format(kept, args.logdir))
+            _log_to_file(logger, logging.WARNING, str(err))
+            raise err from None
+        except BaseException as err:  # noqa: B902 - logged, then raised as it was
+            message = describe(err)
+            if message is not None:
+                _log_to_file(logger, logging.WARNING if isinstance(err, Interrupted) else logging.ERROR,
+                             ("stopped: " if not isinstance(err, Interrupted) else "") + message)
+            elif not isinstance(err, SystemExit):
+                _log_to_file(logger, logging.ERROR, "stopped by an unexpected error", exc_info=err)
+            raise
+
+
+def _log_to_file(logger, level, message, exc_info=None):
+    """Write one record to the run's ``logging.log`` only (the console gets the error from
+    :func:`~spherical_cnn.errors.run_cli`, once)."""
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, None,
+                               (type(exc_info), exc_info, exc_info.__traceback__) if exc_info else None)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def largest_split(args):
+    """Records in the largest batch source of ``args.dset_dir`` (a train shard, the val or the
+    test files), counted from the TFRecord framing; None if there are none yet."""
+    files = datasets.list_record_files(args.dset_dir) if os.path.isdir(args.dset_dir or "") else {}
+    sizes = []
+    try:
+        sizes += [verify.check_framing(p) for p in files.get("train", ())]
+        sizes += [sum(verify.check_framing(p) for p in files.get(s, ())) for s in ("val", "test")]
+    except (OSError, DataError):
+        return None  # verification names the bad file later
+    return max(sizes) if any(sizes) else None
 
 
 def _run_locked(args, logger, state):

@@ -33,6 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from spherical_cnn.data.atomic_output import AtomicFolder  # noqa: E402
 from spherical_cnn.errors import UserError, run_cli  # noqa: E402
 
 FILES = ("model.keras", "flags.yaml", "classes.txt")
@@ -175,10 +176,9 @@ def main(argv=None):
     if not os.path.isdir(logdir):
         raise UserError("{}: no such run folder".format(logdir))
     final = os.path.join(a.dest, a.name)
-    if os.path.exists(final) and not a.overwrite:
-        raise UserError("{} exists; pass --overwrite to replace it".format(final))
-    stage = tempfile.mkdtemp(prefix=".ship-{}-".format(a.name), dir=a.dest)
-    try:
+    with AtomicFolder(final, overwrite=a.overwrite, what="pretrained model folder",
+                      holder="shipping", noun="pretrained model") as out:
+        stage = out.stage
         model_path = os.path.join(logdir, training.EXPORT_FILE)
         if os.path.exists(model_path):
             shutil.copy(model_path, os.path.join(stage, "model.keras"))
@@ -229,15 +229,10 @@ def main(argv=None):
             import numpy as np
             with np.load(os.path.join(stage, subset["file"])) as d:
                 meta["image_shape"] = list(d["images"].shape[1:])
+        meta["sha256"] = pretrained.checksums(stage)  # verified before the model is loaded
         with open(os.path.join(stage, pretrained.META_FILE), "w") as f:
             json.dump(meta, f, indent=1)
         os.chmod(stage, 0o755)
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(stage, final)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     size = sum(os.path.getsize(os.path.join(final, f)) for f in os.listdir(final))
     print("shipped {} to {} ({:.2f} MB): test accuracy {:.4f} ({}); subset of {} {:.4f} in {:.0f} s".format(
         a.name, final, size / 1e6, acc, meta["test_set"], n, sub_acc, time.time() - t0))

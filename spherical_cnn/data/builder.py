@@ -34,9 +34,7 @@ import json
 import multiprocessing
 import os
 import platform
-import shutil
 import signal
-import socket
 import sys
 import time
 import zlib
@@ -45,8 +43,8 @@ import numpy as np
 
 from . import augment, meshes, raycast, rotations, synthetic
 from .. import sizes
-from ..errors import DiskFull, UserError, is_disk_full
-from ..runlock import LogdirLock, pid_alive
+from ..errors import UserError, deferred_interrupts, raise_if_interrupted
+from .atomic_output import AtomicFolder
 
 
 class WorkerDied(UserError):
@@ -104,25 +102,40 @@ def _broken_future():
 
 def _pool_results(pool, jobs):
     """Results of ``_render`` over ``jobs`` in completion order; a worker process that dies
-    (killed, out of memory) raises :class:`WorkerDied` naming it instead of a hang."""
-    futures = []
-    processes = {}
+    (killed, out of memory) raises :class:`WorkerDied` naming it instead of a hang.
+
+    Call it inside :func:`~spherical_cnn.errors.deferred_interrupts`: Ctrl-C is raised
+    here between waits, never inside ``concurrent.futures``, where a KeyboardInterrupt
+    could leave a future's lock held, and the pool's manager thread (joined when Python
+    exits) would wait for it forever.
+    """
+    pending = set()
     try:  # a worker can die while the jobs are still being submitted (submit then raises)
         for job in jobs:
-            futures.append(pool.submit(_render, job))
-            processes.update(getattr(pool, '_processes', None) or {})
+            pending.add(pool.submit(_render, job))
     except concurrent.futures.process.BrokenProcessPool:
-        futures = [_broken_future()]
-    for future in concurrent.futures.as_completed(futures):
-        try:
-            result = future.result()
-        except concurrent.futures.process.BrokenProcessPool:
-            processes.update(getattr(pool, '_processes', None) or {})
-            raise WorkerDied(_dead_workers(processes) + '; the build is stopped, its partial output '
-                             'removed and --out left unchanged (a killed worker is often the '
-                             'out-of-memory killer: try fewer --workers or a lower --input_res)') from None
+        pending = {_broken_future()}
+    processes = dict(getattr(pool, '_processes', None) or {})
+    while pending:
+        done, pending = concurrent.futures.wait(pending, timeout=0.2,
+                                                return_when=concurrent.futures.FIRST_COMPLETED)
+        raise_if_interrupted()
         processes.update(getattr(pool, '_processes', None) or {})
-        yield result
+        for future in done:
+            try:
+                result = future.result()
+            except concurrent.futures.process.BrokenProcessPool:
+                processes.update(getattr(pool, '_processes', None) or {})
+                raise WorkerDied(_dead_workers(processes) + '; the build is stopped, its partial output '
+                                 'removed and --out left unchanged (a killed worker is often the '
+                                 'out-of-memory killer: try fewer --workers or a lower --input_res)') from None
+            yield result
+
+
+def _ignore_interrupts():
+    """Worker initializer: Ctrl-C reaches the whole process group; the main process alone
+    handles it (and ends the workers), so a worker is never cut short holding a queue's lock."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _dead_workers(processes):
@@ -156,6 +169,15 @@ def _stop_pool(pool):
             proc.kill()
 
 
+def _close_all(pool, writers):
+    """Stop ``pool`` at once (an error or Ctrl-C) and close the record writers."""
+    if pool is not None:
+        _stop_pool(pool)
+    for ws in writers.values():
+        for w in ws:
+            w.close()
+
+
 def _split_val(train_items, val_fraction, seed):
     """Pick validation meshes among the train meshes, per class; returns a set of relpaths."""
     by_class = {}
@@ -170,57 +192,6 @@ def _split_val(train_items, val_fraction, seed):
             n = 1
         val.update(rels[i] for i in rng.permutation(len(rels))[:n])
     return val
-
-
-def _staging_dir(out_dir):
-    """A fresh folder beside ``out_dir`` to build in; removes those left by dead builds.
-
-    Named ``.<name>.partial-<host>-<pid>``: it never looks like a dataset, and a
-    build that was killed leaves one that the next build of this host removes.
-    """
-    parent, base = os.path.split(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    host = socket.gethostname()
-    for fn in os.listdir(parent):
-        for kind in ('partial', 'old'):
-            prefix = f'.{base}.{kind}-{host}-'
-            if fn.startswith(prefix) and fn[len(prefix):].isdigit() and not pid_alive(int(fn[len(prefix):])):
-                print(f'removing {os.path.join(parent, fn)} left by an interrupted build', file=sys.stderr)
-                shutil.rmtree(os.path.join(parent, fn), ignore_errors=True)
-    stage = os.path.join(parent, f'.{base}.partial-{host}-{os.getpid()}')
-    shutil.rmtree(stage, ignore_errors=True)
-    os.makedirs(stage)
-    return stage
-
-
-def _replace_dir(stage, out_dir, overwrite=False, existed=False):
-    """Move the complete ``stage`` folder to ``out_dir``, replacing an old dataset only now.
-
-    Without ``overwrite`` a dataset that appeared in ``out_dir`` while this build ran
-    (another build, without the lock: e.g. from another host) is never replaced.
-    """
-    out_dir = os.path.abspath(out_dir)
-    if os.path.isdir(out_dir) and not os.listdir(out_dir):
-        os.rmdir(out_dir)
-    if os.path.exists(out_dir) and not overwrite and not existed:
-        raise FileExistsError(f'output folder {out_dir!r} was filled by someone else while this build '
-                              'ran; not replacing it without --overwrite (this build is discarded)')
-    if os.path.exists(out_dir):
-        parent, base = os.path.split(out_dir)
-        old = os.path.join(parent, f'.{base}.old-{socket.gethostname()}-{os.getpid()}')
-        os.replace(out_dir, old)
-        os.replace(stage, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(stage, out_dir)
-
-
-def _check_destination(out_dir, overwrite):
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise FileExistsError(f'output {out_dir!r} exists and is not a folder')
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(f'output folder {out_dir!r} exists and is not empty; '
-                              'pass --overwrite to replace its dataset')
 
 
 def _check_classes(jobs_items, class_names):
@@ -267,12 +238,12 @@ def _versions():
     return v
 
 
-def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, **kwargs):
+def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, out_flag='--out', **kwargs):
     """Render meshes into a TFRecord dataset folder ``out_dir`` (see module docstring), atomically.
 
-    The dataset is built in a hidden folder beside ``out_dir`` and renamed into
-    place only when every record file, ``classes.txt`` and ``manifest.json`` are
-    complete; with ``overwrite`` an existing dataset is replaced only then. An
+    The dataset is built in a hidden folder beside ``out_dir`` and put in place only
+    when every record file, ``classes.txt`` and ``manifest.json`` are complete; with
+    ``overwrite`` an existing dataset is replaced only then (:mod:`.atomic_output`). An
     error or interruption leaves ``out_dir`` as it was. A class without meshes in
     the train or test split, or whose meshes all fail to render, is an error.
 
@@ -286,6 +257,7 @@ def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, *
       jobs_items: list of dicts with 'relpath', 'class_name', 'split' ('train'/'test') and
         either 'path' (a mesh file) or 'mesh_seed' (a synthetic mesh).
       class_names: sorted class names; label = index.
+      out_flag: how messages name ``out_dir`` (the flag that gave it).
       kwargs: see :func:`_build_in`.
     Returns:
       the manifest dict (also written to ``out_dir/manifest.json``).
@@ -297,24 +269,9 @@ def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, *
                                      kwargs.get('n_test_rotations', 4), kwargs.get('supersample', 1) or 1,
                                      max(1, min(workers, len(jobs_items)))),
                 ignore=ignore_size_check, warn=lambda m: print(m, file=sys.stderr))
-    parent, base = os.path.split(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    # one build per --out: a second one started meanwhile stops with one line
-    lock = LogdirLock(out_dir, path=os.path.join(parent, f'.{base}.lock'), what='--out',
-                      holder_name='dataset build', warn=lambda m: print(m, file=sys.stderr))
-    with lock:
-        _check_destination(out_dir, overwrite)
-        existed = os.path.isdir(out_dir) and bool(os.listdir(out_dir))
-        stage = _staging_dir(out_dir)
-        try:
-            manifest = _build_in(stage, jobs_items, class_names, progress=progress, **kwargs)
-            _replace_dir(stage, out_dir, overwrite=overwrite, existed=existed)
-        except BaseException as err:
-            shutil.rmtree(stage, ignore_errors=True)
-            if is_disk_full(err) and not isinstance(err, DiskFull):
-                raise DiskFull(f'no space left on the device writing the dataset {out_dir} (in its '
-                               f'staging folder {stage}, now removed; {out_dir} is unchanged)') from err
-            raise
+    # one build per --out, written beside it and put in place when complete
+    with AtomicFolder(out_dir, overwrite=overwrite, what=out_flag) as out:
+        manifest = _build_in(out.stage, jobs_items, class_names, progress=progress, **kwargs)
     if progress:
         print_summary(manifest, out_dir)
     return manifest
@@ -377,42 +334,42 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
     workers = int(workers or os.cpu_count() or 1)
     if workers > 1 and len(jobs) > 1:
         pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)),
-                                                      mp_context=multiprocessing.get_context('spawn'))
+                                                      mp_context=multiprocessing.get_context('spawn'),
+                                                      initializer=_ignore_interrupts)
         results = _pool_results(pool, jobs)
     else:
         pool, results = None, map(_render, jobs)
     try:
-        from tqdm import tqdm
-        bar = tqdm(total=len(jobs), unit='mesh', disable=not progress, file=sys.stderr, dynamic_ncols=True)
-        for index, maps, quats, aug, err in results:
-            job = jobs[index]
-            bar.update(1)
-            if err is not None:
-                skipped.append({'mesh': job['relpath'], 'error': err})
-                if progress:
-                    bar.write(f'skipped {job["relpath"]}: {err}')
-                continue
-            split = job['split']
-            counts[split]['meshes'] += 1
-            per_class[job['class_name'], split] = per_class.get((job['class_name'], split), 0) + 1
-            for r in range(len(maps)):
-                shard = r if split == 'train' else 0
-                scale, center = (None, None) if aug is None else (aug[0][r], aug[1][r])
-                writers[split][shard].write(records.encode_example(
-                    maps[r], label[job['class_name']], fname=job['relpath'], idrot=r, rotation=quats[r],
-                    scale=scale, center=center))
-                keys[split][shard].append((job['relpath'], r))
-                counts[split]['records'] += 1
-        bar.close()
-        if pool is not None:
-            pool.shutdown(wait=True)
-            pool = None
+        with deferred_interrupts():  # Ctrl-C: raised between meshes (see _pool_results)
+            from tqdm import tqdm
+            bar = tqdm(total=len(jobs), unit='mesh', disable=not progress, file=sys.stderr, dynamic_ncols=True)
+            for index, maps, quats, aug, err in results:
+                raise_if_interrupted()
+                job = jobs[index]
+                bar.update(1)
+                if err is not None:
+                    skipped.append({'mesh': job['relpath'], 'error': err})
+                    if progress:
+                        bar.write(f'skipped {job["relpath"]}: {err}')
+                    continue
+                split = job['split']
+                counts[split]['meshes'] += 1
+                per_class[job['class_name'], split] = per_class.get((job['class_name'], split), 0) + 1
+                for r in range(len(maps)):
+                    shard = r if split == 'train' else 0
+                    scale, center = (None, None) if aug is None else (aug[0][r], aug[1][r])
+                    writers[split][shard].write(records.encode_example(
+                        maps[r], label[job['class_name']], fname=job['relpath'], idrot=r, rotation=quats[r],
+                        scale=scale, center=center))
+                    keys[split][shard].append((job['relpath'], r))
+                    counts[split]['records'] += 1
+            bar.close()
+            if pool is not None:
+                pool.shutdown(wait=True)
+                pool = None
+            raise_if_interrupted()
     finally:
-        if pool is not None:  # at once on an error or Ctrl-C
-            _stop_pool(pool)
-        for ws in writers.values():
-            for w in ws:
-                w.close()
+        _close_all(pool, writers)  # at once on an error or Ctrl-C
 
     warnings = _check_rendered(per_class, planned, skipped)
     for w in warnings if progress else ():

@@ -36,22 +36,23 @@ than ``min_per_class`` distinct meshes are left out. The split is deterministic:
 within each class the meshes are ordered by a hash of (seed, archive, model path)
 and the first ``round(test_fraction * n)`` go to test.
 """
+import contextlib
 import csv
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import zipfile
 
 import numpy as np
 
 from ..errors import DataError, UserError
+from . import archives
+from .atomic_output import AtomicFolder
 
 PACKAGE = 'sweethome3d-furniture'
 INSTALLED_PATH = '/usr/share/sweethome3d/furniture'
@@ -59,6 +60,8 @@ CATALOG = 'PluginFurnitureCatalog.properties'
 DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_MIN_PER_CLASS = 15
 DEFAULT_SEED = 0
+MAX_OBJ_BYTES = 256 << 20  # one model's OBJ file
+MAX_SIZE_CM = 1e5  # a catalog size above 1 km is not furniture
 
 # (class, words): an item belongs to the first class one of whose words is a
 # word of its lower-cased name. Order matters ("desk lamp" is a lamp, "glass door
@@ -94,6 +97,15 @@ EXCLUDE = (
 
 class FurnitureError(UserError):
     """The furniture package or an archive cannot be used (one line naming it)."""
+
+
+@contextlib.contextmanager
+def _archive_errors():
+    """:class:`~.archives.ArchiveError` as :class:`FurnitureError` (the same line)."""
+    try:
+        yield
+    except archives.ArchiveError as err:
+        raise FurnitureError(str(err)) from None
 
 
 def classify(name):
@@ -139,7 +151,7 @@ def _ends_with_continuation(line):
 def _unescape(s):
     def repl(m):
         c = m.group(1)
-        if c.startswith('u'):
+        if len(c) == 5:  # uXXXX
             return chr(int(c[1:], 16))
         return {'t': '\t', 'n': '\n', 'r': '\r', 'f': '\f'}.get(c, c)
     return re.sub(r'\\(u[0-9a-fA-F]{4}|.)', repl, s)
@@ -156,11 +168,12 @@ def read_catalog(archive_path, zf):
     for key in props:
         if not key.startswith('name#'):
             continue
+        suffix = key[5:]  # the item's fields share this suffix exactly ('7', not '07' or '-0')
         try:
-            i = int(key[5:])
+            i = int(suffix)
         except ValueError:
             continue
-        get = lambda k, default=None: props.get(f'{k}#{i}', default)  # noqa: E731
+        get = lambda k, default=None: props.get(f'{k}#{suffix}', default)  # noqa: E731
         try:
             dims = tuple(float(get(k)) for k in ('width', 'depth', 'height'))
         except (TypeError, ValueError):
@@ -183,10 +196,14 @@ def parse_obj(data, name='model.obj'):
     number or a face index out of range.
     """
     verts, faces = [], []
+    lineno = 0
     try:
         for lineno, line in enumerate(data.decode('latin-1').splitlines(), 1):
             if line.startswith('v '):
-                verts.append([float(t) for t in line.split()[1:4]])
+                coords = [float(t) for t in line.split()[1:4]]
+                if len(coords) < 3:
+                    raise ValueError(f'a vertex needs 3 coordinates, got {len(coords)}')
+                verts.append(coords)
             elif line.startswith('f '):
                 idx = []
                 for tok in line.split()[1:]:
@@ -196,11 +213,11 @@ def parse_obj(data, name='model.obj'):
     except ValueError as e:
         raise DataError(f'{name}: line {lineno}: cannot parse OBJ ({e})', path=name)
     v = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
+    if any(not 0 <= i < len(v) for face in faces for i in face):
+        raise DataError(f'{name}: face index out of range ({len(v)} vertices)', path=name)
     f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     if len(v) == 0 or len(f) == 0:
         raise DataError(f'{name}: no triangle in the OBJ file ({len(v)} vertices, {len(f)} faces)', path=name)
-    if f.min() < 0 or f.max() >= len(v):
-        raise DataError(f'{name}: face index out of range ({len(v)} vertices)', path=name)
     if not np.all(np.isfinite(v)):
         raise DataError(f'{name}: non-finite vertex coordinates', path=name)
     used = np.unique(f)
@@ -317,7 +334,8 @@ def download_deb(workdir, package=PACKAGE, progress=True):
                              'elsewhere and pass its path')
     if progress:
         print(f'downloading {package} with apt-get ...', file=sys.stderr)
-    proc = subprocess.run([apt, 'download', package], cwd=workdir, capture_output=True, text=True)
+    proc = subprocess.run([apt, 'download', package], cwd=workdir, capture_output=True, text=True,
+                          errors='replace')
     debs = [f for f in os.listdir(workdir) if f.endswith('.deb')]
     if proc.returncode != 0 or not debs:
         text = ' '.join((proc.stderr or proc.stdout or '').split())
@@ -328,67 +346,46 @@ def download_deb(workdir, package=PACKAGE, progress=True):
     return os.path.join(workdir, sorted(debs)[0])
 
 
+def _is_sh3f(name):
+    return name.lower().endswith('.sh3f')
+
+
 def extract_deb(deb, workdir):
     """The ``.sh3f`` archives inside a Debian package, unpacked into ``workdir``.
 
     Reads the ``ar`` archive and its ``data.tar.{xz,gz,bz2,}`` with the standard
-    library (``dpkg-deb -x`` for other compressions, when present).
+    library (``dpkg-deb -x`` for other compressions, when present), with the checks of
+    :mod:`.archives` (member names, links, sizes).
     """
-    try:
-        members = _ar_members(deb)
-    except (OSError, ValueError) as e:
-        raise FurnitureError(f'{deb}: not a readable Debian package ({e})')
-    data = [(n, off, size) for n, off, size in members if n.startswith('data.tar')]
-    if not data:
-        raise FurnitureError(f'{deb}: not a Debian package (no data.tar member)')
-    name, off, size = data[0]
+    with _archive_errors():
+        return _extract_deb(deb, workdir)
+
+
+def _extract_deb(deb, workdir):
+    name, blob = archives.deb_data(deb)
     out = os.path.join(workdir, 'deb')
     os.makedirs(out, exist_ok=True)
     found = []
-    if name in ('data.tar', 'data.tar.xz', 'data.tar.gz', 'data.tar.bz2'):
-        try:
-            with open(deb, 'rb') as f:
-                f.seek(off)
-                blob = f.read(size)
-            with tarfile.open(fileobj=io.BytesIO(blob), mode='r:*') as tar:
-                for m in tar:
-                    if m.isfile() and m.name.lower().endswith('.sh3f'):
-                        dest = os.path.join(out, os.path.basename(m.name))
-                        with tar.extractfile(m) as src, open(dest, 'wb') as dst:
-                            shutil.copyfileobj(src, dst)
-                        found.append(dest)
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise FurnitureError(f'{deb}: corrupt package ({name}: {e})')
+    if name in archives.STDLIB_TARS:
+        where = f'{deb} ({name})'
+        with archives.open_tar(blob, where) as tar:
+            budget = [archives.MAX_UNPACKED]
+            for m in archives.tar_members(tar, where, _is_sh3f):
+                dest = os.path.join(out, os.path.basename(m.name))
+                archives.copy_member(tar, m, dest, where, budget)
+                found.append(dest)
     else:
         dpkg = shutil.which('dpkg-deb')
         if dpkg is None:
             raise FurnitureError(f'{deb}: {name} needs dpkg-deb to unpack; extract the package and pass the folder')
-        proc = subprocess.run([dpkg, '-x', deb, out], capture_output=True, text=True)
+        proc = subprocess.run([dpkg, '-x', deb, out], capture_output=True, text=True, errors='replace')
         if proc.returncode != 0:
             raise FurnitureError(f'{deb}: dpkg-deb -x failed: {" ".join(proc.stderr.split())}')
+        archives.check_links_under(out, _is_sh3f)
         found = _sh3f_under(out)
     if not found:
         raise FurnitureError(f'{deb}: no .sh3f furniture archive in the package')
     return sorted(found, key=lambda p: os.path.basename(p).lower())
-
-
-def _ar_members(path):
-    """[(name, data offset, size)] of a Unix ``ar`` archive."""
-    out = []
-    with open(path, 'rb') as f:
-        if f.read(8) != b'!<arch>\n':
-            raise ValueError('no ar signature')
-        while True:
-            head = f.read(60)
-            if not head:
-                break
-            if len(head) < 60 or head[58:60] != b'`\n':
-                raise ValueError('truncated or bad ar member header')
-            name = head[:16].decode('ascii', 'replace').strip().rstrip('/')
-            size = int(head[48:58].decode('ascii').strip())
-            out.append((name, f.tell(), size))
-            f.seek(size + (size % 2), os.SEEK_CUR)
-    return out
 
 
 # ---------------------------------------------------------------- conversion
@@ -402,8 +399,8 @@ def _split_rank(seed, archive, model):
     return hashlib.sha1(f'{seed}:{archive}:{model}'.encode()).hexdigest()
 
 
-def collect(archives, progress=True, warn=None):
-    """Read, classify, turn upright and deduplicate every catalog item of ``archives``.
+def collect(sh3f_paths, progress=True, warn=None):
+    """Read, classify, turn upright and deduplicate every catalog item of the ``.sh3f`` archives.
 
     Returns (kept, left_out, skipped): ``kept`` dicts have 'vertices' (cm, z-up),
     'faces', 'class' and the catalog fields; ``left_out`` and ``skipped`` are dicts
@@ -413,11 +410,9 @@ def collect(archives, progress=True, warn=None):
     """
     catalogs = []
     try:
-        for path in archives:
-            try:
-                zf = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
-                raise FurnitureError(f'{path}: corrupt archive ({e})')
+        for path in sh3f_paths:
+            with _archive_errors():
+                zf = archives.open_zip(path)
             catalogs.append((path, zf, None))
             try:
                 catalogs[-1] = (path, zf, read_catalog(path, zf))
@@ -448,8 +443,9 @@ def collect(archives, progress=True, warn=None):
                 if cls is None:
                     left_out.append(dict(rec, reason=reason))
                     continue
-                where = f'{path}:{it["model"]} (item {it["index"]} {it["name"]!r})'
+                where = f'{path}:{_printable(it["model"])} (item {it["index"]} {it["name"]!r})'
                 try:
+                    _, rot = check_catalog_values(it, where)
                     v, f = _read_model(zf, it, where)
                 except (DataError, zipfile.BadZipFile, EOFError, OSError, KeyError,
                         NotImplementedError, RuntimeError) as e:
@@ -457,7 +453,6 @@ def collect(archives, progress=True, warn=None):
                     warn(f'skipped {msg}')
                     skipped.append(dict(rec, reason=msg))
                     continue
-                rot = rotation_matrix(it['model_rotation'], where) if it['model_rotation'] else None
                 vz = upright(v, rot)
                 scale, aspect = catalog_fit(vz, it['dims']) if it['dims'] else (1.0, float('nan'))
                 vz = vz * scale
@@ -479,6 +474,11 @@ def collect(archives, progress=True, warn=None):
     return kept, left_out, skipped
 
 
+def _printable(text):
+    """``text`` on one line: control characters as escapes (a catalog value may hold ``\\n``)."""
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _read_licence(zf):
     for n in zf.namelist():
         if os.path.basename(n).upper() in ('LICENSE.TXT', 'LICENSE'):
@@ -491,13 +491,35 @@ def _read_model(zf, item, where):
     if not model:
         raise DataError(f'{where}: the catalog gives no model path')
     name = model.lstrip('/')
+    why = archives.unsafe_name(name)
+    if why:
+        raise DataError(f'{where}: the model path is {why}; not read')
     if not name.lower().endswith('.obj'):
         raise DataError(f'{where}: not an OBJ model')
     try:
-        data = zf.read(name)
+        size = zf.getinfo(name).file_size
     except KeyError:
         raise DataError(f'{where}: model file missing from the archive')
-    return parse_obj(data, where)
+    if size > MAX_OBJ_BYTES:
+        raise DataError(f'{where}: the OBJ file has {size} bytes, more than the {MAX_OBJ_BYTES} read')
+    return parse_obj(zf.read(name), where)
+
+
+def check_catalog_values(item, where):
+    """The item's sizes (finite, > 0, at most :data:`MAX_SIZE_CM`) and ``modelRotation`` (nine
+    finite numbers forming a rotation or a reflection) as arrays; DataError naming the item."""
+    dims = item['dims']
+    if dims is not None:
+        bad = [f'{k} {v!r}' for k, v in zip(('width', 'depth', 'height'), dims)
+               if not (np.isfinite(v) and 0 < v <= MAX_SIZE_CM)]
+        if bad:
+            raise DataError(f'{where}: catalog size {", ".join(bad)} is not a size in (0, {MAX_SIZE_CM:g}] cm')
+    rot = None
+    if item['model_rotation']:
+        rot = rotation_matrix(item['model_rotation'], where)
+        if not np.all(np.isfinite(rot)) or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-3):
+            raise DataError(f'{where}: modelRotation {" ".join(item["model_rotation"])!r} is not a rotation')
+    return dims, rot
 
 
 def assign_splits(kept, test_fraction=DEFAULT_TEST_FRACTION, seed=DEFAULT_SEED):
@@ -525,45 +547,36 @@ def convert(out_dir, source=None, *, test_fraction=DEFAULT_TEST_FRACTION, min_pe
 
     ``source``: the package's .deb, a folder holding .sh3f archives (extracted
     package, installed path) or one .sh3f; None: installed package or apt-get
-    download. The tree is written in a hidden folder beside ``out_dir`` and renamed
-    into place when complete (as ``builder.build``); an existing non-empty
-    ``out_dir`` is replaced only with ``overwrite``.
+    download. The tree is written in a hidden folder beside ``out_dir`` and put in
+    place when complete (:mod:`.atomic_output`); an existing non-empty ``out_dir`` is
+    replaced only with ``overwrite``.
     """
-    from . import builder
     if not 0 < test_fraction < 1:
         raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
-    builder._check_destination(out_dir, overwrite)
-    existed = os.path.isdir(out_dir) and bool(os.listdir(out_dir))  # what --overwrite may replace
-    with tempfile.TemporaryDirectory(prefix='furniture-') as work:
+    out = AtomicFolder(out_dir, overwrite=overwrite, holder='furniture import', noun='mesh tree')
+    with out, tempfile.TemporaryDirectory(prefix='furniture-') as work:
         archives, source_desc = find_archives(source, work, progress=progress)
         kept, left_out, skipped = collect(archives, progress=progress)
-    counts = {}
-    for r in kept:
-        counts[r['class']] = counts.get(r['class'], 0) + 1
-    small = {c for c, n in counts.items() if n < min_per_class}
-    for r in [r for r in kept if r['class'] in small]:
-        left_out.append(dict(r, reason=f'class {r["class"]!r} has {counts[r["class"]]} distinct meshes '
-                                       f'(< --min_per_class {min_per_class})'))
-    kept = [r for r in kept if r['class'] not in small]
-    if not kept:
-        raise FurnitureError(f'no class with at least {min_per_class} readable meshes in {source_desc}')
-    assign_splits(kept, test_fraction, seed)
-    used = set()
-    for r in sorted(kept, key=lambda r: (r['archive'].lower(), r['index'])):
-        base = f'{_slug(r["archive"])}-{r["index"]:03d}-{_slug(r["name"])}'
-        r['file'] = f'{r["class"]}/{r["split"]}/{base}.off'
-        assert r['file'] not in used
-        used.add(r['file'])
-    stage = builder._staging_dir(out_dir)
-    try:
-        summary = _write_tree(stage, kept, left_out, skipped, source_desc, archives,
-                              dict(test_fraction=test_fraction, min_per_class=min_per_class, seed=seed),
-                              command, progress)
-        builder._replace_dir(stage, out_dir, overwrite=overwrite, existed=existed)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return summary
+        counts = {}
+        for r in kept:
+            counts[r['class']] = counts.get(r['class'], 0) + 1
+        small = {c for c, n in counts.items() if n < min_per_class}
+        for r in [r for r in kept if r['class'] in small]:
+            left_out.append(dict(r, reason=f'class {r["class"]!r} has {counts[r["class"]]} distinct meshes '
+                                           f'(< --min_per_class {min_per_class})'))
+        kept = [r for r in kept if r['class'] not in small]
+        if not kept:
+            raise FurnitureError(f'no class with at least {min_per_class} readable meshes in {source_desc}')
+        assign_splits(kept, test_fraction, seed)
+        used = set()
+        for r in sorted(kept, key=lambda r: (r['archive'].lower(), r['index'])):
+            base = f'{_slug(r["archive"])}-{r["index"]:03d}-{_slug(r["name"])}'
+            r['file'] = f'{r["class"]}/{r["split"]}/{base}.off'
+            assert r['file'] not in used
+            used.add(r['file'])
+        return _write_tree(out.stage, kept, left_out, skipped, source_desc, archives,
+                           dict(test_fraction=test_fraction, min_per_class=min_per_class, seed=seed),
+                           command, progress)
 
 
 def _write_tree(stage, kept, left_out, skipped, source_desc, archives, options, command, progress):

@@ -30,7 +30,6 @@ data. Images: d = 3 (magic 2051), labels: d = 1 (magic 2049). Files may be
 gzip-compressed (detected from their first bytes, not their name).
 """
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -38,16 +37,20 @@ import shutil
 import struct
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
+import zlib
 
 import numpy as np
 
 from . import rotations
 from ..errors import DataError, UserError
+from . import archives
+from .verify import sha256_file
+from .atomic_output import AtomicFolder, check_destination
 
 PACKAGE = "dataset-fashion-mnist"
+MAX_IDX_BYTES = 1 << 32  # values of one IDX file (Fashion-MNIST's largest: 47 million)
 PLANE_EXTENT = 1.5  # the image spans [-1.5, 1.5]^2 on the plane
 PROJECTION_HEIGHT = 2.0 + 1e-3  # the rays start at (0, 0, 2 + 1e-3), just above the north pole
 NCHANNELS = 2
@@ -68,30 +71,41 @@ def _open(path):
 
 
 def read_idx(path, expect_ndim=None):
-    """The array of an IDX file (uint8 data only), gzip or not; DataError naming the file."""
+    """The array of an IDX file (uint8 data only), gzip or not; DataError naming the file.
+
+    Reads the header first and then exactly the bytes it announces (at most
+    :data:`MAX_IDX_BYTES`), so a gzip bomb or a lying header costs no more memory than
+    the data it claims.
+    """
+    def bad(why):
+        return DataError("{}: {}".format(path, why), path=path)
     try:
         with _open(path) as f:
-            data = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError("{}: unreadable IDX file ({})".format(path, " ".join(str(e).split()) or
-                                                              type(e).__name__), path=path) from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError("{}: not an IDX file (no IDX magic number)".format(path), path=path)
-    dtype, ndim = data[2], data[3]
-    if dtype != 0x08:
-        raise DataError("{}: IDX data type 0x{:02x} is not supported (only unsigned bytes, 0x08)"
-                        .format(path, dtype), path=path)
-    if expect_ndim is not None and ndim != expect_ndim:
-        raise DataError("{}: IDX file with {} dimension(s), expected {} ({})".format(
-            path, ndim, expect_ndim, "images" if expect_ndim == 3 else "labels"), path=path)
-    if len(data) < 4 + 4 * ndim:
-        raise DataError("{}: truncated IDX header".format(path), path=path)
-    shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    n = int(np.prod(shape, dtype=np.int64))
-    body = data[4 + 4 * ndim:]
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise bad("not an IDX file (no IDX magic number)")
+            dtype, ndim = head[2], head[3]
+            if dtype != 0x08:
+                raise bad("IDX data type 0x{:02x} is not supported (only unsigned bytes, 0x08)".format(dtype))
+            if expect_ndim is not None and ndim != expect_ndim:
+                raise bad("IDX file with {} dimension(s), expected {} ({})".format(
+                    ndim, expect_ndim, "images" if expect_ndim == 3 else "labels"))
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise bad("truncated IDX header")
+            shape = struct.unpack(">" + "I" * ndim, dims)
+            n, extent = 1, 1
+            for d in shape:
+                n, extent = n * d, extent * max(d, 1)  # extent: also with a size 0 (NumPy's limit)
+            if extent > MAX_IDX_BYTES:
+                raise bad("IDX header says {} values ({}), more than the {} this reader takes".format(
+                    n, " x ".join(map(str, shape)), MAX_IDX_BYTES))
+            body = f.read(n + 1)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise bad("unreadable IDX file ({})".format(" ".join(str(e).split()) or type(e).__name__)) from None
     if len(body) != n:
-        raise DataError("{}: IDX header says {} values ({}) but the file holds {} (truncated or "
-                        "corrupt)".format(path, n, " x ".join(map(str, shape)), len(body)), path=path)
+        raise bad("IDX header says {} values ({}) but the file holds {} (truncated or corrupt)".format(
+            n, " x ".join(map(str, shape)), len(body) if len(body) <= n else "more"))
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
@@ -134,55 +148,35 @@ def find_idx_files(folder):
     return found
 
 
-def _read_ar_member(deb, wanted_prefix):
-    """(name, bytes) of the first member of the ar archive ``deb`` whose name starts with the prefix."""
-    with open(deb, "rb") as f:
-        if f.read(8) != b"!<arch>\n":
-            raise UserError("{}: not a Debian package (no ar archive header)".format(deb))
-        while True:
-            header = f.read(60)
-            if len(header) < 60:
-                break
-            name = header[:16].decode("ascii", "replace").strip().rstrip("/")
-            try:
-                size = int(header[48:58].decode("ascii").strip())
-            except ValueError:
-                raise UserError("{}: corrupt Debian package (bad ar member header)".format(deb)) from None
-            if name.startswith(wanted_prefix):
-                data = f.read(size)
-                if len(data) != size:
-                    raise UserError("{}: truncated Debian package ({})".format(deb, name))
-                return name, data
-            f.seek(size + (size % 2), 1)
-    raise UserError("{}: no {}* member in this Debian package".format(deb, wanted_prefix))
+def _is_idx(name):
+    return bool(IDX_NAME.match(os.path.basename(name)))
 
 
 def extract_deb(deb, dest):
     """Extract the IDX files of the Debian package ``deb`` into ``dest``; returns ``{role: path}``.
 
     Reads the ``ar`` archive and its ``data.tar.{xz,gz,bz2}`` with the standard library
-    (``dpkg-deb -x`` is used for other compressions, e.g. zstd).
+    (``dpkg-deb -x`` is used for other compressions, e.g. zstd), with the checks of
+    :mod:`.archives` (member names, links, sizes).
     """
-    name, data = _read_ar_member(deb, "data.tar")
-    import io
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            members = [m for m in tar.getmembers() if m.isfile() and IDX_NAME.match(os.path.basename(m.name))]
-            for m in members:
-                # keep the package's folder name (e.g. fashion-mnist/): it names the class set
-                folder = os.path.join(dest, os.path.basename(os.path.dirname(m.name)) or "idx")
-                os.makedirs(folder, exist_ok=True)
-                with open(os.path.join(folder, os.path.basename(m.name)), "wb") as out:
-                    shutil.copyfileobj(tar.extractfile(m), out)
-    except tarfile.ReadError:
+    name, data = archives.deb_data(deb)
+    where = "{} ({})".format(deb, name)
+    if name not in archives.STDLIB_TARS:
         if not shutil.which("dpkg-deb"):
             raise UserError("{}: cannot read its {} (compression not supported here, and dpkg-deb "
                             "is not installed)".format(deb, name)) from None
-        r = subprocess.run(["dpkg-deb", "-x", deb, dest], capture_output=True, text=True)
+        r = subprocess.run(["dpkg-deb", "-x", deb, dest], capture_output=True, text=True, errors="replace")
         if r.returncode:
             raise UserError("{}: dpkg-deb -x failed: {}".format(deb, _last_line(r.stderr))) from None
-    except (EOFError, OSError) as e:
-        raise UserError("{}: corrupt Debian package ({}: {})".format(deb, name, e)) from None
+        archives.check_links_under(dest, _is_idx)
+        return find_idx_files(dest)
+    with archives.open_tar(data, where) as tar:
+        budget = [archives.MAX_UNPACKED]
+        for m in archives.tar_members(tar, where, _is_idx):
+            # keep the package's folder name (e.g. fashion-mnist/): it names the class set
+            folder = os.path.join(dest, os.path.basename(os.path.dirname(m.name)) or "idx")
+            os.makedirs(folder, exist_ok=True)
+            archives.copy_member(tar, m, os.path.join(folder, os.path.basename(m.name)), where, budget)
     return find_idx_files(dest)
 
 
@@ -197,7 +191,7 @@ def download_deb(dest, package=PACKAGE):
     if not apt:
         raise UserError("no package manager: apt-get is not installed here; download the {} .deb "
                         "elsewhere (or the IDX files) and pass its path".format(package))
-    r = subprocess.run([apt, "download", package], cwd=dest, capture_output=True, text=True)
+    r = subprocess.run([apt, "download", package], cwd=dest, capture_output=True, text=True, errors="replace")
     if r.returncode:
         text = _last_line(r.stderr)
         if "unable to locate package" in (r.stderr or "").lower():
@@ -370,14 +364,6 @@ def rotation_quaternions(mode, n, seed, split, r):
 
 # --------------------------------------------------------------------------- dataset
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _select(n_total, start, count, what):
     if count is None:
         count = n_total - start
@@ -410,7 +396,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
     Returns:
         the manifest dict.
     """
-    from . import builder, records
+    from . import records
     import tensorflow as tf
 
     flat = rotation == "flat"
@@ -425,8 +411,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
     if band_limit not in (0, 1) and (band_limit < 2 or flat):
         raise ValueError("--band_limit must be 0 (off) or an oversampling factor >= 2 (spherical "
                          "maps only), got {}".format(band_limit))
-    builder._check_destination(out_dir, overwrite)
-    existed = os.path.isdir(out_dir) and bool(os.listdir(out_dir))  # what --overwrite may replace
+    out = AtomicFolder(out_dir, overwrite=overwrite)
     mode = "none" if flat else MODES[rotation]
     t0 = time.time()
     train_x, train_y = load_split(paths["train_images"], paths["train_labels"])
@@ -457,8 +442,8 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
         jobs.append(("test_000.tfrecord", "test", test_idx, test_x, test_y, r))
     total = sum(len(j[2]) for j in jobs)
 
-    stage = builder._staging_dir(out_dir)
-    try:
+    with out:
+        stage = out.stage
         from tqdm import tqdm
         bar = tqdm(total=total, unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True,
                    desc="projecting ({}, res {})".format(rotation, input_res))
@@ -514,16 +499,12 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
             "counts": {s: {"images": int(n), "records": sum(counts.get(f, 0) for f in files[s])}
                        for s, n in (("train", len(train_idx)), ("val", len(val_idx)), ("test", len(test_idx)))},
             "files": files,
-            "source": {role: {"file": os.path.basename(p), "sha256": _sha256(p)} for role, p in paths.items()},
+            "source": {role: {"file": os.path.basename(p), "sha256": sha256_file(p)} for role, p in paths.items()},
             "seconds": round(time.time() - t0, 2),
         }
         manifest.update(extra_manifest or {})
         with open(os.path.join(stage, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=1)
-        builder._replace_dir(stage, out_dir, overwrite=overwrite, existed=existed)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     if progress:
         c = manifest["counts"]
         print("dataset written to {} in {:.1f} s ({}, res {}, {} classes): train {} / val {} / test {} "
@@ -533,7 +514,10 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
 
 
 def build_from_source(source, out_dir, explicit=None, log=print, **kwargs):
-    """:func:`build` from a .deb, a folder, explicit IDX paths or (``source`` None) a download."""
+    """:func:`build` from a .deb, a folder, explicit IDX paths or (``source`` None) a download.
+
+    The destination is checked first (before any download)."""
+    check_destination(out_dir, kwargs.get("overwrite", False))
     with tempfile.TemporaryDirectory(prefix="spherical-images-") as tmp:
         paths = resolve_source(source, tmp, explicit, log=log)
         extra = dict(kwargs.pop("extra_manifest", None) or {})

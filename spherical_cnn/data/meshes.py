@@ -70,16 +70,19 @@ def normalize_mesh(mesh, name='mesh'):
         raise MeshError(f'{name}: non-finite vertex coordinates')
     if f.min() < 0 or f.max() >= len(v):
         raise MeshError(f'{name}: face indices out of range for {len(v)} vertices')
-    mesh = trimesh.Trimesh(vertices=v, faces=f, process=False)
-    mesh.update_faces(mesh.nondegenerate_faces())
-    mesh.remove_unreferenced_vertices()
+    try:
+        mesh = trimesh.Trimesh(vertices=v, faces=f, process=False)
+        mesh.update_faces(mesh.nondegenerate_faces())
+        mesh.remove_unreferenced_vertices()
+    except Exception as e:  # trimesh raises many kinds of errors on odd shapes
+        raise MeshError(f'{name}: cannot use the mesh ({type(e).__name__}: {e})') from e
     if len(mesh.faces) == 0:
         raise MeshError(f'{name}: all faces are degenerate')
     lo, hi = mesh.bounds
     v = mesh.vertices - (lo + hi) / 2
     radius = np.linalg.norm(v, axis=1).max()
-    if not radius > 0:
-        raise MeshError(f'{name}: mesh has zero extent')
+    if not (radius > 0 and np.isfinite(radius)):
+        raise MeshError(f'{name}: mesh has zero or non-finite extent')
     return trimesh.Trimesh(vertices=v / radius, faces=mesh.faces, process=False)
 
 

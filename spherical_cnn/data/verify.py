@@ -282,10 +282,16 @@ def _first_problem(path, start, out, spec, has_a):
 
 
 def _fname_of(path, index):
+    """``fname`` of record ``index`` where it carries one (None for a record too damaged to
+    say: the message then names the file and the index only)."""
     from . import records
     for i, raw in iter_raw_records(path):
         if i == index:
-            return records.decode_example(raw).get("fname")
+            try:
+                names = records.feature_names(raw)
+                return records.decode_example(raw).get("fname") if {"x", "y"} <= names else None
+            except Exception:  # noqa: B902 - protobuf's DecodeError has no stable import path
+                return None
     return None
 
 
@@ -469,6 +475,15 @@ def verify_files(paths, spec, use_cache=True, progress=False, label=None):
             if cache:
                 cache.save()
     return {p: out[p] for p in paths}
+
+
+def sha256_file(path):
+    """The SHA-256 of a file's bytes (hex), read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def check_manifest(dset_dir, spec):

@@ -7,6 +7,8 @@ training log directory, so that everything that reads one (``predict``) reads it
   ``flags.yaml``    the flags it was trained with (paths made relative);
   ``classes.txt``   class names, label = line index;
   ``meta.json``     what produced it: ``command``, ``revision`` (git commit),
+                    ``sha256`` (the checksum of every other file, verified before the
+                    model is loaded: :func:`spherical_cnn.trained_run.verify_checksums`),
                     ``test_accuracy`` (on its full test set, with ``test_set``
                     saying which), ``input`` ('meshes' or 'images'), and ``subset``:
                     a small fixed test subset that :func:`subset_data` regenerates
@@ -22,7 +24,6 @@ Subset kinds (``meta['subset']['kind']``):
 
 Add one with ``tools/ship_pretrained.py LOGDIR NAME`` (docs/pretrained.md).
 """
-import json
 import os
 
 from ..errors import UserError
@@ -32,35 +33,44 @@ META_FILE = "meta.json"
 
 
 def names():
-    """Names of the shipped models (sorted)."""
+    """Names of the shipped models (sorted; hidden folders, e.g. a shipping in progress, are not)."""
     return sorted(d for d in os.listdir(PRETRAINED_DIR)
-                  if os.path.isfile(os.path.join(PRETRAINED_DIR, d, META_FILE)))
+                  if not d.startswith(".") and os.path.isfile(os.path.join(PRETRAINED_DIR, d, META_FILE)))
 
 
 def model_dir(name):
     """Folder of model ``name``; UserError naming the shipped ones if there is none."""
     path = os.path.join(PRETRAINED_DIR, name)
-    if not name or os.sep in name or not os.path.isfile(os.path.join(path, META_FILE)):
+    if not name or os.sep in name or name.startswith(".") or not os.path.isfile(os.path.join(path, META_FILE)):
         raise UserError("no pretrained model {!r}; shipped: {} (spherical-cnn-predict --list_pretrained)"
                         .format(name, ", ".join(names()) or "none"))
     return path
 
 
 def meta(name):
-    """``meta.json`` of model ``name`` (dict)."""
-    with open(os.path.join(model_dir(name), META_FILE)) as f:
-        return json.load(f)
+    """``meta.json`` of model ``name`` (dict); UserError naming the file if it is damaged."""
+    from ..trained_run import read_meta
+    return read_meta(os.path.join(model_dir(name), META_FILE))
 
 
 def describe():
-    """One line per shipped model: name, input, classes, test accuracy, size."""
+    """One line per shipped model: name, input, classes, test accuracy, size (or what is
+    damaged)."""
     lines = []
     for n in names():
-        m = meta(n)
+        try:
+            m = meta(n)
+        except UserError as err:
+            lines.append("{:<14s} damaged: {}".format(n, err))
+            continue
         size = sum(os.path.getsize(os.path.join(model_dir(n), f)) for f in os.listdir(model_dir(n)))
-        lines.append("{:<14s} {:<7s} {:>2d} classes  test accuracy {:.4f} ({})  res {}  {:.1f} MB  {}".format(
-            n, m.get("input", "?"), len(m.get("classes", [])), m.get("test_accuracy", float("nan")),
-            m.get("test_set", "test set"), m.get("input_res", "?"), size / 1e6, m.get("description", "")))
+        try:
+            lines.append("{:<14s} {:<7s} {:>2d} classes  test accuracy {:.4f} ({})  res {}  {:.1f} MB  {}".format(
+                n, m.get("input", "?"), len(m.get("classes", [])), m.get("test_accuracy", float("nan")),
+                m.get("test_set", "test set"), m.get("input_res", "?"), size / 1e6, m.get("description", "")))
+        except (TypeError, ValueError) as err:
+            lines.append("{:<14s} damaged: {}: a field of the wrong type ({})".format(
+                n, os.path.join(model_dir(n), META_FILE), err))
     return lines
 
 
@@ -112,6 +122,14 @@ def _records_subset(folder, spec, args):
     return np.stack(xs), np.asarray(ys)
 
 
+def checksums(folder):
+    """``{file: sha256}`` of every file of a model folder but ``meta.json`` (what
+    ``meta.json`` records under ``sha256``)."""
+    from ..data.verify import sha256_file
+    return {f: sha256_file(os.path.join(folder, f)) for f in sorted(os.listdir(folder))
+            if f != META_FILE and not f.startswith(".") and os.path.isfile(os.path.join(folder, f))}
+
+
 def subset_data(folder, spec, args=None):
     """``(x, y)`` of the fixed subset described by ``spec`` (``meta['subset']``), as records hold them."""
     kind = spec["kind"]
@@ -134,8 +152,7 @@ def evaluate(folder, spec=None, batch=64):
     from ..datasets import to_model_input
     args, model, _ = trained_run.load(folder)
     if spec is None:
-        with open(os.path.join(folder, META_FILE)) as f:
-            spec = json.load(f)["subset"]
+        spec = trained_run.read_meta(os.path.join(folder, META_FILE))["subset"]
     x, y = subset_data(folder, spec, args)
     x = np.asarray(to_model_input(x, args.mag_ang))
     logits = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + batch])["logits"])

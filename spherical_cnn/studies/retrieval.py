@@ -242,8 +242,8 @@ def load_run(logdir):
     if not os.path.exists(path):
         raise UserError(f'no exported model at {path} (train with scripts/train.py --logdir {logdir} first)')
     args = training.load_flags(logdir, {'test_only': True})
-    import keras
-    return args, keras.models.load_model(path)
+    from ..trained_run import load_model  # Keras's safe mode, only our classes and Keras'
+    return args, load_model(path)
 
 
 def embed(model, x, mag_ang, batch=64):

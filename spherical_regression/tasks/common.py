@@ -6,7 +6,10 @@ Images are ``(batch, height, width, channels)``, row 0 at the top (render.py).
 import hashlib
 import json
 import os
+import sys
 import time
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -46,19 +49,26 @@ def load_or_make(prefix, manifest, make, cache_dir, verbose=False):
     ``<cache_dir>/<prefix>_<key>.npz`` plus ``.json``, the manifest of every setting
     that made it; ``key`` hashes the manifest, so a changed setting never reads a stale
     cache. ``cache_dir`` None: no cache. The npz is written to a temporary name and
-    renamed, so an interrupted build leaves no half-written cache."""
+    renamed, so an interrupted build leaves no half-written cache; a cache damaged
+    anyway (truncated, not a zip, non-finite values) is rendered again with a one-line
+    warning. Data made with non-finite values are a DataError."""
     key = hashlib.sha1(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
     path = None
     if cache_dir is not None:
         path = os.path.join(cache_dir, f"{prefix}_{key}.npz")
         if os.path.exists(path):
-            with np.load(path) as z:
-                data = {k: z[k] for k in z.files}
-            if "class_names" in data:
-                data["class_names"] = [str(c) for c in data["class_names"]]
-            return data
+            data, why = _read_cache(path)
+            if data is not None:
+                return data
+            # derived data: rendered again (one line says why), never a traceback
+            print(f"warning: dataset cache {path} is {why}; rendering it again", file=sys.stderr, flush=True)
     t0 = time.time()
     data = make()
+    bad = _nonfinite(data)
+    if bad:
+        from spherical_cnn.errors import DataError
+        raise DataError(f"{prefix}: the data made from {manifest.get('data') or 'the settings'} hold "
+                        f"non-finite values in {bad}")
     n = len(next(v for k, v in data.items() if k != "class_names"))
     if verbose:
         print(f"rendered {prefix}: {n} samples in {time.time() - t0:.1f} s", flush=True)
@@ -73,3 +83,27 @@ def load_or_make(prefix, manifest, make, cache_dir, verbose=False):
         with open(path[:-4] + ".json", "w") as f:
             json.dump(info, f, indent=2)
     return data
+
+
+def _nonfinite(data):
+    """Names of the float arrays of ``data`` that hold NaN or infinity."""
+    return ", ".join(k for k, v in data.items() if k != "class_names" and np.asarray(v).dtype.kind in "fc"
+                     and not np.all(np.isfinite(v)))
+
+
+def _read_cache(path):
+    """``(data, None)`` of a readable cache file with finite values, else ``(None, why)``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        return None, "unreadable ({}: {})".format(type(err).__name__, " ".join(str(err).split())[:120])
+    sizes = {len(v) for k, v in data.items() if k != "class_names" and np.asarray(v).ndim}
+    if not data or len(sizes) != 1:
+        return None, "incomplete (arrays of different lengths or none)"
+    bad = _nonfinite(data)
+    if bad:
+        return None, "damaged (non-finite values in {})".format(bad)
+    if "class_names" in data:
+        data["class_names"] = [str(c) for c in data["class_names"]]
+    return data, None

@@ -21,7 +21,10 @@ batch the loss and ||dL/dO|| (the norm of the gradient of the batch loss w.r.t. 
 the loss is a mean over the batch, so it carries the same 1/batch factor for every
 head) and per epoch the test metrics. :func:`run_study` runs every (head, seed),
 keeping each finished run in ``OUT/runs/<head>_seed<seed>.json`` so an interrupted
-study resumes where it stopped, then writes ``results.json`` (every run),
+study resumes where it stopped (a run itself keeps a checkpoint in
+``OUT/runs/<head>_seed<seed>.ckpt/`` while it trains: SIGTERM or Ctrl-C saves it at the
+next step and exits 130; the same command resumes there, and the run's history, ||dL/dO||
+and final weights equal an uninterrupted run's bit for bit), then writes ``results.json`` (every run),
 ``summary.csv`` (mean and std over seeds per head), ``table.md`` (the printed
 table and whether the paper's ordering holds) and ``grad_norm.png`` (||dL/dO||
 over training per head, the figure of the original's README).
@@ -31,11 +34,13 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 
 import numpy as np
 
-from spherical_cnn.errors import raise_if_interrupted
+from spherical_cnn.errors import (Interrupted, NonFiniteError, deferred_interrupts, interrupt_signal_name,
+                                  interrupted)
 
 HEAD_LABELS = {"sexp": "S_exp", "sflat": "S_flat", "direct": "Direct"}
 PAPER_ORDER = ("sexp", "sflat", "direct")  # best to worst, as the paper reports
@@ -83,13 +88,21 @@ def make_train_step(model, loss_fn, optimizer, weighted=False):
 
 
 def fit(run, *, epochs, batch_size, learning_rate, seed, tag="", log_dir=None, verbose=True,
-        primary="MedErr"):
+        primary="MedErr", ckpt_dir=None, settings=None):
     """Train ``run.model`` and evaluate it after every epoch; returns a result dict with
     ``history`` (per epoch: loss, grad_norm_mean/std over its batches, sign_grad_norm_mean,
     time_s and the test metrics), ``grad_norms`` (per batch, 4 significant digits), the
-    last epoch's metrics at the top level and ``train_time_s``."""
+    last epoch's metrics at the top level and ``train_time_s``.
+
+    ``ckpt_dir``: keep a checkpoint there (model, optimizer, and in ``state.json`` the
+    position, the batch generator's state and the figures so far) after every epoch and
+    at an interrupt (SIGTERM, Ctrl-C: the step in flight finishes, then :class:`Interrupted`);
+    a later call with the same ``settings`` resumes from it, with the same result as an
+    uninterrupted run. A non-finite loss is :class:`NonFiniteError` (one line naming the
+    flag to change)."""
     import keras
     import tensorflow as tf
+    from spherical_cnn.checkpoints import CheckpointStore
 
     inputs = tuple(run.train["inputs"])
     targets = run.train["targets"]
@@ -99,50 +112,120 @@ def fit(run, *, epochs, batch_size, learning_rate, seed, tag="", log_dir=None, v
         raise ValueError(f"{n} training samples, fewer than the batch size {batch_size}")
     steps = epochs * (n // batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1), alpha=0.01)
-    step = make_train_step(run.model, run.loss_fn, keras.optimizers.Adam(schedule),
-                           weighted=weights is not None)
+    optimizer = keras.optimizers.Adam(schedule)
+    step = make_train_step(run.model, run.loss_fn, optimizer, weighted=weights is not None)
     writer = tf.summary.create_file_writer(log_dir) if log_dir else None
     rng = np.random.default_rng(seed)
-    history, grad_norms, gstep, t0 = [], [], 0, time.time()
-    for epoch in range(epochs):
-        losses, onorms, snorms = [], [], []
-        for idx in _batches(n, batch_size, rng):
-            args = [tuple(tf.constant(as_model_input(x[idx])) for x in inputs),
-                    tf.constant(targets[idx])]
-            if weights is not None:
-                args.append(tf.constant(weights[idx]))
-            loss, on, sn = step(*args)
-            raise_if_interrupted()
-            losses.append(float(loss)); onorms.append(float(on)); snorms.append(float(sn))
-            if not math.isfinite(losses[-1]):
-                raise FloatingPointError(f"{tag}: non-finite loss ({losses[-1]}) at epoch "
-                                         f"{epoch + 1}, step {gstep}")
+    st = dict(epoch=0, step=0, history=[], grad_norms=[], partial=[[], [], []], seconds=0.0,
+              rng=rng.bit_generator.state)
+    store = checkpoint = None
+    if ckpt_dir:
+        store = CheckpointStore(ckpt_dir)
+        checkpoint = tf.train.Checkpoint(model=run.model, optimizer=optimizer)
+        if store.path("latest"):  # create the variables to restore into (a forward pass, no update)
+            run.model.forward_parts(tuple(tf.constant(as_model_input(x[:1])) for x in inputs), training=False)
+            optimizer.build(run.model.trainable_variables)
+        saved = _resume(store, checkpoint, settings, tag, verbose)
+        st.update(saved or {})
+
+    def save(epoch, done, partial, epoch_rng):
+        if store is not None:
+            store.save("latest", checkpoint, state=dict(
+                st, epoch=epoch, step=done, partial=partial, rng=epoch_rng, settings=settings,
+                seconds=time.time() - t0))
+
+    t0 = time.time() - st["seconds"]
+    history, grad_norms = st["history"], st["grad_norms"]
+    gstep = len(grad_norms) + st["step"]
+    with deferred_interrupts(raise_after=1):
+        for epoch in range(st["epoch"], epochs):
+            rng.bit_generator.state = st["rng"]
+            epoch_rng = rng.bit_generator.state
+            losses, onorms, snorms = st["partial"] if epoch == st["epoch"] else ([], [], [])
+            first = st["step"] if epoch == st["epoch"] else 0
+            batches = _batches(n, batch_size, rng)
+            for i, idx in enumerate(batches[first:], first):
+                if interrupted():
+                    save(epoch, i, [losses, onorms, snorms], epoch_rng)
+                    raise _interrupted(tag, epoch, i, len(batches), ckpt_dir)
+                args = [tuple(tf.constant(as_model_input(x[idx])) for x in inputs),
+                        tf.constant(targets[idx])]
+                if weights is not None:
+                    args.append(tf.constant(weights[idx]))
+                loss, on, sn = step(*args)
+                losses.append(float(loss)); onorms.append(float(on)); snorms.append(float(sn))
+                if not (math.isfinite(losses[-1]) and math.isfinite(onorms[-1])):
+                    what = "loss ({})".format(losses[-1]) if not math.isfinite(losses[-1]) else "gradient"
+                    raise NonFiniteError(
+                        f"{tag}: non-finite {what} at epoch {epoch + 1}, step {gstep + 1}: lower "
+                        f"--learning_rate (now {learning_rate:g}); {_kept(store, st)}")
+                if writer:
+                    with writer.as_default(step=gstep):
+                        tf.summary.scalar("batch/grad_norm_dL_dO", onorms[-1])
+                        tf.summary.scalar("batch/loss", losses[-1])
+                gstep += 1
+                if interrupted():
+                    save(epoch, i + 1, [losses, onorms, snorms], epoch_rng)
+                    raise _interrupted(tag, epoch, i + 1, len(batches), ckpt_dir)
+            grad_norms += onorms
+            metrics = run.evaluate(run.model)
+            if not all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)):
+                raise NonFiniteError(
+                    f"{tag}: the test metrics after epoch {epoch + 1} are not finite ({primary} "
+                    f"{metrics.get(primary)}): the weights diverged; lower --learning_rate (now "
+                    f"{learning_rate:g}); {_kept(store, st)}")
+            rec = dict(epoch=epoch + 1, loss=float(np.mean(losses)),
+                       grad_norm_mean=float(np.mean(onorms)), grad_norm_std=float(np.std(onorms)),
+                       sign_grad_norm_mean=float(np.mean(snorms)), time_s=time.time() - t0,
+                       **metrics)
+            history.append(rec)
+            st.update(epoch=epoch + 1, step=0, partial=[[], [], []], rng=rng.bit_generator.state)
+            save(epoch + 1, 0, [[], [], []], rng.bit_generator.state)
             if writer:
-                with writer.as_default(step=gstep):
-                    tf.summary.scalar("batch/grad_norm_dL_dO", onorms[-1])
-                    tf.summary.scalar("batch/loss", losses[-1])
-            gstep += 1
-        grad_norms += onorms
-        metrics = run.evaluate(run.model)
-        rec = dict(epoch=epoch + 1, loss=float(np.mean(losses)),
-                   grad_norm_mean=float(np.mean(onorms)), grad_norm_std=float(np.std(onorms)),
-                   sign_grad_norm_mean=float(np.mean(snorms)), time_s=time.time() - t0,
-                   **metrics)
-        history.append(rec)
-        if writer:
-            with writer.as_default(step=epoch + 1):
-                for k, v in rec.items():
-                    if k not in ("epoch", "time_s") and isinstance(v, float):
-                        tf.summary.scalar(f"epoch/{_summary_name(k)}", v)
-        if verbose:
-            print(f"[{tag}] epoch {epoch + 1}/{epochs} loss {rec['loss']:.4f} "
-                  f"|dL/dO| {rec['grad_norm_mean']:.3e} +- {rec['grad_norm_std']:.1e} "
-                  f"test {primary} {rec[primary]:.2f} ({rec['time_s']:.0f} s)", flush=True)
+                with writer.as_default(step=epoch + 1):
+                    for k, v in rec.items():
+                        if k not in ("epoch", "time_s") and isinstance(v, float):
+                            tf.summary.scalar(f"epoch/{_summary_name(k)}", v)
+            if verbose:
+                print(f"[{tag}] epoch {epoch + 1}/{epochs} loss {rec['loss']:.4f} "
+                      f"|dL/dO| {rec['grad_norm_mean']:.3e} +- {rec['grad_norm_std']:.1e} "
+                      f"test {primary} {rec[primary]:.2f} ({rec['time_s']:.0f} s)", flush=True)
+            if interrupted():  # during the evaluation or the save: the epoch is complete and kept
+                raise _interrupted(tag, epoch + 1, 0, None, ckpt_dir)
     if writer:
         writer.flush()
     final = {k: v for k, v in history[-1].items() if k not in ("epoch", "loss", "time_s")}
     return dict(train_time_s=time.time() - t0, train_samples=int(n), history=history,
                 grad_norms=[float(f"{g:.4g}") for g in grad_norms], **final)
+
+
+def _kept(store, st):
+    if store is not None and st["epoch"]:
+        return f"its checkpoint after epoch {st['epoch']} is kept in {store.logdir}"
+    return "nothing of this run was kept"
+
+
+def _interrupted(tag, epoch, step, of, ckpt_dir):
+    where = f"epoch {epoch} done" if of is None else f"epoch {epoch} and {step} step(s) of epoch {epoch + 1} (of {of})"
+    kept = f"saved in {ckpt_dir}" if ckpt_dir else "nothing of this run was kept"
+    return Interrupted(f"interrupted by {interrupt_signal_name() or 'a signal'} in run [{tag}] after {where}; "
+                       f"{kept}; the same command resumes from there")
+
+
+def _resume(store, checkpoint, settings, tag, verbose):
+    """The state saved with the run's checkpoint, restored into ``checkpoint``; None (and the
+    checkpoint removed) when there is none or it was made with other settings."""
+    prefix = store.path("latest")
+    state = store.state(prefix) if prefix else None
+    if prefix is None:
+        return None
+    if state is None or state.get("settings") != settings:
+        store.remove_all()
+        return None
+    store.restore("latest", checkpoint)
+    if verbose:
+        print(f"[{tag}] resuming from {prefix} at epoch {state['epoch'] + 1}, step {state['step']}", flush=True)
+    return {k: state[k] for k in ("epoch", "step", "history", "grad_norms", "partial", "seconds", "rng")}
 
 
 def as_model_input(batch):
@@ -186,11 +269,13 @@ def run_study(make_run, *, heads, seeds, out_dir, config, fit_kwargs, primary,
                 results.append(old["result"])
                 continue
             run = make_run(head, seed)
+            ckpt_dir = os.path.join(runs_dir, f"{head}_seed{seed}.ckpt")
             result = fit(run, seed=seed, tag=f"{head} seed {seed}", primary=primary,
                          log_dir=os.path.join(out_dir, "tensorboard", f"{head}_seed{seed}"),
-                         verbose=verbose, **fit_kwargs)
+                         verbose=verbose, ckpt_dir=ckpt_dir, settings=settings, **fit_kwargs)
             result = dict(head=head, seed=seed, **result)
             _write_json(path, dict(settings=settings, result=result))
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # the run is done: its result is kept
             results.append(result)
     summary = summarize(results, metrics)
     write_outputs(out_dir, results, summary, settings, metrics, primary, title)
