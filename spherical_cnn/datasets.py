@@ -130,7 +130,7 @@ class SphericalDataset:
         self.input_shape = (self.res, self.res, ch)
         self.spec = verify.RecordSpec(res=self.res, nchannels=self.nchannels, dtype=self.dtype.name,
                                       n_classes=int(_flag(args, 'n_classes', self.n_classes)))
-        verify.check_manifest(self.dset_dir, self.spec)
+        self.manifest = verify.check_manifest(self.dset_dir, self.spec)  # None without manifest.json
         self.verified = self._verify(_flag(args, 'verify_progress', sys.stderr.isatty()))
 
     def _verify(self, progress):

@@ -41,6 +41,7 @@ from . import optimizers
 from . import params as params_mod
 from .checkpoints import CheckpointDamaged, CheckpointStore
 from .data import verify
+from .data.images import input_description
 from .errors import (DataError, DiskFull, Interrupted, NonFiniteError, WorkerLost, deferred_interrupts,
                      describe, interrupt_count, interrupt_signal_name, interrupted, is_disk_full, is_read_only,
                      raise_if_interrupted)
@@ -53,6 +54,7 @@ FLAGS_FILE = "flags.yaml"
 RESULTS_FILE = "results.json"
 EXPORT_FILE = "model.keras"
 CLASSES_FILE = "classes.txt"
+INPUT_FILE = "input.json"  # how the inputs were made (image sets: the projection), for predict
 PROGRESS_FILE = "progress.json"
 # errors of tf.data while reading records (a file replaced, truncated or removed under a run)
 _READ_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError,
@@ -735,6 +737,9 @@ class Trainer:
             names = getattr(self.dataset, "class_names", None)
             if names:
                 write_atomic(os.path.join(args.logdir, CLASSES_FILE), "\n".join(names) + "\n")
+            described = input_description(getattr(self.dataset, "manifest", None))
+            if described:
+                write_atomic(os.path.join(args.logdir, INPUT_FILE), json.dumps(described, indent=1))
         self._build_steps()
         summaries = RunSummaries(args.logdir, enabled=self.chief)
         if start >= args.n_epochs:

@@ -1,4 +1,6 @@
 """Band-limited projection (``make-images --band_limit K``) against pyshtools and rotations."""
+import os
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,41 @@ def test_build_with_band_limit_records_and_manifest(tmp_path):
                                atol=1e-6)
     with pytest.raises(ValueError, match="band_limit"):
         images.build(paths, str(tmp_path / "bad"), input_res=16, band_limit=-1, progress=False)
+
+
+@pytest.mark.slow
+def test_predict_projects_as_the_training_set_was(tmp_path, capsys):
+    """A model trained on a band-limited image set keeps how its inputs were made
+    (input.json); predict projects a PNG the same way, not the protocol's plain way."""
+    from PIL import Image
+    from spherical_cnn import errors, trained_run, training
+    from spherical_cnn.cli import predict
+    paths = {}
+    for role, arr in (("train_images", _images(12)), ("train_labels", np.arange(12) % 2),
+                      ("test_images", _images(4, seed=2)), ("test_labels", np.arange(4) % 2)):
+        paths[role] = str(tmp_path / role)
+        images.write_idx(paths[role], arr)
+    images.build(paths, str(tmp_path / "set"), input_res=16, n_val=2, band_limit=2, progress=False)
+    logdir = str(tmp_path / "run")
+    training.run(["--model", "two_branch", "--nfilters", "4,4", "--pool_layers", "0,1",
+                  "--concat_branches", "0,1", "--n_filter_params", "4", "--batch_norm", "--transform_method",
+                  "sep", "--spectral_pool", "--real_inputs", "--input_res", "16", "--nchannels", "2",
+                  "--dtype", "float32", "--n_classes", "2", "--dset", "from_cached_tfrecords",
+                  "--dset_dir", str(tmp_path / "set"), "--logdir", logdir, "--n_epochs", "1",
+                  "--train_bsize", "4", "--progress", "none", "--tensorboard_histograms", "0"])
+    shape, band_limit = predict.image_projection(logdir, (99, 99))
+    assert (shape, band_limit) == ((28, 28), 2)
+    img = _images(1, seed=5)[0]
+    Image.fromarray(img).save(tmp_path / "shape.png")
+    args, model, names = trained_run.load(logdir)
+    rows = predict.image_rows([str(tmp_path / "shape.png")], args, print, shape, band_limit=band_limit)
+    want = images.project_band_limited(img[None], 16, None, 2)[0]
+    np.testing.assert_allclose(rows[0]["x"], want, atol=1e-6)
+    assert np.abs(images.project(img[None], 16)[0] - want).max() > 0.05  # not the plain projection
+    assert errors.run_cli(predict.main, ["--logdir", logdir, "--images", str(tmp_path / "shape.png")]) == 0
+    assert str(tmp_path / "shape.png") + ": " in capsys.readouterr().out
+    # a damaged description is one line naming it
+    with open(os.path.join(logdir, training.INPUT_FILE), "w") as f:
+        f.write("{not json")
+    assert errors.run_cli(predict.main, ["--logdir", logdir, "--images", str(tmp_path / "shape.png")]) == 2
+    assert "input.json: unreadable description" in capsys.readouterr().err

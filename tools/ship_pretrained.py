@@ -149,6 +149,7 @@ def make_subset(a, args, stage):
                             index=index)
         return {"kind": "images", "file": "subset.npz", "rotation": made["protocol"]["rotation"],
                 "seed": made["seed"], "n_file": int(len(x)), "input_res": made["input_res"],
+                "band_limit": int(made["protocol"].get("band_limit", 0) or 0),
                 "n": int(n), "source": made["source"]["test_images"]}
     from spherical_cnn.data import records
     from spherical_cnn import datasets
@@ -202,6 +203,8 @@ def main(argv=None):
             class_names = names
         with open(os.path.join(stage, "classes.txt"), "w") as f:
             f.write("".join(c + "\n" for c in class_names))
+        if os.path.exists(os.path.join(logdir, training.INPUT_FILE)):
+            shutil.copy(os.path.join(logdir, training.INPUT_FILE), os.path.join(stage, training.INPUT_FILE))
         acc, test_set, all_tests = test_figures(logdir)
         if a.test_accuracy is not None:
             acc = a.test_accuracy

@@ -64,8 +64,8 @@ def build_parser():
 def main(argv=None):
     """Build the dataset; errors reach run_cli as one line."""
     args = build_parser().parse_args(argv)
-    from ..data import builder
-    builder._check_destination(args.out, args.overwrite)  # before a download of tens of MB
+    from ..data.atomic_output import check_destination
+    check_destination(args.out, args.overwrite)  # before TensorFlow loads (and any download)
     common.quiet_tensorflow(args.verbose)
     from ..data import images
     explicit = {r: getattr(args, r) for r in images.ROLES}

@@ -203,8 +203,27 @@ def read_image(path, shape, invert=False, note=None):
     return 1.0 - x if invert else x
 
 
-def image_rows(paths, args, report, shape=(28, 28), invert=False, note=None):
-    """Each image projected onto the training resolution's grid (not rotated)."""
+def image_projection(folder, shape):
+    """``(image shape, band_limit)`` the model in ``folder`` was trained with: from its
+    ``input.json`` (written by the trainer for image sets), else the protocol's projection
+    of ``shape`` images. A damaged ``input.json`` is one line naming it."""
+    import json
+    from ..data import images
+    from ..training import INPUT_FILE
+    path = os.path.join(folder, INPUT_FILE)
+    if not os.path.exists(path):
+        return tuple(shape), 0
+    try:
+        with open(path) as f:
+            return images.projection_settings(json.load(f), shape)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise UserError("{}: unreadable description of the model's inputs ({}); copy it again from "
+                        "the training run".format(path, " ".join(str(err).split())[:200])) from None
+
+
+def image_rows(paths, args, report, shape=(28, 28), invert=False, note=None, band_limit=0):
+    """Each image projected onto the training resolution's grid (not rotated), as the model's
+    training images were (``band_limit``: see ``spherical_cnn.data.images.project_band_limited``)."""
     from ..data import images
     rows = []
     for path in paths:
@@ -215,7 +234,8 @@ def image_rows(paths, args, report, shape=(28, 28), invert=False, note=None):
             text = " ".join(str(err).split()) or type(err).__name__
             report(text if path in text else "{}: {}".format(path, text))
             continue
-        rows.append({"x": images.project(x[None], args.input_res)[0], "y": None, "name": path, "group": path})
+        rows.append({"x": images.project_band_limited(x[None], args.input_res, None, band_limit)[0],
+                     "y": None, "name": path, "group": path})
     return rows
 
 
@@ -284,6 +304,7 @@ def main(argv=None):
     else:
         folder = a.logdir
     args, model, names = load(folder)
+    shape, band_limit = image_projection(folder, shape)
     what = "images" if is_image_model(args) else "meshes"
     if (a.images and what != "images") or (a.meshes and what != "meshes"):
         raise UserError("{} was trained on {}: give --{} (or a model trained on {})".format(
@@ -295,7 +316,7 @@ def main(argv=None):
     elif a.meshes:
         rows = mesh_rows(inputs, args, report)
     else:
-        rows = image_rows(inputs, args, report, shape, a.invert, note)
+        rows = image_rows(inputs, args, report, shape, a.invert, note, band_limit)
     if rows:
         x = np.asarray(to_model_input(np.stack([r["x"] for r in rows]), args.mag_ang))
         logits = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + a.batch])["logits"])

@@ -355,6 +355,27 @@ def flat_maps(images):
     return (images.astype(np.float64) / scale)[..., None].astype(np.float32)
 
 
+INPUT_KEYS = ("kind", "input_res", "image_shape", "protocol")
+
+
+def input_description(manifest):
+    """What a model trained on a spherical image set needs to project new images as its
+    training images were (kept by the trainer as ``input.json``), from the set's manifest;
+    None for other datasets."""
+    if not manifest or manifest.get("kind") != "spherical images" or not manifest.get("protocol"):
+        return None
+    return {k: manifest.get(k) for k in INPUT_KEYS}
+
+
+def projection_settings(description, default_shape=(28, 28)):
+    """``(image shape (H, W), band_limit)`` of an :func:`input_description` (None: the
+    protocol's projection of ``default_shape`` images)."""
+    if not description:
+        return tuple(default_shape), 0
+    shape = tuple(description.get("image_shape") or default_shape)
+    return shape, int((description.get("protocol") or {}).get("band_limit", 0) or 0)
+
+
 def rotation_quaternions(mode, n, seed, split, r):
     """Quaternions (n, 4) of rotation index ``r`` of images 0..n-1 of ``split`` (all the file's images,
     so that image i gets the same rotation whatever subset is built)."""

@@ -107,7 +107,8 @@ def _images_subset(folder, spec):
         quats = images.rotation_quaternions(images.MODES[spec["rotation"]], int(spec["n_file"]),
                                             spec["seed"], "test", 0)[index]
         mats = rotations.quaternion_to_matrix(quats)
-    return images.project(imgs, int(spec["input_res"]), mats), labels.astype(np.int64)
+    return (images.project_band_limited(imgs, int(spec["input_res"]), mats, int(spec.get("band_limit", 0))),
+            labels.astype(np.int64))
 
 
 def _records_subset(folder, spec, args):
