@@ -532,7 +532,8 @@ class Trainer:
         now = time.time()
         if not self.chief or (not force and now - self._progress_written < 1.0):
             return
-        self._progress_written = now
+        if not force:  # the forced notes at epoch ends leave the clock alone: with epochs shorter
+            self._progress_written = now  # than a second, the steps inside them are noted too
         try:
             write_atomic(os.path.join(self.args.logdir, PROGRESS_FILE), json.dumps(
                 {"epoch": int(epoch), "step": int(step), "pid": os.getpid(), "time": now}))

@@ -104,7 +104,7 @@ def test_make_images_refuses_a_full_out_before_downloading(tmp_path, monkeypatch
     status = errors.run_cli(make_images.main, ["--out", str(tmp_path / "out")], prog="make_images")
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1, err
-    assert "pass --overwrite to replace its dataset" in err and "overwrite=True" not in err
+    assert "pass --overwrite to replace it" in err and "overwrite=True" not in err
 
 
 def test_make_images_progress_goes_to_stderr(tmp_path, capsys):

@@ -339,6 +339,7 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
         results = _pool_results(pool, jobs)
     else:
         pool, results = None, map(_render, jobs)
+    bar = None
     try:
         with deferred_interrupts():  # Ctrl-C: raised between meshes (see _pool_results)
             from tqdm import tqdm
@@ -363,12 +364,13 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
                         scale=scale, center=center))
                     keys[split][shard].append((job['relpath'], r))
                     counts[split]['records'] += 1
-            bar.close()
             if pool is not None:
                 pool.shutdown(wait=True)
                 pool = None
             raise_if_interrupted()
     finally:
+        if bar is not None:
+            bar.close()  # now, not at exit: its last redraw would follow the error line
         _close_all(pool, writers)  # at once on an error or Ctrl-C
 
     warnings = _check_rendered(per_class, planned, skipped)
