@@ -110,7 +110,8 @@ def test_flags_roundtrip_through_dict(tmp_path):
 def test_params_link_is_the_installed_folder():
     """params/ (README commands) and the package data are one copy of the files."""
     assert os.path.samefile(os.path.join(ROOT, "params"), params.PARAMS_DIR)
-    assert params.bundled_names() == ["fmnist-32", "m40-64", "model-32", "model-64", "synthetic-32", "training",
+    assert params.bundled_names() == ["fmnist-32", "furniture-32", "m40-64", "model-32", "model-64",
+                                      "recipe-fmnist-32", "recipe-furniture-32", "synthetic-32", "training",
                                       "training-cpu"]
     assert params.bundled_path("model-64.txt") == params.bundled_path("model-64")
     with pytest.raises(FileNotFoundError, match="model-32"):
