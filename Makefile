@@ -17,7 +17,7 @@ demo: venv
 
 # pytest's exit status 5 (no test collected) counts as a failure.
 test: venv-dev
-	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(VENV)/bin/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 venv:

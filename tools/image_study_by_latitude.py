@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Accuracy on the R test set of an image rotation study, by where each test image's rotation puts
-the image centre (polar angle of R @ (0, 0, -1); 180 deg = the south pole, where NR images sit).
+the image centre (polar angle of R @ (0, 0, -1); 180 deg = the south pole, where NR images sit),
+then per class on both test sets.
 
   python tools/image_study_by_latitude.py logs/fmnist-study
 
 Reads <study>/data/images/r/test_000.tfrecord (the rotations) and every run's study_run.json
-(per-image predictions on the R test set); prints a markdown table, mean over the seeds.
+(per-image predictions on the test sets); prints two markdown tables, mean over the seeds.
 """
 import json, os, sys
 import numpy as np
@@ -29,7 +30,9 @@ for model in sorted(os.listdir(os.path.join(study, "runs"))):
             run = json.load(open(path))
             if not run.get("result"):
                 continue
-            p = run["result"]["predictions"]["r"]
+            p = run["result"]["predictions"].get("r")
+            if p is None:  # the flat reference: original images, no R test set
+                continue
             assert p["fname"] == fname
             ok = np.array(p["pred"]) == np.array(p["label"])
             for lo, hi in bins:
@@ -41,3 +44,23 @@ print("| model | trained on | " + " | ".join("centre at polar {}-{} deg (n={})".
 print("|---|---|" + "---:|" * len(bins) + "---:|")
 for m, t, a, n in rows:
     print("| {} | {} | {} | {} |".format(m, t, " | ".join("{:.1f}".format(v) for v in a), n))
+
+classes = open(os.path.join(study, "data/images/r/classes.txt")).read().split()
+print()
+print("| model | train/test | " + " | ".join(classes) + " | seeds |")
+print("|---|---|" + "---:|" * len(classes) + "---:|")
+for model in sorted(os.listdir(os.path.join(study, "runs"))):
+    for train in ("nr", "r"):
+        for test in ("nr", "r"):
+            per_class = []
+            for seed in sorted(os.listdir(os.path.join(study, "runs", model))):
+                path = os.path.join(study, "runs", model, seed, train, "study_run.json")
+                run = json.load(open(path)) if os.path.exists(path) else {}
+                p = (run.get("result") or {}).get("predictions", {}).get(test)
+                if p is None:
+                    continue
+                label, pred = np.array(p["label"]), np.array(p["pred"])
+                per_class.append([np.mean(pred[label == c] == c) for c in range(len(classes))])
+            if per_class:
+                print("| {} | {}/{} | {} | {} |".format(model, train.upper(), test.upper(), " | ".join(
+                    "{:.1f}".format(100 * v) for v in np.mean(per_class, 0)), len(per_class)))
