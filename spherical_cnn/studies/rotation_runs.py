@@ -10,6 +10,7 @@ import os
 
 from .rotation_config import RUN_FILE
 from .rotation_datasets import dataset_identity
+from ..json_files import read_json
 
 
 def run_dir(cfg, name, seed, train_mode):
@@ -33,11 +34,7 @@ def run_key(args, test_dirs):
 
 def load_run(logdir):
     """``study_run.json`` of ``logdir`` (dict), or None if absent or unreadable."""
-    try:
-        with open(os.path.join(logdir, RUN_FILE)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return read_json(os.path.join(logdir, RUN_FILE))
 
 
 def save_run(logdir, record):
