@@ -1,4 +1,6 @@
 """Type aliases of the public signatures of both packages (no imports beyond NumPy).
+``spherical_regression``'s own alias, ``SignLayoutLike``, lives beside ``SignLayout`` in
+``spherical_regression/signs.py`` (so that the core imports nothing of that package).
 
 ``Tensor``: what ``keras.ops`` accepts and returns on the active backend
 (``tf.Tensor``, ``jax.Array``, a NumPy array, a symbolic ``keras.KerasTensor``);
@@ -6,15 +8,10 @@ Keras has no common static type for them, so it is ``Any`` to a type checker.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any
 
 from numpy.typing import ArrayLike
 
-if TYPE_CHECKING:
-    from spherical_regression.signs import SignLayout
-
 Tensor = Any
-# A sign layout: a ``spherical_regression.signs.SignLayout``, a preset name or its config dict.
-SignLayoutLike = Union["SignLayout", str, dict, None]
 
-__all__ = ["Tensor", "ArrayLike", "SignLayoutLike"]
+__all__ = ["Tensor", "ArrayLike"]

@@ -2,7 +2,9 @@
 heads for targets on S^{d-1}, their losses, angular metrics and sign layouts (the
 reusable core, imported here), and the tasks in ``spherical_regression.tasks``
 (``tasks.viewpoint`` S^1, ``tasks.normals`` S^2, ``tasks.rotation`` S^3). ``experiment`` and
-``dataset`` are the old names of ``tasks.rotation_model`` and ``tasks.rotation_data``.
+``dataset`` are the old names of ``tasks.rotation_model`` and ``tasks.rotation_data``: package
+attributes (``from spherical_regression import dataset``) that import the task module on
+first use, not modules of their own (:data:`_MOVED`).
 
 The names below and the modules are attributes of the package, imported on first
 use (PEP 562), so that ``import spherical_regression.tasks...`` for a command's
@@ -22,6 +24,8 @@ from spherical_cnn import __version__
 # submodules reachable as attributes (``spherical_regression.heads``)
 _SUBMODULES = ("heads", "decoding", "losses", "metrics", "signs", "rotations", "render", "safe_pickle",
                "tasks", "dataset", "experiment")
+# old submodule names -> the modules that replaced them (the same module objects)
+_MOVED = {"dataset": "tasks.rotation_data", "experiment": "tasks.rotation_model"}
 
 _EXPORTS = {
     "LOGIT_SCALES": "heads",
@@ -93,8 +97,8 @@ __all__ = [
 
 
 if TYPE_CHECKING:  # what editors and type checkers see; kept equal to _EXPORTS by a test
-    from . import (dataset, decoding, experiment, heads, losses, metrics, render, rotations,
-                   safe_pickle, signs, tasks)
+    from . import decoding, heads, losses, metrics, render, rotations, safe_pickle, signs, tasks
+    from .tasks import rotation_data as dataset, rotation_model as experiment
     from .heads import (LOGIT_SCALES, CategoryConditionedHead, DirectHead, SExpHead, SFlatHead,
                         decode_output, l2_normalize, make_head, sexp_abs, sexp_decode,
                         sexp_encode)
@@ -112,4 +116,4 @@ if TYPE_CHECKING:  # what editors and type checkers see; kept equal to _EXPORTS 
     from .signs import SignLayout, label_signs, num_sign_classes, sign_labels, sign_table
 
 
-__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, _SUBMODULES, globals())
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, _SUBMODULES, globals(), moved=_MOVED)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from keras import ops
 
 from . import signs as signs_lib
-from spherical_cnn._types import SignLayoutLike, Tensor
+from .signs import SignLayoutLike
+from spherical_cnn._types import Tensor
 
 __all__ = ["HEAD_NAMES", "LOGIT_SCALES", "sexp_abs", "l2_normalize", "sexp_decode",
            "decode_output"]

@@ -39,7 +39,8 @@ from keras import ops
 
 from . import losses as losses_lib
 from . import signs as signs_lib
-from spherical_cnn._types import ArrayLike, SignLayoutLike, Tensor
+from .signs import SignLayoutLike
+from spherical_cnn._types import ArrayLike, Tensor
 
 from .decoding import (  # noqa: F401  (public names of this module since the start)
     _EPS, LOGIT_SCALES, _logit_factor, decode_output, l2_normalize, sexp_abs, sexp_decode)

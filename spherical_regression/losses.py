@@ -32,7 +32,8 @@ import numpy as np
 from keras import ops
 
 from . import signs as signs_lib
-from spherical_cnn._types import SignLayoutLike, Tensor
+from .signs import SignLayoutLike
+from spherical_cnn._types import Tensor
 
 _COS_EPS = 1e-8  # as torch.nn.CosineSimilarity
 

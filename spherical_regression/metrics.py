@@ -19,7 +19,8 @@ from keras import ops
 from . import decoding
 from . import signs as signs_lib
 from .rotations import quaternion_to_matrix
-from spherical_cnn._types import ArrayLike, SignLayoutLike, Tensor
+from .signs import SignLayoutLike
+from spherical_cnn._types import ArrayLike, Tensor
 
 THRESHOLDS = {"pi/6": math.pi / 6, "pi/12": math.pi / 12, "pi/24": math.pi / 24}
 

@@ -37,12 +37,18 @@ keras.ops, work inside models and losses, and keep the dtype of their input.
 from __future__ import annotations
 
 import itertools
+from typing import Union
 
-import keras
-import numpy as np
-from keras import ops
+from spherical_cnn._types import ArrayLike
 
-from spherical_cnn._types import ArrayLike, SignLayoutLike
+# A sign layout: a :class:`SignLayout`, a preset name or its config dict (None: the default).
+# Bound before Keras is imported: that import can register the package's Keras classes, which
+# imports heads and losses, and they read this name from this module while it is half made.
+SignLayoutLike = Union["SignLayout", str, dict, None]
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
 
 
 class SignLayout:

@@ -2,6 +2,7 @@
 repository are files or folders, each command answers ``--help`` (in this process: no
 TensorFlow is imported for it), and every ``--flag`` a command line of the docs passes is
 one of that command's flags. One fast test; the README's runnable code is test_docs.py's."""
+import ast
 import contextlib
 import glob
 import importlib
@@ -92,4 +93,74 @@ def test_every_path_and_command_of_the_docs_exists():
                 if not re.search(re.escape(flag) + r"\b", helps[key]):
                     problems.append(f"{name}: {module} has no flag {flag} ({line.strip()[:80]})")
     assert len(helps) >= 8  # the pages name most commands
+    assert not problems, "\n".join(problems)
+
+
+# dotted module names of the packages (spherical_cnn.studies.retrieval, spherical_cnn.rotate)
+MODULE = re.compile(r"(?<![\w./-])((?:spherical_cnn|spherical_regression)(?:\.[A-Za-z_]\w*)+)")
+
+
+def _top_level_names(path):
+    """Names a module binds at its top level (definitions, assignments, imports), and for a
+    package the names its ``_EXPORTS`` and ``_SUBMODULES`` make attributes on first use."""
+    tree = ast.parse(open(path).read(), path)
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+                if getattr(target, "id", None) in ("_EXPORTS", "_SUBMODULES") and node.value is not None:
+                    value = ast.literal_eval(node.value)
+                    names.update(value.keys() if isinstance(value, dict) else value)
+    return names
+
+
+def module_problem(dotted, root=ROOT):
+    """None if ``dotted`` names a module of the tree, or a name its module (or package) binds;
+    else what is wrong. Read from the source: nothing is imported."""
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        base = os.path.join(root, *parts[:k])
+        path = base + ".py" if os.path.isfile(base + ".py") else os.path.join(base, "__init__.py")
+        if os.path.isfile(path):
+            break
+    else:
+        return f"{dotted}: no such package"
+    rest = parts[k:]
+    if rest and rest[0] not in _top_level_names(path):
+        return f"{dotted}: {'.'.join(parts[:k])} has no module or name {rest[0]}"
+    return None
+
+
+def test_the_module_check_finds_a_moved_module(tmp_path):
+    pkg = tmp_path / "spherical_cnn"
+    (pkg / "studies").mkdir(parents=True)
+    (pkg / "__init__.py").write_text('_EXPORTS = {"rotate": "rotation"}\n_SUBMODULES = ("layers",)\n')
+    (pkg / "studies" / "__init__.py").write_text("")
+    (pkg / "studies" / "retrieval.py").write_text("from os import path as p\ndef evaluate():\n    pass\n")
+    assert MODULE.findall("see `spherical_cnn.studies.retrieval.evaluate`, docs/x.md and "
+                          "spherical_cnn/retrieval.py.") == ["spherical_cnn.studies.retrieval.evaluate"]
+    for ok in ("spherical_cnn.studies.retrieval.evaluate", "spherical_cnn.studies.retrieval.p",
+               "spherical_cnn.rotate", "spherical_cnn.layers", "spherical_cnn.studies"):
+        assert module_problem(ok, str(tmp_path)) is None, ok
+    assert module_problem("spherical_cnn.retrieval", str(tmp_path)) == \
+        "spherical_cnn.retrieval: spherical_cnn has no module or name retrieval"
+    assert module_problem("spherical_cnn.studies.retrieval.missing", str(tmp_path)) is not None
+
+
+def test_every_module_the_docs_name_exists():
+    """Dotted module names in README.md and docs/*.md (``spherical_cnn.studies.retrieval``) are
+    modules of the tree or names their module binds; the file paths (``spherical_cnn/...py``,
+    ``scripts/``, ``tools/``, ``benchmarks/``) are checked by the test above."""
+    problems = []
+    for page in PAGES:
+        for dotted in sorted(set(MODULE.findall(open(page).read()))):
+            problem = module_problem(dotted)
+            if problem:
+                problems.append(f"{os.path.relpath(page, ROOT)}: {problem}")
     assert not problems, "\n".join(problems)

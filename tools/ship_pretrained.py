@@ -35,6 +35,7 @@ sys.path.insert(0, ROOT)
 
 from spherical_cnn.data.atomic_output import AtomicFolder  # noqa: E402
 from spherical_cnn.errors import UserError, run_cli  # noqa: E402
+from spherical_cnn.json_files import read_json as _read_json  # noqa: E402
 
 FILES = ("model.keras", "flags.yaml", "classes.txt")
 
@@ -73,14 +74,6 @@ def build_parser():
                    help="folder of the pretrained models")
     p.add_argument("--overwrite", action="store_true", help="replace a shipped model of that name")
     return p
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def export_from_checkpoint(logdir, out_path):

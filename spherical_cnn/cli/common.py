@@ -39,6 +39,30 @@ def command_parser(description):
                           fromfile_prefix_chars="@", epilog=epilog(ARGFILE_HELP))
 
 
+def output_folder_parser(description, source, source_help, out_help):
+    """The parser of a command that writes one output folder from an optional source
+    (make_dataset, make_images, import_furniture): the positional ``source`` (optional) and
+    ``--out`` (required), in that order. The command adds its own flags, then
+    :func:`add_overwrite_flag` and :func:`add_output_flags`."""
+    p = command_parser(description)
+    p.add_argument(source, nargs="?", default=None, help=source_help)
+    p.add_argument("--out", required=True, help=out_help)
+    return p
+
+
+def add_overwrite_flag(parser, what):
+    """``--overwrite``: replace ``what`` (e.g. ``'the dataset'``) in a non-empty ``--out``."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace {} in a non-empty --out".format(what))
+    return parser
+
+
+def command_line(prog, argv):
+    """The command as typed (``sys.argv``), or ``prog`` and ``argv`` when ``main(argv)`` was
+    called with arguments: what a manifest records as ``command``."""
+    return " ".join(sys.argv if argv is None else [prog] + list(argv))
+
+
 def add_output_flags(parser):
     """``--verbose`` (TensorFlow's own log lines) and ``--debug`` (full tracebacks)."""
     parser.add_argument("--verbose", action="store_true",

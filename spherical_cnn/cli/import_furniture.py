@@ -27,8 +27,6 @@ read is skipped and named, the rest goes on (exit status 1 then); a corrupt
 archive or package, a missing package manager or an unknown package stops with a
 one-line error (exit status 2).
 """
-import sys
-
 from . import common
 
 # Defaults of spherical_cnn.data.furniture (written out so that --help imports nothing heavy).
@@ -37,25 +35,23 @@ DEFAULT_MIN_PER_CLASS = 15
 
 
 def build_parser():
-    p = common.command_parser(__doc__)
-    p.add_argument("source", nargs="?", default=None,
-                   help="the sweethome3d-furniture .deb, a folder with its .sh3f archives, or one .sh3f "
-                        "(default: the installed package, else apt-get download)")
-    p.add_argument("--out", required=True, help="output folder of the mesh tree")
+    p = common.output_folder_parser(
+        __doc__, "source", "the sweethome3d-furniture .deb, a folder with its .sh3f archives, or one .sh3f "
+                           "(default: the installed package, else apt-get download)",
+        "output folder of the mesh tree")
     p.add_argument("--test_fraction", type=float, default=DEFAULT_TEST_FRACTION,
                    help="fraction of each class's meshes in the test split")
     p.add_argument("--min_per_class", type=int, default=DEFAULT_MIN_PER_CLASS,
                    help="classes with fewer distinct meshes are left out")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
-    p.add_argument("--overwrite", action="store_true", help="replace the tree in a non-empty --out")
-    return common.add_output_flags(p)
+    return common.add_output_flags(common.add_overwrite_flag(p, "the tree"))
 
 
 def main(argv=None):
     """Write the tree; exit status 0, or 1 when some models were skipped (unreadable OBJ)."""
     args = build_parser().parse_args(argv)
     from ..data import furniture
-    command = " ".join(sys.argv if argv is None else ["import_furniture"] + list(argv))
+    command = common.command_line("import_furniture", argv)
     summary = furniture.convert(args.out, args.source, test_fraction=args.test_fraction,
                                 min_per_class=args.min_per_class, seed=args.seed,
                                 overwrite=args.overwrite, progress=True, command=command)

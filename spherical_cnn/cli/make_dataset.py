@@ -23,8 +23,6 @@ stores their average (distance averaged over the cell with misses as 0, angle
 averaged over the rays that hit; spherical_cnn/data/raycast.py); rendering costs
 about S^2 times as much. Default 1: one ray per grid point, as before.
 """
-import sys
-
 from . import common
 
 # Defaults of spherical_cnn.data (test_cli checks they agree), written out so
@@ -38,10 +36,9 @@ AUGMENT_PRESETS = ("none", "original")
 
 
 def build_parser():
-    p = common.command_parser(__doc__)
-    p.add_argument("mesh_root", nargs="?",
-                   help="ModelNet-style mesh tree (with --synthetic: where to write the meshes, optional)")
-    p.add_argument("--out", required=True, help="output folder for the records")
+    p = common.output_folder_parser(
+        __doc__, "mesh_root", "ModelNet-style mesh tree (with --synthetic: where to write the meshes, optional)",
+        "output folder for the records")
     p.add_argument("--synthetic", action="store_true", help="use the built-in synthetic shapes")
     p.add_argument("--input_res", type=int, default=64, help="grid size n of the n x n maps (32, 64, 128)")
     p.add_argument("--rotations", choices=ROTATION_MODES, default=None,
@@ -60,7 +57,7 @@ def build_parser():
                    help="anti-aliasing: S x S rays per grid cell, averaged (distance over the whole cell, misses "
                         "counting as 0; angle over the rays that hit); costs about S^2 times one ray")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="replace the dataset in a non-empty --out")
+    common.add_overwrite_flag(p, "the dataset")
     p.add_argument("--ignore_size_check", action="store_true",
                    help="build even when the memory estimate (per mesh x workers) exceeds the memory "
                         "available")
@@ -115,7 +112,7 @@ def main(argv=None):
                      overwrite=args.overwrite, progress=True, aniso_scale=args.aniso_scale,
                      center_shift=args.center_shift, augment_preset=args.augment,
                      supersample=args.supersample, ignore_size_check=args.ignore_size_check)
-    command = " ".join(sys.argv if argv is None else ["make_dataset"] + list(argv))
+    command = common.command_line("make_dataset", argv)
     common_kw["extra_manifest"] = {"args": vars(args), "command": command}
     if args.synthetic:
         builder.build_synthetic(args.out, n_train_per_class=args.n_train_per_class,

@@ -26,17 +26,14 @@ the default 32 is the grid of params/model-32.txt. Records: x float32
 idrot, rotation. Train = the first --n_train train images, val = the next --n_val,
 test = the first --n_test test images. The folder appears only when complete.
 """
-import sys
-
 from . import common
 
 
 def build_parser():
-    p = common.command_parser(__doc__)
-    p.add_argument("source", nargs="?", default=None,
-                   help="the dataset's .deb or a folder holding its IDX files (default: apt-get download "
-                        "dataset-fashion-mnist)")
-    p.add_argument("--out", required=True, help="output folder for the records")
+    p = common.output_folder_parser(
+        __doc__, "source", "the dataset's .deb or a folder holding its IDX files (default: apt-get download "
+                           "dataset-fashion-mnist)",
+        "output folder for the records")
     p.add_argument("--rotation", choices=("NR", "R"), default="NR",
                    help="NR: not rotated; R: one uniformly random rotation per image (and rotation index)")
     p.add_argument("--input_res", type=int, default=32,
@@ -57,8 +54,7 @@ def build_parser():
                    help="comma-separated class names (default: Fashion-MNIST's for its files, else the labels)")
     for role in ("train_images", "train_labels", "test_images", "test_labels"):
         p.add_argument("--" + role, default=None, metavar="FILE", help="IDX file (overrides SOURCE's)")
-    p.add_argument("--overwrite", action="store_true", help="replace the dataset in a non-empty --out")
-    return common.add_output_flags(p)
+    return common.add_output_flags(common.add_overwrite_flag(p, "the dataset"))
 
 
 def main(argv=None):
@@ -72,7 +68,7 @@ def main(argv=None):
     if any(explicit.values()) and not all(explicit.values()) and args.source is None:
         missing = ", ".join("--" + r for r, v in explicit.items() if not v)
         raise ValueError("give all four IDX files or a SOURCE to take the others from (missing {})".format(missing))
-    command = " ".join(sys.argv if argv is None else ["make_images"] + list(argv))
+    command = common.command_line("make_images", argv)
     images.build_from_source(
         args.source, args.out, explicit=explicit, rotation=args.rotation, input_res=args.input_res,
         n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, n_rotations=args.n_rotations,

@@ -8,8 +8,8 @@ of size n_i), an input ``x`` band-limited to degrees < n/2, and a rotation R:
 where ``C`` is the spherical harmonic expansion on the DH grid of the layer
 (pyshtools, degrees < n_i/2, 4-pi normalised real coefficients, float64) and
 ``D(R)`` the exact rotation of coefficients (pyshtools ``SHRotateRealCoef``).
-``R x`` itself is made the same way (expand, rotate, synthesize), so it is the
-exact rotation of the band-limited ``x``. By Parseval the coefficient norm is
+``R x`` itself is the library's spectral rotation (:func:`rotate_maps`, the same
+convention), so it is the exact rotation of the band-limited ``x``. By Parseval the coefficient norm is
 the L2 norm on the sphere of the band-limited part of the map, so for a
 band-limited output (a spectral convolution of a band-limited input, or a
 spectral pooling) ``err`` is the exact equivariance error; for outputs of
@@ -97,8 +97,15 @@ def rotate_coeffs(coeffs, angles):
 
 
 def rotate_maps(maps, angles):
-    """Rotated band-limited part of maps ``(batch, n, n, c)`` (exact for band-limited maps)."""
-    return synthesize(rotate_coeffs(expand(maps), angles))
+    """Rotated band-limited part of maps ``(batch, n, n, c)`` (exact for band-limited maps), float64.
+
+    The rotation of pyshtools' ``SHRotateRealCoef`` for Euler angles ``(alpha, beta, gamma)``
+    (as :func:`rotate_coeffs`), which is the inverse of the library's ZYZ convention:
+    :func:`spherical_cnn.rotate` by ``R(alpha, beta, gamma)^T`` (docs/layouts.md).
+    """
+    from ..rotation import euler_zyz_to_matrix, rotate
+    R = euler_zyz_to_matrix(*np.asarray(angles, dtype=np.float64))
+    return np.asarray(rotate(np.asarray(maps, dtype=np.float64), R.T))
 
 
 def random_rotations(count, rng):

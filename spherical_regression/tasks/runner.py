@@ -41,6 +41,7 @@ import numpy as np
 
 from spherical_cnn.errors import (Interrupted, NonFiniteError, deferred_interrupts, interrupt_signal_name,
                                   interrupted)
+from spherical_cnn.json_files import read_json as _read_json
 
 HEAD_LABELS = {"sexp": "S_exp", "sflat": "S_flat", "direct": "Direct"}
 PAPER_ORDER = ("sexp", "sflat", "direct")  # best to worst, as the paper reports
@@ -396,14 +397,6 @@ def plot_grad_norms(results, path, title="||dL/dO|| during training"):
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def _write_json(path, obj):
