@@ -80,9 +80,11 @@ def test_predict_pretrained_image_files(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_ship_pretrained_tool(tmp_path):
+def test_ship_pretrained_tool(tmp_path, capsys):
     """tools/ship_pretrained.py on a tiny run: copied (train.py export) or exported from the
-    'final' checkpoint (a study run has no model.keras); the subset's stated accuracy reproduces."""
+    'final' checkpoint (a study run has no model.keras); the subset's stated accuracy reproduces,
+    and so does meta.json's full-test figure with the command docs/pretrained.md gives
+    (predict --records on the test split, --rows none)."""
     import importlib.util
     import shutil
     from spherical_cnn import training
@@ -114,4 +116,9 @@ def test_ship_pretrained_tool(tmp_path):
     again = json.load(open(dest / "tiny" / "meta.json"))
     assert again["subset"]["accuracy"] == meta["subset"]["accuracy"]
     assert [f for f in os.listdir(dest) if f.startswith(".ship")] == []
+    capsys.readouterr()
+    assert errors.run_cli(predict.main, ["--logdir", str(dest / "tiny"), "--records",
+                                         os.path.join(dset_dir, "test_000.tfrecord"), "--rows", "none"]) == 0
+    shown = re.search(r"accuracy: ([0-9.]+) over (\d+) records", capsys.readouterr().out)
+    assert shown and float(shown.group(1)) == pytest.approx(meta["test_accuracy"], abs=5e-5), shown
     shutil.rmtree(tmp_path / "records")
