@@ -34,6 +34,18 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
 TF_NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} )")
 
 
+def signal_at_marker(cmd, marker, sig, env, timeout):
+    """Run ``cmd``; send ``sig`` once a line of its stdout holds ``marker``; wait for it to end.
+    Returns (process, rest of stdout, stderr)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if marker in line:
+            proc.send_signal(sig)
+            break
+    out, err = proc.communicate(timeout=timeout)
+    return proc, out, err
+
+
 def user_lines(text):
     """Lines of a subprocess' stderr without TensorFlow's native logging."""
     return [l for l in text.splitlines() if l.strip() and not TF_NATIVE_LOG.match(l)]
@@ -333,12 +345,7 @@ def test_ctrl_c_reports_the_kept_checkpoint(good_dir, tmp_path):
     logdir = str(tmp_path / "run")
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "train.py")] + TINY + [
         "--dset_dir", good_dir, "--logdir", logdir, "--n_epochs", "200", "--no_export"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    for line in proc.stdout:
-        if "epoch=2;" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    out, err = proc.communicate(timeout=120)
+    proc, out, err = signal_at_marker(cmd, "epoch=2;", signal.SIGINT, ENV, timeout=120)
     assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
     lines = user_lines(err)
     assert len(lines) == 1 and "interrupted; latest checkpoint is epoch" in lines[0], err[-2000:]

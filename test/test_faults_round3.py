@@ -382,7 +382,7 @@ def test_a_custom_object_that_is_not_ours_is_refused(tmp_path):
 from spherical_cnn import training  # noqa: E402
 from spherical_cnn.checkpoints import CheckpointStore  # noqa: E402
 from spherical_cnn.errors import EXIT_INTERRUPTED, run_cli  # noqa: E402
-from test_faults import ENV as TRAIN_ENV, TINY, make_dataset, user_lines  # noqa: E402
+from test_faults import ENV as TRAIN_ENV, TINY, make_dataset, signal_at_marker, user_lines  # noqa: E402
 
 RESUME_FLAGS = ["--n_epochs", "3", "--no_export", "--dropout"]  # dropout: random draws are resumed too
 
@@ -889,12 +889,7 @@ def test_sigterm_from_outside_then_the_same_command_equals_an_uninterrupted_run(
     a sleep: resuming is exact wherever the signal lands), then run again."""
     logdir = str(tmp_path / "run")
     cmd = [sys.executable, TRAIN] + TINY + ["--dset_dir", data3, "--logdir", logdir] + RESUME_FLAGS
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=TRAIN_ENV)
-    for line in proc.stdout:
-        if "epoch=1;" in line:
-            proc.send_signal(signal.SIGTERM)
-            break
-    out, err = proc.communicate(timeout=300)
+    proc, out, err = signal_at_marker(cmd, "epoch=1;", signal.SIGTERM, TRAIN_ENV, timeout=300)
     lines = user_lines(err)
     if proc.returncode == 0:  # the signal landed after the last step: nothing left to resume
         pytest.skip("the run finished before SIGTERM arrived")
