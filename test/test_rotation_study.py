@@ -438,13 +438,18 @@ def test_quick_image_study(tmp_path):
     assert len(made["r"]["files"]["train"]) == 2 and len(made["nr"]["files"]["train"]) == 1
     # with validation images every run validates (no --skip_val)
     assert rs.load_run(rs.run_dir(cfg, "planar", 0, "r"))["key"]["flags"]["skip_val"] is False
-    # the flat reference reads the images themselves: records equal the IDX pixels / 255
-    assert (made["flat"]["input_res"], made["flat"]["nchannels"]) == (8, 1)
+    # the flat reference reads the images themselves: records equal the IDX pixels / 255,
+    # centred on a zero frame of the study's grid size (8 x 8 images, --quick's res 16)
+    res_flat = cfg.input_res
+    assert res_flat == 16 and (made["flat"]["input_res"], made["flat"]["nchannels"]) == (res_flat, 1)
     from spherical_cnn.data import records
     first = records.decode_example(next(records.iter_records(str(out / "data" / "images" / "flat" / "test_000.tfrecord"))),
-                                   shape=(8, 8, 1), dtype="float32")
+                                   shape=(res_flat, res_flat, 1), dtype="float32")
     test_pixels = images.read_idx(str(src / "t10k-images-idx3-ubyte.gz"))
-    np.testing.assert_allclose(first["x"][..., 0], test_pixels[0] / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(first["x"][4:12, 4:12, 0], test_pixels[0] / 255.0, rtol=1e-6)
+    framed = first["x"][..., 0].copy()
+    framed[4:12, 4:12] = 0
+    assert not framed.any()
     flat = res["references"]["flat"]
     assert len(flat["accuracy"]["values"]) == 1 and 0.0 <= flat["accuracy"]["mean"] <= 1.0
     assert rs.load_run(rs.run_dir(cfg, "flat", 0, "flat"))["result"]["predictions"]["flat"]["fname"] == [

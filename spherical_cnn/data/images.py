@@ -347,12 +347,19 @@ def project_band_limited(images, res, matrices=None, oversample=2):
     return band_limit(project(images, oversample * res, matrices), res)
 
 
-def flat_maps(images):
-    """The images themselves as float32 maps ``(N, H, W, 1)`` in [0, 1] (no sphere): what the
-    flat reference CNN of the image study reads (``build(..., rotation='flat')``)."""
+def flat_maps(images, size=None):
+    """The images themselves as float32 maps ``(N, size, size, 1)`` in [0, 1] (no sphere): what
+    the flat reference CNN of the image study reads (``build(..., rotation='flat')``). Images
+    smaller than ``size`` are centred on a zero frame (28 x 28 -> 32 x 32: a model that pools
+    twice needs a multiple of 8, and Fashion-MNIST's background is 0 already)."""
     images = np.asarray(images)
     scale = 255.0 if images.dtype == np.uint8 else 1.0
-    return (images.astype(np.float64) / scale)[..., None].astype(np.float32)
+    maps = (images.astype(np.float64) / scale)[..., None].astype(np.float32)
+    extra = 0 if size is None else int(size) - maps.shape[1]
+    if extra > 0:
+        before = extra // 2
+        maps = np.pad(maps, ((0, 0), (before, extra - before), (before, extra - before), (0, 0)))
+    return maps
 
 
 INPUT_KEYS = ("kind", "input_res", "image_shape", "protocol")
@@ -412,7 +419,8 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
             oversampling factor k >= 2: :func:`project_band_limited` on the grid k * input_res.
         rotation: ``'NR'`` (none) or ``'R'`` (one uniform SO(3) rotation per image and index);
             ``'flat'``: not projected at all, records hold the H x W images themselves
-            (:func:`flat_maps`, ``x`` float32 ``(H, W, 1)``, ``input_res`` ignored): the input of
+            (:func:`flat_maps`, ``x`` float32 ``(H, W, 1)``, centred on a zero frame of
+            ``input_res`` when that is larger): the input of
             the flat reference CNN.
     Returns:
         the manifest dict.
@@ -445,7 +453,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
         if train_x.shape[1] != train_x.shape[2]:
             raise DataError("flat maps need square images, got {}".format(
                 "x".join(map(str, train_x.shape[1:]))), path=paths["train_images"])
-        input_res = int(train_x.shape[1])
+        input_res = max(int(train_x.shape[1]), int(input_res))  # framed to input_res when larger
     n_classes = int(max(train_y.max(), test_y.max())) + 1
     names = class_names(paths, n_classes, classes)
     if n_train is None:
@@ -482,7 +490,7 @@ def build(paths, out_dir, *, rotation="NR", input_res=32, n_train=None, n_val=10
                 for start in range(0, len(idx), chunk):
                     sel = idx[start:start + chunk]
                     mats = None if mode == "none" else rotations.quaternion_to_matrix(quats[sel])
-                    maps = (flat_maps(xs[sel]) if flat else
+                    maps = (flat_maps(xs[sel], input_res) if flat else
                             project_band_limited(xs[sel], input_res, mats, band_limit))
                     for k, i in enumerate(sel):
                         writers[fname].write(records.encode_example(
