@@ -8,6 +8,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+# test processes (pytest-xdist); each test file runs whole in one of them (module fixtures built once)
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test venv venv-dev
 
@@ -17,7 +19,7 @@ demo: venv
 
 # pytest's exit status 5 (no test collected) counts as a failure.
 test: venv-dev
-	@$(VENV)/bin/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
+	@$(VENV)/bin/python -m pytest --durations=15 -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 venv:
