@@ -8,10 +8,11 @@ then per class on both test sets.
 Reads <study>/data/images/r/test_000.tfrecord (the rotations) and every run's study_run.json
 (per-image predictions on the test sets); prints two markdown tables, mean over the seeds.
 """
-import json, os, sys
+import os, sys
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from spherical_cnn.data import records, rotations
+from spherical_cnn.json_files import read_json
 study = sys.argv[1]
 recs = [records.decode_example(r) for r in records.iter_records(os.path.join(study, "data/images/r/test_000.tfrecord"))]
 q = np.stack([r["rotation"] for r in recs]).astype(np.float64)
@@ -19,20 +20,35 @@ centre = rotations.quaternion_to_matrix(q) @ np.array([0, 0, -1.0])
 polar = np.degrees(np.arccos(np.clip(centre[:, 2], -1, 1)))
 fname = [r["fname"] for r in recs]
 bins = [(0, 45), (45, 90), (90, 135), (135, 180)]
+models = sorted(os.listdir(os.path.join(study, "runs")))
+
+
+def predictions(model, train, test):
+    """Per-image predictions on the ``test`` set of every seed's ``train`` run of ``model``
+    (finished runs only; each study_run.json read once)."""
+    out = []
+    for seed in sorted(os.listdir(os.path.join(study, "runs", model))):
+        p = (load(os.path.join(study, "runs", model, seed, train, "study_run.json")) or {}).get(test)
+        if p is not None:
+            out.append(p)
+    return out
+
+
+_runs = {}
+
+
+def load(path):
+    if path not in _runs:
+        run = read_json(path) or {}
+        _runs[path] = (run.get("result") or {}).get("predictions")
+    return _runs[path]
+
+
 rows = []
-for model in sorted(os.listdir(os.path.join(study, "runs"))):
+for model in models:
     for train in ("nr", "r"):
         accs = {b: [] for b in bins}
-        for seed in sorted(os.listdir(os.path.join(study, "runs", model))):
-            path = os.path.join(study, "runs", model, seed, train, "study_run.json")
-            if not os.path.exists(path):
-                continue
-            run = json.load(open(path))
-            if not run.get("result"):
-                continue
-            p = run["result"]["predictions"].get("r")
-            if p is None:  # the flat reference: original images, no R test set
-                continue
+        for p in predictions(model, train, "r"):  # none for the flat reference (no R test set)
             assert p["fname"] == fname
             ok = np.array(p["pred"]) == np.array(p["label"])
             for lo, hi in bins:
@@ -49,16 +65,11 @@ classes = open(os.path.join(study, "data/images/r/classes.txt")).read().split()
 print()
 print("| model | train/test | " + " | ".join(classes) + " | seeds |")
 print("|---|---|" + "---:|" * len(classes) + "---:|")
-for model in sorted(os.listdir(os.path.join(study, "runs"))):
+for model in models:
     for train in ("nr", "r"):
         for test in ("nr", "r"):
             per_class = []
-            for seed in sorted(os.listdir(os.path.join(study, "runs", model))):
-                path = os.path.join(study, "runs", model, seed, train, "study_run.json")
-                run = json.load(open(path)) if os.path.exists(path) else {}
-                p = (run.get("result") or {}).get("predictions", {}).get(test)
-                if p is None:
-                    continue
+            for p in predictions(model, train, test):
                 label, pred = np.array(p["label"]), np.array(p["pred"])
                 per_class.append([np.mean(pred[label == c] == c) for c in range(len(classes))])
             if per_class:
