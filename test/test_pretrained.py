@@ -108,6 +108,28 @@ def test_ship_pretrained_tool(tmp_path, capsys):
     acc, n = pretrained.evaluate(str(dest / "tiny"))
     assert (acc, n) == (meta["subset"]["accuracy"], 10)
 
+    # the study's mean +- std beside the model's own figure, from a study's results.json
+    from spherical_cnn.studies import rotation_study as rs
+    from test_rotation_study import _fake_run
+    runs = {s: {"z": _fake_run(0.9 - s / 10, 0.5, 10.0), "so3": _fake_run(0.7, 0.6 + s / 20, 20.0)}
+            for s in (0, 1, 2)}
+    rs.write_outputs({"seeds": [0, 1, 2], "models": {"spherical": rs.summarize(rs.MODELS["spherical"], runs)}},
+                     str(tmp_path / "study"))
+    study_args = [logdir, "tiny-study", "--dest", str(dest), "--subset_size", "10", "--revision", "0" * 40,
+                  "--command", "x", "--study", str(tmp_path / "study" / "results.json")]
+    assert errors.run_cli(ship.main, study_args, prog="ship") == 2  # not a study run folder: say which
+    assert "give --study_model and --study_regime" in capsys.readouterr().err
+    assert errors.run_cli(ship.main, study_args + ["--study_model", "spherical", "--study_regime", "R/R"],
+                          prog="ship") == 2
+    assert "no regime 'R/R' (it has z/z, SO(3)/SO(3)" in capsys.readouterr().err
+    assert errors.run_cli(ship.main, study_args + ["--study_model", "spherical", "--study_regime",
+                                                   "SO(3)/SO(3)", "--study_command", "study cmd"]) == 0
+    study = json.load(open(dest / "tiny-study" / "meta.json"))["study"]
+    want = [0.6, 0.65, 0.7]
+    assert study["values"] == pytest.approx(want) and study["command"] == "study cmd"
+    assert (study["mean"], study["std"]) == pytest.approx((np.mean(want), np.std(want, ddof=1)))
+    assert "study SO(3)/SO(3) 0.6500 +- 0.0500 over 3 seeds" in capsys.readouterr().out
+
     os.remove(os.path.join(logdir, "model.keras"))  # as a study run: exported from 'final'
     assert errors.run_cli(ship.main, [logdir, "tiny", "--dest", str(dest), "--subset_size", "10",
                                       "--revision", "0" * 40, "--command", "x"]) == 2  # exists

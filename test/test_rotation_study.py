@@ -206,6 +206,7 @@ def test_summaries_average_seeds_and_tables_show_four_regimes(tmp_path):
     assert row in table
     assert "mean ± std over 2 seeds" in table and "all 2 of their test rotations" in table
     assert "| planar CNN | 1.0 ± 0.0 / 2.0 ± 0.0 |" in table  # spread std / max - min in points
+    assert "r-th rotation of every test mesh, mean" in table
     rs.write_outputs(results, str(tmp_path))
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
@@ -387,7 +388,7 @@ def test_image_study_regimes_tables_and_config(tmp_path):
     table = rs.format_table(results)
     assert "| model | NR/NR (%) | R/R (%) | NR/R (%) | R/NR (%) | params | train time (NR / R) |" in table
     assert "| planar CNN | 85.0 ± 7.1 | 79.0 ± 1.4 | 40.0 ± 14.1 | 81.0 ± 1.4 | 1,234 | 11 s / 21 s |" in table
-    assert "test images (%)" in table
+    assert "test images (%)" in table and "r-th rotation of every test image, mean" in table
     rs.write_outputs(json.loads(json.dumps(results)), str(tmp_path))  # as read back from results.json
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))

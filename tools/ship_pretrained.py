@@ -73,6 +73,14 @@ def build_parser():
     p.add_argument("--dest", default=os.path.join(ROOT, "spherical_cnn", "pretrained"),
                    help="folder of the pretrained models")
     p.add_argument("--overwrite", action="store_true", help="replace a shipped model of that name")
+    p.add_argument("--study", default=None, metavar="RESULTS_JSON",
+                   help="results.json of the rotation study whose mean +- std over seeds is stated "
+                        "beside the shipped model's own figure (meta.json 'study')")
+    p.add_argument("--study_model", default=None,
+                   help="the model of --study (default: from LOGDIR = .../runs/MODEL/seedN/ROT)")
+    p.add_argument("--study_regime", default=None,
+                   help="train/test regime of --study, e.g. R/R (default: the run's rotations on both)")
+    p.add_argument("--study_command", default="", help="the command that gives --study")
     return p
 
 
@@ -102,6 +110,31 @@ def test_figures(logdir):
         label = LABELS.get(mode, mode)
         return tests[label], "{} test set (trained on {})".format(label, label), tests
     raise UserError("{}: no results.json or finished study_run.json; give --test_accuracy".format(logdir))
+
+
+def study_figures(a):
+    """meta.json's ``study``: mean, std and per-seed values of the study's test accuracy for the
+    shipped model's kind of run; ``None`` without ``--study``."""
+    if not a.study:
+        return None
+    from spherical_cnn.studies.rotation_study import LABELS
+    results = _read_json(a.study)
+    if not results or "models" not in results:
+        raise UserError("{}: not a rotation study's results.json".format(a.study))
+    parts = os.path.normpath(os.path.abspath(a.logdir)).split(os.sep)
+    from_run = len(parts) >= 4 and parts[-4] == "runs" and parts[-2].startswith("seed")
+    model = a.study_model or (parts[-3] if from_run else None)
+    regime = a.study_regime or ("{0}/{0}".format(LABELS.get(parts[-1], parts[-1])) if from_run else None)
+    if model is None or regime is None:
+        raise UserError("{}: not a study run folder; give --study_model and --study_regime".format(a.logdir))
+    if model not in results["models"]:
+        raise UserError("{}: no model {!r} (it has {})".format(a.study, model, ", ".join(results["models"])))
+    summary = results["models"][model]["summary"]
+    if regime not in summary:
+        raise UserError("{}: no regime {!r} (it has {})".format(a.study, regime, ", ".join(summary)))
+    acc = summary[regime]["accuracy"]
+    return {"model": model, "regime": regime, "seeds": results.get("seeds"), "mean": acc["mean"],
+            "std": acc["std"], "values": acc["values"], "command": a.study_command}
 
 
 def relative_flags(flags_path, out_path, name):
@@ -210,6 +243,7 @@ def main(argv=None):
         revision = a.revision
         if revision is None and os.path.exists(os.path.join(logdir, "revision.txt")):
             revision = open(os.path.join(logdir, "revision.txt")).read().strip()
+        study = study_figures(a)
         subset = make_subset(a, args, stage)
         t0 = time.time()
         sub_acc, n = pretrained.evaluate(stage, subset)
@@ -221,6 +255,8 @@ def main(argv=None):
                 "command": command, "revision": revision or git_revision(),
                 "shipped": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "shipped_by": "tools/ship_pretrained.py", "subset": subset}
+        if study:
+            meta["study"] = study
         if subset["kind"] == "images":
             import numpy as np
             with np.load(os.path.join(stage, subset["file"])) as d:
@@ -230,8 +266,9 @@ def main(argv=None):
             json.dump(meta, f, indent=1)
         os.chmod(stage, 0o755)
     size = sum(os.path.getsize(os.path.join(final, f)) for f in os.listdir(final))
-    print("shipped {} to {} ({:.2f} MB): test accuracy {:.4f} ({}); subset of {} {:.4f} in {:.0f} s".format(
-        a.name, final, size / 1e6, acc, meta["test_set"], n, sub_acc, time.time() - t0))
+    print("shipped {} to {} ({:.2f} MB): test accuracy {:.4f} ({}){}; subset of {} {:.4f} in {:.0f} s".format(
+        a.name, final, size / 1e6, acc, meta["test_set"], pretrained.study_text(meta), n, sub_acc,
+        time.time() - t0))
     return 0
 
 

@@ -12,7 +12,9 @@ training log directory, so that everything that reads one (``predict``) reads it
                     ``test_accuracy`` (on its full test set, with ``test_set``
                     saying which), ``input`` ('meshes' or 'images'), and ``subset``:
                     a small fixed test subset that :func:`subset_data` regenerates
-                    and its accuracy at shipping time (``subset.accuracy``);
+                    and its accuracy at shipping time (``subset.accuracy``); optionally
+                    ``study``: the test accuracy of the study the model comes from, over
+                    seeds (``regime``, ``mean``, ``std``, per-seed ``values``, ``command``);
   optional data of the subset (``subset.npz`` images, ``subset.tfrecord`` records).
 
 Subset kinds (``meta['subset']['kind']``):
@@ -53,6 +55,15 @@ def meta(name):
     return read_meta(os.path.join(model_dir(name), META_FILE))
 
 
+def study_text(m):
+    """``'; study R/R 0.8712 +- 0.0040 over 3 seeds'`` from meta.json's ``study`` (``''`` without)."""
+    st = m.get("study")
+    if not st:
+        return ""
+    return "; study {} {:.4f} +- {:.4f} over {} seeds".format(st["regime"], st["mean"], st["std"],
+                                                             len(st["values"]))
+
+
 def describe():
     """One line per shipped model: name, input, classes, test accuracy, size (or what is
     damaged)."""
@@ -65,10 +76,11 @@ def describe():
             continue
         size = sum(os.path.getsize(os.path.join(model_dir(n), f)) for f in os.listdir(model_dir(n)))
         try:
-            lines.append("{:<14s} {:<7s} {:>2d} classes  test accuracy {:.4f} ({})  res {}  {:.1f} MB  {}".format(
+            lines.append("{:<14s} {:<7s} {:>2d} classes  test accuracy {:.4f} ({}{})  res {}  {:.1f} MB  {}".format(
                 n, m.get("input", "?"), len(m.get("classes", [])), m.get("test_accuracy", float("nan")),
-                m.get("test_set", "test set"), m.get("input_res", "?"), size / 1e6, m.get("description", "")))
-        except (TypeError, ValueError) as err:
+                m.get("test_set", "test set"), study_text(m), m.get("input_res", "?"), size / 1e6,
+                m.get("description", "")))
+        except (TypeError, ValueError, KeyError) as err:
             lines.append("{:<14s} damaged: {}: a field of the wrong type ({})".format(
                 n, os.path.join(model_dir(n), META_FILE), err))
     return lines

@@ -66,7 +66,7 @@ def format_table(results):
     """Markdown: accuracy, consistency and spread tables (train/test columns), each under a title."""
     regimes = [regime_label(*r) for r in result_regimes(results)]
     n_rot = _n_test_rotations(results)
-    what = "meshes" if result_regimes(results) == REGIMES else "images"
+    what, one = ("meshes", "mesh") if result_regimes(results) == REGIMES else ("images", "image")
     parts = [
         ["Test accuracy (%), {}:".format(_seeds_text(results)), ""] + _markdown(
             ["model"] + ["{} (%)".format(r) for r in regimes] + ["params", "train time ({})".format(
@@ -76,7 +76,7 @@ def format_table(results):
          "test rotations, {}:".format(what, n_rot, _seeds_text(results)), ""] + _markdown(
             ["model"] + regimes, consistency_rows(results)),
         ["Spread of accuracy across test rotations (percentage points): std / max - min over the "
-         "rotation index r of the accuracy on the r-th rotation of every test {}, {}:".format(what[:-1],
+         "rotation index r of the accuracy on the r-th rotation of every test {}, {}:".format(one,
              _seeds_text(results)), ""] + _markdown(["model"] + regimes, spread_rows(results)),
     ]
     return "\n\n".join("\n".join(p) for p in parts)
