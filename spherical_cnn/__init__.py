@@ -16,7 +16,8 @@ Modules: ``layers`` (spherical convolution, pooling, nonlinearity), ``models``
 (the demo's networks), ``sht`` (the transform in ``keras.ops``), ``spherical``
 (the same in NumPy, reference), ``losses``, ``optimizers``, ``datasets`` and
 ``data`` (records, mesh -> dataset tools), ``training`` (the demo's trainer),
-``errors``, ``params`` (the training flags), ``layouts`` (array layouts and
+``errors``, ``params`` (the training flags), ``ensemble`` (one model averaging the
+probabilities of several trained ones), ``layouts`` (array layouts and
 conversions to other libraries; docs/layouts.md), ``rotation`` (``rotate``:
 differentiable rotation of maps); ``studies`` (rotation study,
 equivariance, retrieval) and ``cli`` (the command-line programs) build on them.
@@ -57,12 +58,14 @@ _EXPORTS = {
     "to_polar_first": "layouts",
     "from_polar_first": "layouts",
     "complex_to_channels": "layouts",
+    "MeanProbabilityLogits": "ensemble",
+    "ensemble_model": "ensemble",
 }
 # submodules reachable as attributes (``spherical_cnn.layers``)
 _SUBMODULES = ("layers", "models", "sht", "sht_tables", "spherical", "losses", "optimizers",
                "datasets", "data", "training", "checkpoints", "summaries", "errors", "params",
                "util", "runlock", "studies", "cli", "layouts", "rotation", "trained_run",
-               "pretrained", "sizes")
+               "pretrained", "sizes", "ensemble")
 
 __all__ = [
     "SphConv", "SphericalActivation", "DegreePowerPooling", "AreaWeightedPooling",
@@ -70,19 +73,20 @@ __all__ = [
     "pointwise_nonlinearity", "ChannelSlice", "MODELS", "build_model",
     "SphericalHarmonicTransform", "get_transform", "TF1Adam", "TF1Momentum", "make_optimizer",
     "UserError", "DataError", "rotate", "rotate_coefficients", "to_pyshtools", "from_pyshtools",
-    "to_polar_first", "from_polar_first", "complex_to_channels",
-    "layers", "layouts", "rotation", "models", "sht", "spherical", "losses", "optimizers", "datasets", "data",
+    "to_polar_first", "from_polar_first", "complex_to_channels", "MeanProbabilityLogits", "ensemble_model",
+    "layers", "ensemble", "layouts", "rotation", "models", "sht", "spherical", "losses", "optimizers", "datasets", "data",
     "training", "errors",
 ]
 
 if TYPE_CHECKING:  # what editors and type checkers see; kept equal to _EXPORTS by a test
-    from . import (checkpoints, cli, data, datasets, errors, layers, layouts, losses, models,
+    from . import (checkpoints, cli, data, datasets, ensemble, errors, layers, layouts, losses, models,
                    optimizers, params, pretrained, rotation, runlock, sht, sht_tables, sizes,
                    spherical, studies, summaries, trained_run, training, util)
     from .layouts import (complex_to_channels, from_polar_first, from_pyshtools, to_polar_first,
                           to_pyshtools)
     from .rotation import rotate, rotate_coefficients
     from .errors import DataError, UserError
+    from .ensemble import MeanProbabilityLogits, ensemble_model
     from .layers import (AreaWeightedPooling, CenteredAreaWeightedPooling, DegreePowerPooling,
                          FusedBatchNormalization, SphConv, SphericalActivation,
                          SphericalAreaWeighting, pointwise_nonlinearity)

@@ -25,7 +25,7 @@ import sys
 import warnings
 
 # Modules whose import registers Keras classes (models imports layers), in both packages.
-KERAS_MODULES = ("spherical_cnn.models", "spherical_cnn.optimizers",
+KERAS_MODULES = ("spherical_cnn.models", "spherical_cnn.optimizers", "spherical_cnn.ensemble",
                  "spherical_regression.heads", "spherical_regression.losses",
                  "spherical_regression.metrics")
 

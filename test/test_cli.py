@@ -18,7 +18,7 @@ import pytest
 from test_training import N_CLASSES, RES, TINY_MODEL, write_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ["train", "make_dataset", "make_images", "import_furniture", "predict", "check_dataset", "retrieval", "rotation_study", "train_regression", "regression", "params"]
+SCRIPTS = ["train", "make_dataset", "make_images", "import_furniture", "predict", "check_dataset", "ensemble", "retrieval", "rotation_study", "train_regression", "regression", "params"]
 # Lines of TensorFlow's C++ logging, absl's banner, or its CUDA / oneDNN notices.
 NOISE = re.compile(r"^[IWEF]\d{4} |absl|oneDNN|cuda|cuInit|rebuild TensorFlow", re.IGNORECASE | re.M)
 

@@ -18,6 +18,7 @@ PAGES = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, 
 COMMANDS = {"spherical-cnn-train": "train", "spherical-cnn-make-dataset": "make_dataset",
             "spherical-cnn-make-images": "make_images", "spherical-cnn-import-furniture": "import_furniture",
             "spherical-cnn-predict": "predict", "spherical-cnn-check-dataset": "check_dataset",
+            "spherical-cnn-ensemble": "ensemble",
             "spherical-cnn-retrieval": "retrieval", "spherical-cnn-rotation-study": "rotation_study",
             "spherical-cnn-params": "params", "spherical-regression-train": "train_regression",
             "spherical-regression": "regression"}

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISE = re.compile(r"^[IWEF]\d{4} |absl|oneDNN|cuInit|rebuild TensorFlow", re.M)
 COMMANDS = ["spherical-cnn-train", "spherical-cnn-make-dataset", "spherical-cnn-make-images", "spherical-cnn-import-furniture",
             "spherical-cnn-predict",
-            "spherical-cnn-check-dataset", "spherical-cnn-retrieval", "spherical-cnn-rotation-study",
+            "spherical-cnn-check-dataset", "spherical-cnn-ensemble", "spherical-cnn-retrieval", "spherical-cnn-rotation-study",
             "spherical-cnn-params",
             "spherical-regression-train", "spherical-regression"]
 

@@ -6,8 +6,9 @@
       --images dataset-fashion-mnist_*.deb --subset_size 500
   tools/ship_pretrained.py logs/furniture-study/runs/spherical-cwap/seed0/so3 furniture --subset_size 100
 
-LOGDIR is a finished run of spherical-cnn-train (with model.keras) or of the
-rotation study (exported here from its 'final' checkpoint). Written: model.keras,
+LOGDIR is a finished run of spherical-cnn-train (with model.keras), of the
+rotation study (exported here from its 'final' checkpoint) or an ensemble of
+runs written by spherical-cnn-ensemble (meta.json 'ensemble': its members' seeds). Written: model.keras,
 flags.yaml (paths made relative), classes.txt, meta.json (command, revision, test
 accuracy, the fixed test subset and its accuracy) and the subset's data:
 
@@ -137,6 +138,18 @@ def study_figures(a):
             "std": acc["std"], "values": acc["values"], "command": a.study_command}
 
 
+def ensemble_members(logdir):
+    """meta.json's ``ensemble`` for a run folder written by spherical-cnn-ensemble (method,
+    members' seeds and sizes; not their folders, which are paths of the shipping machine)."""
+    from spherical_cnn.ensemble import ENSEMBLE_FILE
+    described = _read_json(os.path.join(logdir, ENSEMBLE_FILE))
+    if not described:
+        return None
+    return {"method": described["method"], "n_members": len(described["members"]),
+            "seeds": [m.get("seed") for m in described["members"]],
+            "parameters": described.get("parameters")}
+
+
 def relative_flags(flags_path, out_path, name):
     import yaml
     with open(flags_path) as f:
@@ -231,9 +244,10 @@ def main(argv=None):
             f.write("".join(c + "\n" for c in class_names))
         if os.path.exists(os.path.join(logdir, training.INPUT_FILE)):
             shutil.copy(os.path.join(logdir, training.INPUT_FILE), os.path.join(stage, training.INPUT_FILE))
-        acc, test_set, all_tests = test_figures(logdir)
         if a.test_accuracy is not None:
-            acc = a.test_accuracy
+            acc, test_set, all_tests = a.test_accuracy, "test set", {}
+        else:
+            acc, test_set, all_tests = test_figures(logdir)
         command = a.command
         if command is None and os.path.exists(os.path.join(logdir, "command.txt")):
             command = open(os.path.join(logdir, "command.txt")).read().strip()
@@ -257,6 +271,9 @@ def main(argv=None):
                 "shipped_by": "tools/ship_pretrained.py", "subset": subset}
         if study:
             meta["study"] = study
+        members = ensemble_members(logdir)
+        if members:
+            meta["ensemble"] = members
         if subset["kind"] == "images":
             import numpy as np
             with np.load(os.path.join(stage, subset["file"])) as d:

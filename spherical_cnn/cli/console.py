@@ -43,6 +43,11 @@ def check_dataset():
     return _run("check_dataset")
 
 
+def ensemble():
+    """``spherical-cnn-ensemble``: one model averaging the probabilities of several trained runs."""
+    return _run("ensemble")
+
+
 def retrieval():
     """``spherical-cnn-retrieval``: SHREC'17-style retrieval metrics of a trained descriptor."""
     return _run("retrieval")
