@@ -1,5 +1,5 @@
 """The README's library example on Keras's three backends, TensorFlow, JAX and PyTorch (issue
-30, item 7): fit with SExpLoss, save and load, rotate. One subprocess per backend (the backend
+30, item 7): fit with SExpLoss, save and load, rotate; an ensemble saved and loaded. One subprocess per backend (the backend
 is chosen at import); JAX and torch are CPU wheels in requirements-dev.txt."""
 import importlib.util
 import json
@@ -43,8 +43,22 @@ rotated = keras.ops.convert_to_numpy(scnn.rotate(x[:2], Rz))
 roll = float(np.abs(rotated - np.roll(x[:2], 2, axis=1)).max() / np.abs(x[:2]).max())
 q = np.array([np.cos(t / 2), 0, 0, np.sin(t / 2)])
 by_q = keras.ops.convert_to_numpy(scnn.rotate(x[:2], q, scalar_first=True))
+# an ensemble of two classifiers, saved and loaded: its softmax is the members' mean
+def classifier(seed):
+    keras.utils.set_random_seed(seed)
+    i = keras.Input((32, 32, 1))
+    d = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(i))
+    return keras.Model(i, {"descriptor": d, "logits": keras.layers.Dense(3)(d)})
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+members = [classifier(1), classifier(2)]
+scnn.ensemble_model(members).save(os.path.join(sys.argv[2], "ensemble.keras"))
+ens = keras.models.load_model(os.path.join(sys.argv[2], "ensemble.keras"))
+mean = sum(softmax(keras.ops.convert_to_numpy(m(x)["logits"])) for m in members) / 2
+ensemble = float(np.abs(softmax(keras.ops.convert_to_numpy(ens(x)["logits"])) - mean).max())
 print(json.dumps({"backend": keras.backend.backend(), "loss": history, "loaded": loaded,
-                  "refused": refused, "roll": roll,
+                  "refused": refused, "roll": roll, "ensemble": ensemble,
                   "quaternion": float(np.abs(by_q - rotated).max())}))
 '''
 
@@ -70,3 +84,4 @@ def test_readme_example_on_each_backend(backend, tmp_path):
     assert res["refused"]
     assert res["roll"] < 1e-4  # torch: "step must be greater than zero" before
     assert res["quaternion"] < 1e-4
+    assert res["ensemble"] < 1e-5
