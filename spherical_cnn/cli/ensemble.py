@@ -50,7 +50,7 @@ def print_accuracies(model, logdirs, out_dir, paths, batch):
     from ..datasets import to_model_input
     from ..errors import UserError
     from ..training import load_flags
-    from .predict import record_rows
+    from .predict import batch_logits, record_rows
 
     def refuse(message):
         raise UserError(message)
@@ -62,9 +62,7 @@ def print_accuracies(model, logdirs, out_dir, paths, batch):
     y = np.asarray([r["y"] for r in rows])
 
     def accuracy(m):
-        logits = np.concatenate([np.asarray(m.predict_on_batch(x[i:i + batch])["logits"])
-                                 for i in range(0, len(x), batch)])
-        return float(np.mean(logits.argmax(axis=1) == y))
+        return float(np.mean(batch_logits(m, x, batch).argmax(axis=1) == y))
     print("|model|accuracy|records|")
     print("|---|---:|---:|")
     for i, logdir in enumerate(logdirs):

@@ -319,8 +319,7 @@ def main(argv=None):
         rows = image_rows(inputs, args, report, shape, a.invert, note, band_limit)
     if rows:
         x = np.asarray(to_model_input(np.stack([r["x"] for r in rows]), args.mag_ang))
-        logits = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + a.batch])["logits"])
-                                 for i in _progress(range(0, len(x), a.batch), a.batch, len(x))])
+        logits = batch_logits(model, x, a.batch, _progress(range(0, len(x), a.batch), a.batch, len(x)))
         prob = softmax(logits)
         labels = [r["y"] for r in rows]
         row_names = [r["name"] for r in rows]
@@ -340,6 +339,14 @@ def main(argv=None):
             correct = np.mean(top[:, 0] == np.asarray(labels))
             print("accuracy: {:.4f} over {} {}".format(float(correct), len(labels), unit))
     return _finish(failures)
+
+
+def batch_logits(model, x, batch, starts=None):
+    """The model's ``logits`` for the inputs ``x``, ``batch`` at a time (``starts``: the batch
+    starts, e.g. wrapped in a progress bar; default every ``batch``-th index)."""
+    import numpy as np
+    starts = range(0, len(x), batch) if starts is None else starts
+    return np.concatenate([np.asarray(model.predict_on_batch(x[i:i + batch])["logits"]) for i in starts])
 
 
 def _progress(batches, batch, total):
