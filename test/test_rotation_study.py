@@ -389,6 +389,13 @@ def test_image_study_regimes_tables_and_config(tmp_path):
     assert "| model | NR/NR (%) | R/R (%) | NR/R (%) | R/NR (%) | params | train time (NR / R) |" in table
     assert "| planar CNN | 85.0 ± 7.1 | 79.0 ± 1.4 | 40.0 ± 14.1 | 81.0 ± 1.4 | 1,234 | 11 s / 21 s |" in table
     assert "test images (%)" in table and "r-th rotation of every test image, mean" in table
+    one_rotation = json.loads(json.dumps(results))  # the image protocol: one rotation per test image
+    for p in one_rotation["models"]["planar"]["seeds"].values():
+        for metrics in p["regimes"].values():
+            metrics["n_rotations"] = 1
+    table_one = rs.format_table(one_rotation)
+    assert "| planar CNN | 85.0 ± 7.1 |" in table_one
+    assert "Consistency over rotations" not in table_one and "Spread of accuracy" not in table_one
     rs.write_outputs(json.loads(json.dumps(results)), str(tmp_path))  # as read back from results.json
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))

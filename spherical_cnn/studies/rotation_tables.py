@@ -63,7 +63,11 @@ def _seeds_text(results):
 
 
 def format_table(results):
-    """Markdown: accuracy, consistency and spread tables (train/test columns), each under a title."""
+    """Markdown: accuracy, consistency and spread tables (train/test columns), each under a title.
+
+    The consistency and spread tables are left out when every test item has one rotation
+    (the image protocol): they could only read 100 % and 0 points there.
+    """
     regimes = [regime_label(*r) for r in result_regimes(results)]
     n_rot = _n_test_rotations(results)
     what, one = ("meshes", "mesh") if result_regimes(results) == REGIMES else ("images", "image")
@@ -72,13 +76,16 @@ def format_table(results):
             ["model"] + ["{} (%)".format(r) for r in regimes] + ["params", "train time ({})".format(
                 " / ".join(LABELS[k] for k in result_rotations(results)))],
             accuracy_rows(results)) + reference_lines(results),
-        ["Consistency over rotations: test {} (%) classified the same under all {} of their "
-         "test rotations, {}:".format(what, n_rot, _seeds_text(results)), ""] + _markdown(
-            ["model"] + regimes, consistency_rows(results)),
-        ["Spread of accuracy across test rotations (percentage points): std / max - min over the "
-         "rotation index r of the accuracy on the r-th rotation of every test {}, {}:".format(one,
-             _seeds_text(results)), ""] + _markdown(["model"] + regimes, spread_rows(results)),
     ]
+    if n_rot is not None and n_rot > 1:
+        parts += [
+            ["Consistency over rotations: test {} (%) classified the same under all {} of their "
+             "test rotations, {}:".format(what, n_rot, _seeds_text(results)), ""] + _markdown(
+                ["model"] + regimes, consistency_rows(results)),
+            ["Spread of accuracy across test rotations (percentage points): std / max - min over the "
+             "rotation index r of the accuracy on the r-th rotation of every test {}, {}:".format(one,
+                 _seeds_text(results)), ""] + _markdown(["model"] + regimes, spread_rows(results)),
+        ]
     return "\n\n".join("\n".join(p) for p in parts)
 
 
