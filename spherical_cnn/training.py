@@ -318,6 +318,7 @@ class Trainer:
         self.resume_at = None  # (epoch, step, loss sums, seconds) of a checkpoint saved mid-epoch
         self._file_stats = self._stats()
         self._progress_written = 0.0
+        self._epoch_wall_seconds = []  # whole epochs of this process: training, statistics, validation, saving
 
     # ------------------------------------------------------------------ setup
     def _make_optimizer(self):
@@ -760,6 +761,7 @@ class Trainer:
     def _train_one(self, epoch, summaries):
         """One epoch: train (from a saved step when resuming), validate, summarise, save."""
         args = self.args
+        started = time.monotonic()
         lr = params_mod.learning_rate_at(args.learning_rate, epoch)
         self.set_learning_rate(lr)
         self.check_data_unchanged(("train",) if args.skip_val else ("train", "val"))
@@ -811,6 +813,7 @@ class Trainer:
         self.store.save("latest", self.checkpoint, state=self._checkpoint_state())
         self.saved_epoch = step
         self._note_progress(step, 0, force=True)
+        self._epoch_wall_seconds.append(time.monotonic() - started)
         self.logger.info("epoch={}; lr={:.4f} train: {:.4f}, valid: {:.4f}{}"
                          .format(step, lr, train_acc, valid_acc, self._time_left(step)))
 
@@ -826,17 +829,17 @@ class Trainer:
                               interrupt_signal_name() or "the interrupt", self.args.logdir))
 
     def _time_left(self, epochs_done):
-        """`` (52 s/epoch, about 9 min left)``: the mean training time of the epochs timed so far
-        (over resumptions) times the epochs still to train; empty after the last epoch."""
+        """`` (52 s/epoch, about 9 min left)``: the mean wall time of this process's whole epochs
+        (training, batch-norm statistics, validation, checkpoints) times the epochs still to
+        train; empty after the last epoch. The results table's train time counts training only."""
         left = self.args.n_epochs - epochs_done
-        timed = int(self.figures["epochs"].numpy())
-        if left <= 0 or not timed:
+        if left <= 0 or not self._epoch_wall_seconds:
             return ""
-        per_epoch = float(self.figures["seconds"].numpy()) / timed
+        per_epoch = float(np.mean(self._epoch_wall_seconds))
         remaining = per_epoch * left
         when = ("{:.0f} s".format(remaining) if remaining < 120 else "{:.0f} min".format(remaining / 60)
                 if remaining < 7200 else "{:.1f} h".format(remaining / 3600))
-        return " ({:.0f} s/epoch, about {} left)".format(per_epoch, when)
+        return " ({:.{d}f} s/epoch, about {} left)".format(per_epoch, when, d=1 if per_epoch < 10 else 0)
 
     def test(self, checkpoint="final"):
         """Test accuracy and confusion counts of ``checkpoint`` (None: the weights in memory)."""
