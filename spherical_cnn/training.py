@@ -813,7 +813,8 @@ class Trainer:
         self.store.save("latest", self.checkpoint, state=self._checkpoint_state())
         self.saved_epoch = step
         self._note_progress(step, 0, force=True)
-        self._epoch_wall_seconds.append(time.monotonic() - started)
+        if not resume:  # a resumed epoch's rest would read short
+            self._epoch_wall_seconds.append(time.monotonic() - started)
         self.logger.info("epoch={}; lr={:.4f} train: {:.4f}, valid: {:.4f}{}"
                          .format(step, lr, train_acc, valid_acc, self._time_left(step)))
 
