@@ -739,7 +739,11 @@ class Trainer:
             names = getattr(self.dataset, "class_names", None)
             if names:
                 write_atomic(os.path.join(args.logdir, CLASSES_FILE), "\n".join(names) + "\n")
-            described = input_description(getattr(self.dataset, "manifest", None))
+            manifest = getattr(self.dataset, "manifest", None)
+            described = input_description(manifest)
+            if described is None and manifest:
+                from .data.builder import input_description as mesh_input_description
+                described = mesh_input_description(manifest)
             if described:
                 write_atomic(os.path.join(args.logdir, INPUT_FILE), json.dumps(described, indent=1))
         self._build_steps()

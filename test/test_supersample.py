@@ -260,3 +260,37 @@ def test_synthetic_build_records_supersample(tmp_path):
                                   n_rotations=1, n_test_rotations=1, val_fraction=0, workers=1,
                                   progress=False, supersample=2)
     assert man['supersample'] == 2 and not man['skipped']
+
+
+def test_predict_renders_meshes_as_the_training_set_was(tmp_path, capsys):
+    """A model trained on supersampled renders keeps how they were made (input.json), and
+    ``predict --meshes`` casts a new mesh the same way: its map equals the dataset's own record
+    of that mesh unrotated, which one ray per cell (the default) does not give."""
+    from test_training import TINY_MODEL
+    from spherical_cnn import params, training
+    from spherical_cnn.cli import predict
+    root = _tree(tmp_path / 'm', n_train=2)
+    dset = tmp_path / 'ss'
+    assert run_cli(make_dataset.main, [str(root), '--out', str(dset), '--input_res', '16', '--n_rotations', '1',
+                                       '--test_rotations', 'none', '--n_test_rotations', '1', '--r0', '1.5',
+                                       '--supersample', '3', '--val_fraction', '0', '--workers', '1']) == 0
+    capsys.readouterr()
+    logdir = str(tmp_path / 'run')
+    args = params.parse(TINY_MODEL + ['--dset_dir', str(dset), '--logdir', logdir, '--n_epochs', '1',
+                                      '--n_classes', '2', '--skip_val'])
+    training.Trainer(args).train()
+    with open(tmp_path / 'run' / training.INPUT_FILE) as f:
+        assert json.load(f) == {'kind': 'mesh renders', 'input_res': 16, 'r0': 1.5, 'supersample': 3}
+    assert predict.mesh_rendering(logdir) == (1.5, 3)
+    test = [records.decode_example(raw, shape=(16, 16, 1))
+            for raw in records.iter_records(str(dset / 'test_000.tfrecord'))]
+    paths = [str(root / d['fname']) for d in test]
+    rows = predict.mesh_rows(paths, args, print, *predict.mesh_rendering(logdir))
+    for d, row in zip(test, rows):
+        np.testing.assert_allclose(row['x'], d['x'], atol=1e-6)
+    one_ray = predict.mesh_rows(paths, args, print)
+    assert max(np.abs(r['x'] - d['x']).max() for r, d in zip(one_ray, test)) > 1e-2
+    # a damaged description is one line naming the file
+    (tmp_path / 'run' / training.INPUT_FILE).write_text('{"kind": "mesh renders", "r0": "far"}')
+    with pytest.raises(predict.UserError, match='input.json'):
+        predict.mesh_rendering(logdir)

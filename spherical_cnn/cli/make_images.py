@@ -47,7 +47,8 @@ def build_parser():
     p.add_argument("--n_test_rotations", type=int, default=1, help="rotations per val/test image")
     p.add_argument("--band_limit", type=int, default=0, metavar="K",
                    help="project on the K-times finer grid and keep the spherical harmonic degrees "
-                        "< input_res/2 (maps exactly band-limited, so that rotating them is exact); "
+                        "< input_res/2 (maps exactly band-limited, so that rotating them is exact; with "
+                        "--rotation R each map is the unrotated one rotated exactly); "
                         "0: sample the projection on the grid, the protocol's way")
     p.add_argument("--seed", type=int, default=0, help="seed of the rotations")
     p.add_argument("--classes", default=None,

@@ -127,14 +127,16 @@ def record_rows(paths, args, report):
 
 
 # ---------------------------------------------------------------- meshes
-def mesh_rows(paths, args, report):
-    """Each mesh ray-cast on the training resolution's grid (no rotation)."""
+def mesh_rows(paths, args, report, r0=None, supersample=1):
+    """Each mesh ray-cast on the training resolution's grid (no rotation), with the training
+    set's ray start radius ``r0`` (None: ``raycast.DEFAULT_R0``) and ``supersample``."""
     from ..data import meshes, raycast
+    r0 = raycast.DEFAULT_R0 if r0 is None else r0
     rows = []
     for path in paths:
         try:
             mesh = meshes.load_mesh(path)
-            x = raycast.mesh_to_sphere(mesh, args.input_res, channels=True)
+            x = raycast.mesh_to_sphere(mesh, args.input_res, r0=r0, channels=True, supersample=supersample)
         except (OSError, ValueError) as err:
             text = " ".join(str(err).split()) or type(err).__name__
             report(text if path in text else "{}: {}".format(path, text))
@@ -203,22 +205,53 @@ def read_image(path, shape, invert=False, note=None):
     return 1.0 - x if invert else x
 
 
-def image_projection(folder, shape):
-    """``(image shape, band_limit)`` the model in ``folder`` was trained with: from its
-    ``input.json`` (written by the trainer for image sets), else the protocol's projection
-    of ``shape`` images. A damaged ``input.json`` is one line naming it."""
+def input_description(folder):
+    """The model's ``input.json`` (how its training inputs were made; written by the trainer
+    for image sets and mesh datasets), or None when it has none. A damaged one is one line
+    naming it."""
     import json
-    from ..data import images
     from ..training import INPUT_FILE
     path = os.path.join(folder, INPUT_FILE)
     if not os.path.exists(path):
-        return tuple(shape), 0
+        return None
     try:
         with open(path) as f:
-            return images.projection_settings(json.load(f), shape)
-    except (OSError, ValueError, TypeError, AttributeError) as err:
-        raise UserError("{}: unreadable description of the model's inputs ({}); copy it again from "
-                        "the training run".format(path, " ".join(str(err).split())[:200])) from None
+            described = json.load(f)
+        if not isinstance(described, dict):
+            raise ValueError("not a JSON object")
+        return described
+    except (OSError, ValueError) as err:
+        raise _unreadable_description(path, err) from None
+
+
+def _unreadable_description(path, err):
+    return UserError("{}: unreadable description of the model's inputs ({}); copy it again from "
+                     "the training run".format(path, " ".join(str(err).split())[:200] or type(err).__name__))
+
+
+def image_projection(folder, shape):
+    """``(image shape, band_limit)`` the model in ``folder`` was trained with: from its
+    ``input.json``, else the protocol's projection of ``shape`` images."""
+    from ..data import images
+    from ..training import INPUT_FILE
+    described = input_description(folder)
+    if described and described.get("kind") != "spherical images":
+        described = None
+    try:
+        return images.projection_settings(described, shape)
+    except (ValueError, TypeError, AttributeError) as err:
+        raise _unreadable_description(os.path.join(folder, INPUT_FILE), err) from None
+
+
+def mesh_rendering(folder):
+    """``(r0, supersample)`` the model's training meshes were rendered with (its ``input.json``),
+    else the defaults (``raycast.DEFAULT_R0``, one ray per cell)."""
+    from ..data.builder import render_settings
+    from ..training import INPUT_FILE
+    try:
+        return render_settings(input_description(folder))
+    except (KeyError, ValueError, TypeError) as err:
+        raise _unreadable_description(os.path.join(folder, INPUT_FILE), err) from None
 
 
 def image_rows(paths, args, report, shape=(28, 28), invert=False, note=None, band_limit=0):
@@ -314,7 +347,7 @@ def main(argv=None):
     elif a.records:
         rows = record_rows(inputs, args, report)
     elif a.meshes:
-        rows = mesh_rows(inputs, args, report)
+        rows = mesh_rows(inputs, args, report, *mesh_rendering(folder))
     else:
         rows = image_rows(inputs, args, report, shape, a.invert, note, band_limit)
     if rows:

@@ -51,6 +51,26 @@ class WorkerDied(UserError):
     """A worker process of the build died (killed, out of memory); the build was stopped."""
 
 SPLIT_ORDER = ('train', 'val', 'test')
+MESH_INPUT_KIND = 'mesh renders'
+
+
+def input_description(manifest):
+    """How a model trained on a mesh dataset needs new meshes rendered, as its training maps
+    were (kept by the trainer as ``input.json``, read by ``predict --meshes``): grid size, ray
+    start radius ``r0`` and ``supersample``, from the dataset's manifest; None for datasets
+    this builder did not write (image sets, records without a manifest)."""
+    if not manifest or 'r0' not in manifest or manifest.get('kind'):
+        return None
+    return {'kind': MESH_INPUT_KIND, 'input_res': int(manifest['input_res']), 'r0': float(manifest['r0']),
+            'supersample': int(manifest.get('supersample') or 1)}
+
+
+def render_settings(description):
+    """``(r0, supersample)`` of an :func:`input_description`; without one (runs trained before
+    input.json described meshes, or on records alone) the defaults: ``raycast.DEFAULT_R0``, 1 ray."""
+    if not description or description.get('kind') != MESH_INPUT_KIND:
+        return raycast.DEFAULT_R0, 1
+    return float(description['r0']), int(description['supersample'])
 
 
 def _mesh_rng(seed, relpath, purpose):
