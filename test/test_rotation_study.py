@@ -263,6 +263,46 @@ def test_cli_reports_a_missing_flag_in_one_line(tmp_path, monkeypatch, capsys):
     assert not os.listdir(tmp_path)  # nothing was built
 
 
+def _examples(dset_dir):
+    """``{file: [tf.train.Example features]}`` of a dataset's record files."""
+    import tensorflow as tf
+    from spherical_cnn.data import records
+    return {fn: [tf.train.Example.FromString(r).features for r in records.iter_records(os.path.join(dset_dir, fn))]
+            for fn in sorted(os.listdir(dset_dir)) if fn.endswith(".tfrecord")}
+
+
+def test_mesh_study_augments_and_supersamples_as_make_dataset(tmp_path):
+    from spherical_cnn.cli import make_dataset
+    a = cli.build_parser().parse_args(["--quick", "--out", str(tmp_path / "study"), "--augment", "original",
+                                       "--supersample", "2"])
+    cfg = cli.make_config(a)
+    dirs = rs.build_mesh_datasets(cfg, log=lambda *_: None)["plain"]
+    for mode, d in dirs.items():
+        made = json.load(open(os.path.join(d, "manifest.json")))
+        assert made["supersample"] == 2 and made["rotations"] == mode
+        assert made["augmentation"]["aniso_scale"] == [0.8, 1.2] and made["augmentation"]["center_shift"] == 0.1
+        # the same records as the dataset command builds with the same settings
+        ref = str(tmp_path / ("make-dataset-" + mode))
+        make_dataset.main(["--synthetic", "--out", ref, "--input_res", "16", "--rotations", mode,
+                           "--n_rotations", "2", "--n_test_rotations", "2", "--augment", "original",
+                           "--supersample", "2", "--n_train_per_class", "3", "--n_test_per_class", "2",
+                           "--seed", "0", "--workers", "1"])
+        ours, theirs = _examples(d), _examples(ref)
+        assert list(ours) == list(theirs) and ours == theirs
+        scales = [np.array(f.feature["scale"].float_list.value) for f in ours["train_000.tfrecord"]]
+        assert max(np.ptp(s) for s in scales) > 0.05  # anisotropic: the instances really are scaled
+    # the plain study's datasets are told apart from the augmented ones and rebuilt
+    cfg.augment, cfg.supersample, lines = "none", 1, []
+    rs.build_mesh_datasets(cfg, log=lines.append)
+    assert sum(l.startswith("building dataset") for l in lines) == 2
+    made = json.load(open(os.path.join(dirs["z"], "manifest.json")))
+    assert made["supersample"] == 1 and made["augmentation"]["splits"] == []
+    for flags in (["--images", "x.deb", "--augment", "original"], ["--images", "x.deb", "--supersample", "2"],
+                  ["--supersample", "0"]):
+        with pytest.raises(errors.UserError, match="--augment|--supersample"):
+            cli.make_config(cli.build_parser().parse_args(flags))
+
+
 def test_cli_flags():
     a = cli.build_parser().parse_args(["--models", "planar,spherical_cwap", "spherical-wap", "--seeds", "0,2"])
     cfg = cli.make_config(a)

@@ -78,6 +78,13 @@ def build_parser():
                         "train images, one train shard (epoch) each (default 1)")
     p.add_argument("--n_test_rotations", type=int, default=None,
                    help="rotations per test mesh (default 8; 2 with --quick)")
+    p.add_argument("--augment", choices=("none", "original"), default="none",
+                   help="meshes: augment the train and val instances of every dataset (z and SO(3)) "
+                        "as make-dataset --augment does: anisotropic scale 0.8-1.2, centre shift 0.1; "
+                        "the rotations stay the study's")
+    p.add_argument("--supersample", type=int, default=1, metavar="S",
+                   help="meshes: S x S rays per grid cell, averaged, in every dataset "
+                        "(make-dataset --supersample)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (meshes, rotations, split)")
     p.add_argument("--seeds", type=_seeds, default=None,
                    help="training seeds, comma-separated; each model is trained once per seed "
@@ -116,6 +123,12 @@ def make_config(a):
     elif a.flat_reference or a.band_limit:
         raise UserError("--{} needs --images (it is an option of the image study)".format(
             "flat_reference" if a.flat_reference else "band_limit"))
+    if a.images and (a.augment != "none" or a.supersample != 1):
+        raise UserError("--{} is an option of the mesh study; the image study takes --band_limit".format(
+            "augment" if a.augment != "none" else "supersample"))
+    if a.supersample < 1:
+        raise UserError("--supersample must be an integer >= 1, got {}".format(a.supersample))
+    cfg.augment, cfg.supersample = a.augment, a.supersample
     cfg.params_files = tuple(a.params or (rs.IMAGE_PARAMS if a.images else rs.DEFAULT_PARAMS))
     cfg.extra_flags = tuple(cfg.extra_flags) + tuple(a.flags)
     for key in ("input_res", "n_rotations", "n_test_rotations", "workers"):

@@ -34,6 +34,25 @@ IMAGE_PARAMS = tuple(os.path.join(PARAMS_DIR, name) for name in (
 DEFAULT_SEEDS = (0, 1, 2)
 
 
+def mesh_builder_options(cfg, data):
+    """Builder options of the mesh datasets of variant ``data`` (JSON values, as in the manifest).
+
+    The study's ``augment`` and ``supersample`` first, then the variant's own options
+    (:data:`DATA_VARIANTS`); options at their defaults are left out, so that a study
+    without them identifies its datasets as before.
+    """
+    from ..data import augment
+    options = {}
+    preset = augment.PRESETS[cfg.augment]
+    if preset:
+        options.update(augment_preset=cfg.augment, aniso_scale=list(preset["aniso_scale"]),
+                       center_shift=preset["center_shift"])
+    if cfg.supersample != 1:
+        options["supersample"] = cfg.supersample
+    options.update(DATA_VARIANTS[data])
+    return options
+
+
 def study_rotations(cfg):
     """The rotation kinds the datasets are built with: z/so3 (meshes) or nr/r (images)."""
     return IMAGE_ROTATIONS if getattr(cfg, "images", None) else ROTATIONS
@@ -95,6 +114,11 @@ class StudyConfig:
         flat_reference: images only: also train, once per seed, the planar CNN on the
             original images (not projected; :func:`flat_reference_args`), the upper
             reference of the image study.
+        augment: meshes only: ``'none'`` or a preset of ``spherical_cnn.data.augment.PRESETS``
+            (``'original'``: anisotropic scale and shifted centre) for the train and val
+            instances of every dataset, z and SO(3) alike; the rotations stay the study's.
+        supersample: meshes only: rays per grid cell side of every dataset
+            (``make-dataset --supersample``); a dataset variant's own option wins.
     """
     out_dir: str = "logs/rotation_study"
     mesh_root: str = None
@@ -119,6 +143,8 @@ class StudyConfig:
     n_test_images: int = None
     image_band_limit: int = 0
     flat_reference: bool = False
+    augment: str = "none"
+    supersample: int = 1
 
 
 def quick_config(out_dir):

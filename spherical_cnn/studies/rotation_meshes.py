@@ -7,7 +7,7 @@ every name here).
 """
 import os
 
-from .rotation_config import DATA_VARIANTS
+from .rotation_config import mesh_builder_options
 from .rotation_datasets import _check_same_split, _matches, dataset_dirs
 
 
@@ -16,7 +16,7 @@ def _dataset_spec(cfg, mode, data):
     from ..data import synthetic
     spec = {"input_res": cfg.input_res, "rotations": mode, "test_rotations": mode,
             "n_rotations": cfg.n_rotations, "n_test_rotations": cfg.n_test_rotations, "seed": cfg.seed,
-            "options": dict(DATA_VARIANTS[data])}
+            "options": mesh_builder_options(cfg, data)}
     if cfg.mesh_root:
         spec["mesh_root"] = os.path.abspath(cfg.mesh_root)
     else:
@@ -44,7 +44,7 @@ def build_mesh_datasets(cfg, data_variants=("plain",), log=print):
             common = dict(input_res=cfg.input_res, rotations_mode=mode, test_rotations=mode,
                           n_rotations=cfg.n_rotations, n_test_rotations=cfg.n_test_rotations,
                           workers=cfg.workers, overwrite=True, progress=False,
-                          extra_manifest={"rotation_study": spec}, **DATA_VARIANTS[data])
+                          extra_manifest={"rotation_study": spec}, **spec["options"])
             if cfg.mesh_root:
                 builder.build_from_tree(cfg.mesh_root, d, seed=cfg.seed, **common)
             else:
