@@ -29,7 +29,7 @@ equivariance.{json,csv,md,png}.
 import argparse
 import os
 
-from . import common
+from . import common, make_dataset
 from ..errors import UserError
 
 
@@ -78,7 +78,7 @@ def build_parser():
                         "train images, one train shard (epoch) each (default 1)")
     p.add_argument("--n_test_rotations", type=int, default=None,
                    help="rotations per test mesh (default 8; 2 with --quick)")
-    p.add_argument("--augment", choices=("none", "original"), default="none",
+    p.add_argument("--augment", choices=make_dataset.AUGMENT_PRESETS, default="none",
                    help="meshes: augment the train and val instances of every dataset (z and SO(3)) "
                         "as make-dataset --augment does: anisotropic scale 0.8-1.2, centre shift 0.1; "
                         "the rotations stay the study's")
