@@ -169,10 +169,18 @@ def classifier_head(features, inputs, args, name):
 
     ``features``: ``(batch, azimuth, polar, channels)``; the second half of the
     channels is branch 1 (used by ``--extra_loss``).
+
+    ``--weighted_sph_avg`` weights the maps by cell area before the average and
+    max pools (the original's integral); the per-degree power (``magnitudes``)
+    is taken of the unweighted maps, because its transform integrates with its
+    own quadrature weights and a weighted map is no longer a rotated copy of
+    the rotated input's map.
     """
+    maps = features
     if args.weighted_sph_avg:
         features = sl.SphericalAreaWeighting(name="area_weighting")(features)
 
+    channels = features.shape[-1]
     pools = {}
     if args.final_pool in ("gap", "all"):
         pools["gap"] = kl.GlobalAveragePooling2D(name="gap")(features)
@@ -181,7 +189,7 @@ def classifier_head(features, inputs, args, name):
     if args.final_pool in ("magnitudes", "all"):
         pools["magnitudes"] = sl.DegreePowerPooling(method=args.transform_method,
                                                     real_inputs=args.real_inputs,
-                                                    name="magnitudes")(features)
+                                                    name="magnitudes")(maps)
     if args.final_pool == "all":
         x = kl.Concatenate(name="final_pool")([pools["gap"], pools["max"], pools["magnitudes"]])
     else:
@@ -197,10 +205,34 @@ def classifier_head(features, inputs, args, name):
 
     outputs = {"descriptor": x, "logits": kl.Dense(args.n_classes, name="out")(x)}
     if args.extra_loss:
-        # With no FC and gap/max pooling, the second half of the descriptor is branch 1.
-        half = ChannelSlice(x.shape[-1] // 2, x.shape[-1], name="branch1_features")(x)
+        if args.no_final_fc:
+            half = _branch1_features(x, [(kind, pools[kind].shape[-1] // channels)
+                                         for kind in ("gap", "max", "magnitudes") if kind in pools],
+                                     channels)
+        else:  # the original's choice: the second half of the FC layer's units
+            half = ChannelSlice(x.shape[-1] // 2, x.shape[-1], name="branch1_features")(x)
         outputs["extra_logits"] = kl.Dense(args.n_classes, name="out_extra")(half)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _branch1_features(x, parts, channels):
+    """The entries of the pooled descriptor ``x`` that come from branch 1 (the second half of the channels).
+
+    ``parts``: ``(kind, rows)`` in the order concatenated in ``x``, each ``rows * channels``
+    wide in the layout ``row * channels + channel`` (1 row for gap and max, one per degree for
+    magnitudes). With gap or max alone this is the second half of ``x``, as in the original.
+    """
+    first = channels // 2
+    if len(parts) == 1 and parts[0][1] == 1:
+        return ChannelSlice(first, channels, name="branch1_features")(x)
+    pieces, start = [], 0
+    for kind, rows in parts:
+        part = ChannelSlice(start, start + rows * channels, name="{}_part".format(kind))(x)
+        part = kl.Reshape((rows, channels), name="{}_rows".format(kind))(part)
+        part = ChannelSlice(first, channels, name="{}_branch1".format(kind))(part)
+        pieces.append(kl.Flatten(name="{}_branch1_flat".format(kind))(part))
+        start += rows * channels
+    return pieces[0] if len(pieces) == 1 else kl.Concatenate(name="branch1_features")(pieces)
 
 
 def block_outputs(model):

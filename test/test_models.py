@@ -118,3 +118,46 @@ def test_centered_pooling_option_trains(tmp_path):
     x, y = next(iter(data.train(0)))
     assert np.all(np.isfinite(trainer._train_step(x, y).numpy()))
     assert trainer.model.get_layer("conv1_b0_pool").output.shape[1:3] == (RES // 2, RES // 2)
+
+
+def _linear_head_model(tmp_path, final_pool):
+    """The demo's head (area weighting, extra loss, no FC) on a linear network: exactly equivariant."""
+    args = params.parse(BASE + [str(tmp_path), "--batch_norm", "--extra_loss", "--weighted_sph_avg",
+                                "--no_final_fc", "--real_inputs", "--spectral_pool", "--nonlin", "identity",
+                                "--transform_method", "sep", "--final_pool", final_pool])
+    return models.build_model(args, (RES, RES, 2))
+
+
+@pytest.mark.parametrize("final_pool", ["magnitudes", "all"])
+def test_degree_power_descriptor_is_rotation_invariant_with_area_weighting(final_pool, tmp_path):
+    # pyshtools rotates band-limited inputs exactly; a linear network of spectral convolutions and
+    # spectral pooling is then exactly equivariant, so the per-degree power must be invariant
+    # (taking it of the area-weighted maps gave errors of ~4e-3).
+    from spherical_cnn.studies import equivariance as eq
+    model = _linear_head_model(tmp_path, final_pool)
+    rng = np.random.default_rng(3)
+    x = eq.random_bandlimited(3, RES, 2, rng)
+    angles = eq.random_rotations(3, rng)
+    xr = np.concatenate([eq.rotate_maps(x[i:i + 1], angles[i]) for i in range(3)])
+    power = models.keras.Model(model.input, model.get_layer("magnitudes").output)
+    p, pr = (np.asarray(power(v.astype("float32"), training=False)) for v in (x, xr))
+    assert np.linalg.norm(pr - p) / np.linalg.norm(p) < 1e-5
+
+
+@pytest.mark.parametrize("final_pool", ["gap", "magnitudes", "all"])
+def test_extra_classifier_sees_branch_one_only(final_pool, tmp_path):
+    # Zeroing branch 0's final maps must leave the extra logits unchanged, and zeroing branch 1's
+    # must leave only the bias (the descriptor of a zero map is zero for every final pool).
+    model = _linear_head_model(tmp_path, final_pool)
+    maps = model.get_layer("concat_final").output
+    c = maps.shape[-1]
+    head = models.keras.Model(model.input, [maps, model.output["extra_logits"]])
+    x = np.random.default_rng(4).normal(size=(2, RES, RES, 2)).astype("float32")
+    feats, extra = (np.asarray(v) for v in head(x, training=False))
+    tail = models.keras.Model(maps, model.output["extra_logits"])  # the head alone, on given maps
+    only_b1 = feats.copy(); only_b1[..., :c // 2] = 0
+    only_b0 = feats.copy(); only_b0[..., c // 2:] = 0
+    np.testing.assert_allclose(np.asarray(tail(only_b1, training=False)), extra, rtol=1e-5, atol=1e-5)
+    bias = model.get_layer("out_extra").bias.numpy()
+    np.testing.assert_allclose(np.asarray(tail(only_b0, training=False)), np.broadcast_to(bias, extra.shape),
+                               atol=1e-6)
