@@ -64,6 +64,21 @@ def _help(module, args):
     return out.getvalue()
 
 
+def _with_passed_through(module, args):
+    """[(module, args)] of a command line: the rotation study's ``--flags ...`` (everything
+    after it) are train.py's flags, so they are checked against train's --help."""
+    if module == "rotation_study" and "--flags" in args:
+        cut = args.index("--flags")
+        return [(module, args[:cut + 1]), ("train", args[cut + 1:])]
+    return [(module, args)]
+
+
+def test_flags_after_the_studys_flags_are_trains():
+    assert _with_passed_through("rotation_study", ["--seeds", "0", "--flags", "--nfilters", "8"]) == [
+        ("rotation_study", ["--seeds", "0", "--flags"]), ("train", ["--nfilters", "8"])]
+    assert "--nfilters" in _help("train", []) and "--nfilters" not in _help("rotation_study", [])
+
+
 def test_every_path_and_command_of_the_docs_exists():
     problems, helps = [], {}
     scripts = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "scripts", "*.py"))}
@@ -84,15 +99,15 @@ def test_every_path_and_command_of_the_docs_exists():
             found = _command_of(tokens)
             if found is None:
                 continue
-            module, args = found
-            key = (module, args[0] if module == "regression" and args and args[0] in (
-                "viewpoint", "normals", "rotation") else None)
-            if key not in helps:
-                helps[key] = _help(module, args)
-            flags = {t.split("=")[0] for t in args if re.match(r"--[a-z]", t)}
-            for flag in sorted(flags):
-                if not re.search(re.escape(flag) + r"\b", helps[key]):
-                    problems.append(f"{name}: {module} has no flag {flag} ({line.strip()[:80]})")
+            for module, args in _with_passed_through(*found):
+                key = (module, args[0] if module == "regression" and args and args[0] in (
+                    "viewpoint", "normals", "rotation") else None)
+                if key not in helps:
+                    helps[key] = _help(module, args)
+                flags = {t.split("=")[0] for t in args if re.match(r"--[a-z]", t)}
+                for flag in sorted(flags):
+                    if not re.search(re.escape(flag) + r"\b", helps[key]):
+                        problems.append(f"{name}: {module} has no flag {flag} ({line.strip()[:80]})")
     assert len(helps) >= 8  # the pages name most commands
     assert not problems, "\n".join(problems)
 
