@@ -2,6 +2,7 @@
 items 6, 8, 10-12): each test reproduces the trap and checks the fix against something
 independent (a NumPy reference, SciPy, an invariance)."""
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -117,9 +118,11 @@ def test_quaternion_order_is_explicit_and_scipy_rotations_are_accepted():
         rot.rotate(f, r.as_quat(scalar_first=True), scalar_first=True)  # explicit: no warning
 
 
-def test_a_default_sexp_loss_is_refused_beside_a_head_of_another_layout():
+def test_a_default_sexp_loss_is_refused_beside_a_head_of_another_layout(monkeypatch):
     """SExpHead(3, sign_layout='normal_yzx') has 4 sign logits, which SExpLoss() read as the
     'first_fixed' layout: other labels, trained silently."""
+    # the refusal looks at every live SExpHead; other test files of this worker may leave some
+    monkeypatch.setattr(sr.losses, "SEXP_HEADS", weakref.WeakSet())
     inputs = keras.Input((5,))
     head = sr.SExpHead(3, sign_layout="normal_yzx")
     model = keras.Model(inputs, head(inputs))
