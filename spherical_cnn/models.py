@@ -133,19 +133,24 @@ def two_branch(args, input_shape):
     """The demo's two-branch spherical CNN.
 
     The 2-channel input (for ModelNet40: ray length and sine of the ray/normal
-    angle) is split into one branch per channel. At layers where
+    angle) is split into one branch per channel. An input of 2k channels is split
+    into halves (k each): with ``--mag_ang`` on k complex channels (e.g. mesh and
+    convex hull, ``make-dataset --convex_hull``) branch 0 gets the k ray lengths and
+    branch 1 the k sines. At layers where
     ``--concat_branches`` is 1, branch 0 receives the concatenation of both
     branches. Layers with ``--pool_layers`` p > 0 reduce the resolution by 2**p,
     in the spectral domain (``--spectral_pool``) or on the grid (``--pool``).
     """
-    if input_shape[-1] != 2:
-        raise ValueError("two_branch needs 2 input channels (use --mag_ang with complex records), "
-                         "got input shape {}".format(input_shape))
+    channels = input_shape[-1]
+    if not channels or channels % 2:
+        raise ValueError("two_branch needs an even number of input channels, one half per branch (use "
+                         "--mag_ang with complex records), got input shape {}".format(input_shape))
     n_layers = len(args.nfilters)
     regularizer = _regularizer(args, 2 * n_layers)
 
     inputs = keras.Input(shape=input_shape, name="x")
-    branches = [ChannelSlice(c, c + 1, name="split_b{}".format(c))(inputs) for c in (0, 1)]
+    half = channels // 2
+    branches = [ChannelSlice(b * half, (b + 1) * half, name="split_b{}".format(b))(inputs) for b in (0, 1)]
 
     for i, (nf, pool, concat) in enumerate(zip(args.nfilters, args.pool_layers, args.concat_branches)):
         spectral = args.spectral_pool or (args.spectral_input and i == 0)

@@ -100,7 +100,7 @@ def test_regularization_term_equals_hand_computation(tmp_path):
 def test_model_registry_and_clear_errors(tmp_path):
     assert "two_branch" in models.MODELS
     args = params.parse(BASE + [str(tmp_path)])
-    with pytest.raises(ValueError, match="2 input channels"):
+    with pytest.raises(ValueError, match="even number of input channels"):
         models.build_model(args, (RES, RES, 1))
     args.model = "nope"
     with pytest.raises(ValueError, match="--model 'nope'"):

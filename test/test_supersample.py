@@ -281,7 +281,7 @@ def test_predict_renders_meshes_as_the_training_set_was(tmp_path, capsys):
     training.Trainer(args).train()
     with open(tmp_path / 'run' / training.INPUT_FILE) as f:
         assert json.load(f) == {'kind': 'mesh renders', 'input_res': 16, 'r0': 1.5, 'supersample': 3}
-    assert predict.mesh_rendering(logdir) == (1.5, 3)
+    assert predict.mesh_rendering(logdir) == (1.5, 3, False)
     test = [records.decode_example(raw, shape=(16, 16, 1))
             for raw in records.iter_records(str(dset / 'test_000.tfrecord'))]
     paths = [str(root / d['fname']) for d in test]

@@ -22,6 +22,11 @@ Anti-aliasing: --supersample S casts S x S rays spread over each grid cell and
 stores their average (distance averaged over the cell with misses as 0, angle
 averaged over the rays that hit; spherical_cnn/data/raycast.py); rendering costs
 about S^2 times as much. Default 1: one ray per grid point, as before.
+
+Convex hull: --convex_hull adds a second channel, the map of each mesh's convex
+hull cast with the same rays (the input of the authors' ModelNet40 models);
+train on it with --nchannels 2 (with --mag_ang: 4 real channels, the two
+distances, then the two sines). Rendering costs about twice as much.
 """
 from . import common
 
@@ -56,6 +61,9 @@ def build_parser():
     p.add_argument("--supersample", type=int, default=1, metavar="S",
                    help="anti-aliasing: S x S rays per grid cell, averaged (distance over the whole cell, misses "
                         "counting as 0; angle over the rays that hit); costs about S^2 times one ray")
+    p.add_argument("--convex_hull", action="store_true",
+                   help="add a second channel: the map of each mesh's convex hull, cast with the same rays "
+                        "(train with --nchannels 2)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     common.add_overwrite_flag(p, "the dataset")
     p.add_argument("--ignore_size_check", action="store_true",
@@ -111,7 +119,8 @@ def main(argv=None):
                      val_fraction=args.val_fraction, r0=args.r0, workers=args.workers,
                      overwrite=args.overwrite, progress=True, aniso_scale=args.aniso_scale,
                      center_shift=args.center_shift, augment_preset=args.augment,
-                     supersample=args.supersample, ignore_size_check=args.ignore_size_check)
+                     supersample=args.supersample, convex_hull=args.convex_hull,
+                     ignore_size_check=args.ignore_size_check)
     command = common.command_line("make_dataset", argv)
     common_kw["extra_manifest"] = {"args": vars(args), "command": command}
     if args.synthetic:

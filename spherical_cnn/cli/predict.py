@@ -127,16 +127,19 @@ def record_rows(paths, args, report):
 
 
 # ---------------------------------------------------------------- meshes
-def mesh_rows(paths, args, report, r0=None, supersample=1):
+def mesh_rows(paths, args, report, r0=None, supersample=1, convex_hull=False):
     """Each mesh ray-cast on the training resolution's grid (no rotation), with the training
-    set's ray start radius ``r0`` (None: ``raycast.DEFAULT_R0``) and ``supersample``."""
+    set's ray start radius ``r0`` (None: ``raycast.DEFAULT_R0``), ``supersample`` and, with
+    ``convex_hull``, the hull's map as channel 1."""
     from ..data import meshes, raycast
     r0 = raycast.DEFAULT_R0 if r0 is None else r0
     rows = []
     for path in paths:
         try:
             mesh = meshes.load_mesh(path)
-            x = raycast.mesh_to_sphere(mesh, args.input_res, r0=r0, channels=True, supersample=supersample)
+            x = raycast.with_convex_hull(
+                lambda surface: raycast.mesh_to_sphere(surface, args.input_res, r0=r0, channels=True,
+                                                       supersample=supersample), mesh, convex_hull)
         except (OSError, ValueError) as err:
             text = " ".join(str(err).split()) or type(err).__name__
             report(text if path in text else "{}: {}".format(path, text))
@@ -244,8 +247,8 @@ def image_projection(folder, shape):
 
 
 def mesh_rendering(folder):
-    """``(r0, supersample)`` the model's training meshes were rendered with (its ``input.json``),
-    else the defaults (``raycast.DEFAULT_R0``, one ray per cell)."""
+    """``(r0, supersample, convex_hull)`` the model's training meshes were rendered with (its
+    ``input.json``), else the defaults (``raycast.DEFAULT_R0``, one ray per cell, no hull)."""
     from ..data.builder import render_settings
     from ..training import INPUT_FILE
     try:

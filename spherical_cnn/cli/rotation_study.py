@@ -85,6 +85,9 @@ def build_parser():
     p.add_argument("--supersample", type=int, default=1, metavar="S",
                    help="meshes: S x S rays per grid cell, averaged, in every dataset "
                         "(make-dataset --supersample)")
+    p.add_argument("--convex_hull", action="store_true",
+                   help="meshes: add the convex hull's map as a second channel of every dataset "
+                        "(make-dataset --convex_hull); the models read --nchannels from the datasets")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (meshes, rotations, split)")
     p.add_argument("--seeds", type=_seeds, default=None,
                    help="training seeds, comma-separated; each model is trained once per seed "
@@ -123,12 +126,12 @@ def make_config(a):
     elif a.flat_reference or a.band_limit:
         raise UserError("--{} needs --images (it is an option of the image study)".format(
             "flat_reference" if a.flat_reference else "band_limit"))
-    if a.images and (a.augment != "none" or a.supersample != 1):
+    if a.images and (a.augment != "none" or a.supersample != 1 or a.convex_hull):
         raise UserError("--{} is an option of the mesh study; the image study takes --band_limit".format(
-            "augment" if a.augment != "none" else "supersample"))
+            "augment" if a.augment != "none" else "supersample" if a.supersample != 1 else "convex_hull"))
     if a.supersample < 1:
         raise UserError("--supersample must be an integer >= 1, got {}".format(a.supersample))
-    cfg.augment, cfg.supersample = a.augment, a.supersample
+    cfg.augment, cfg.supersample, cfg.convex_hull = a.augment, a.supersample, a.convex_hull
     cfg.params_files = tuple(a.params or (rs.IMAGE_PARAMS if a.images else rs.DEFAULT_PARAMS))
     cfg.extra_flags = tuple(cfg.extra_flags) + tuple(a.flags)
     for key in ("input_res", "n_rotations", "n_test_rotations", "workers"):

@@ -13,8 +13,10 @@ Output folder layout (read by ``spherical_cnn.datasets``):
   ``manifest.json``       how the folder was made (arguments, counts, R0, versions, ...).
 
 Records: see ``records.py``; ``x`` is complex64 ``(res, res, 1)`` (azimuth,
-polar, channel) from ``raycast.cast_rotated``; with ``supersample`` s > 1 each
-value is the average of s x s sub-rays over its grid cell (``raycast`` module
+polar, channel) from ``raycast.cast_rotated``, or ``(res, res, 2)`` with
+``convex_hull`` (channel 1: the mesh's convex hull cast with the same rays,
+``raycast.with_convex_hull``; ``manifest.json`` then says ``nchannels`` 2).
+With ``supersample`` s > 1 each value is the average of s x s sub-rays over its grid cell (``raycast`` module
 docstring; 1 = one ray per grid point, the default), recorded in
 ``manifest.json``. Val/test records are ordered by (mesh path, rotation index);
 train shards are shuffled with a seeded permutation, so the output does not
@@ -58,19 +60,24 @@ def input_description(manifest):
     """How a model trained on a mesh dataset needs new meshes rendered, as its training maps
     were (kept by the trainer as ``input.json``, read by ``predict --meshes``): grid size, ray
     start radius ``r0`` and ``supersample``, from the dataset's manifest; None for datasets
-    this builder did not write (image sets, records without a manifest)."""
+    this builder did not write (image sets, records without a manifest). ``convex_hull``
+    is there only when the maps have the hull channel, so older descriptions stay equal."""
     if not manifest or 'r0' not in manifest or manifest.get('kind'):
         return None
-    return {'kind': MESH_INPUT_KIND, 'input_res': int(manifest['input_res']), 'r0': float(manifest['r0']),
-            'supersample': int(manifest.get('supersample') or 1)}
+    described = {'kind': MESH_INPUT_KIND, 'input_res': int(manifest['input_res']),
+                 'r0': float(manifest['r0']), 'supersample': int(manifest.get('supersample') or 1)}
+    if manifest.get('convex_hull'):
+        described['convex_hull'] = True
+    return described
 
 
 def render_settings(description):
-    """``(r0, supersample)`` of an :func:`input_description`; without one (runs trained before
-    input.json described meshes, or on records alone) the defaults: ``raycast.DEFAULT_R0``, 1 ray."""
+    """``(r0, supersample, convex_hull)`` of an :func:`input_description`; without one (runs
+    trained before input.json described meshes, or on records alone) the defaults:
+    ``raycast.DEFAULT_R0``, 1 ray, no hull channel."""
     if not description or description.get('kind') != MESH_INPUT_KIND:
-        return raycast.DEFAULT_R0, 1
-    return float(description['r0']), int(description['supersample'])
+        return raycast.DEFAULT_R0, 1, False
+    return float(description['r0']), int(description['supersample']), bool(description.get('convex_hull'))
 
 
 def _mesh_rng(seed, relpath, purpose):
@@ -98,14 +105,17 @@ def _render(job):
             scales = augment.renormalised_scales(mesh.vertices, factors)
             # render from the float32 values the record stores, so they reproduce the map exactly
             quats, scales, centers = (a.astype(np.float32) for a in (quats, scales, centers))
-            maps = raycast.cast_augmented(mesh, job['res'], quats.astype(np.float64),
-                                          scales.astype(np.float64), centers.astype(np.float64),
-                                          r0=job['r0'], channels=True, supersample=job['supersample'])
+            def render(surface):
+                return raycast.cast_augmented(surface, job['res'], quats.astype(np.float64),
+                                              scales.astype(np.float64), centers.astype(np.float64),
+                                              r0=job['r0'], channels=True, supersample=job['supersample'])
             aug = (scales, centers)
         else:
-            maps = raycast.cast_rotated(mesh, job['res'], quats, r0=job['r0'], channels=True,
-                                        supersample=job['supersample'])
-        if not np.any(maps != 0):
+            def render(surface):
+                return raycast.cast_rotated(surface, job['res'], quats, r0=job['r0'], channels=True,
+                                            supersample=job['supersample'])
+        maps = raycast.with_convex_hull(render, mesh, job.get('convex_hull', False))
+        if not np.any(maps[..., 0] != 0):
             raise meshes.MeshError(f'{job["relpath"]}: no ray hit the mesh')
         return job['index'], maps, quats.astype(np.float32), aug, None
     except Exception as e:  # report and skip, never fatal
@@ -272,6 +282,7 @@ def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, o
     defaults (off) give exactly the records of a build without them. ``supersample`` (an
     integer s >= 1) casts s x s sub-rays per grid cell and stores their cell average
     (``raycast`` module docstring); 1, the default, is one ray per grid point as before.
+    ``convex_hull`` adds the map of each mesh's convex hull as a second channel.
 
     Args:
       jobs_items: list of dicts with 'relpath', 'class_name', 'split' ('train'/'test') and
@@ -300,7 +311,7 @@ def build(jobs_items, class_names, out_dir, *, overwrite=False, progress=True, o
 def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode='so3', n_rotations=8,
           test_rotations=None, n_test_rotations=4, val_fraction=0.1, seed=0, r0=raycast.DEFAULT_R0,
           workers=None, progress=True, extra_manifest=None, aniso_scale=None, center_shift=0.0,
-          augment_preset=None, supersample=1):
+          augment_preset=None, supersample=1, convex_hull=False):
     """Render meshes into the empty folder ``out_dir``; return the manifest (see :func:`build`)."""
     from . import records  # TensorFlow is only needed in the main process
 
@@ -336,7 +347,7 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
                    'test': (test_rotations, n_test_rotations)}[split]
         aug = split in augment.AUGMENTED_SPLITS
         jobs.append(dict(j, index=len(jobs), split=split, rot_mode=mode, n_rot=n, seed=seed,
-                         res=input_res, r0=r0, supersample=supersample,
+                         res=input_res, r0=r0, supersample=supersample, convex_hull=bool(convex_hull),
                          source='file' if 'path' in j else 'synthetic',
                          aniso_scale=aniso_scale if aug else None, center_shift=center_shift if aug else 0.0))
 
@@ -418,10 +429,11 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
     elapsed = time.time() - t0
     manifest = {
         'created': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-        'input_res': input_res, 'nchannels': 1, 'dtype': 'complex64',
-        'layout': 'x: complex64 (res, res, 1) = (azimuth, polar, channel); '
-                  'value = distance * exp(1j * angle); miss = 0',
-        'r0': r0, 'supersample': supersample, 'rotations': rotations_mode, 'n_rotations': n_rotations,
+        'input_res': input_res, 'nchannels': 2 if convex_hull else 1, 'dtype': 'complex64',
+        'layout': (f'x: complex64 (res, res, {2 if convex_hull else 1}) = (azimuth, polar, channel); '
+                   'value = distance * exp(1j * angle); miss = 0'
+                   + ('; channel 0 the mesh, channel 1 its convex hull' if convex_hull else '')),
+        'r0': r0, 'supersample': supersample, 'convex_hull': bool(convex_hull), 'rotations': rotations_mode, 'n_rotations': n_rotations,
         'test_rotations': test_rotations, 'n_test_rotations': n_test_rotations,
         'val_fraction': val_fraction, 'seed': seed, 'workers': workers,
         'classes': list(class_names), 'counts': counts, 'files': files,
@@ -438,7 +450,8 @@ def print_summary(manifest, out_dir):
     ss = manifest.get('supersample', 1)
     print(f'dataset written to {out_dir} in {manifest["seconds"]:.1f} s '
           f'(res {manifest["input_res"]}, {len(manifest["classes"])} classes, R0 {manifest["r0"]}'
-          f'{f", supersample {ss}" if ss > 1 else ""})')
+          f'{f", supersample {ss}" if ss > 1 else ""}'
+          f'{", mesh + convex hull channels (train with --nchannels 2)" if manifest.get("convex_hull") else ""})')
     print(f'{"split":6s} {"meshes":>7s} {"records":>8s} {"files":>6s}')
     for s in SPLIT_ORDER:
         print(f'{s:6s} {c[s]["meshes"]:7d} {c[s]["records"]:8d} {len(manifest["files"][s]):6d}')

@@ -17,7 +17,8 @@ hit goes on and may hit the far side of the mesh (distance > R0), like a line
 of sight through the ball. Rays that miss the mesh get ``MISS_VALUE = 0 + 0j``.
 
 Layout: ``(n, n)`` = (azimuth, polar), value[k, j]; ``(n, n, 1)`` with channels
-via ``channels=True``. Ray intersections use Embree (trimesh + embreex); the
+via ``channels=True``; ``(..., n, n, 2)`` from :func:`with_convex_hull` (channel 0
+the mesh, channel 1 its convex hull, cast with the same rays). Ray intersections use Embree (trimesh + embreex); the
 hit distance is then recomputed in float64 from the hit triangle's plane.
 
 Rotations: the map of ``R @ mesh`` at direction ``d`` equals the map of
@@ -214,6 +215,20 @@ def mesh_to_sphere(mesh, n, r0=DEFAULT_R0, channels=False, supersample=1):
     shape = d.shape[:-1]
     out = _cell_values(t.reshape(shape), angle.reshape(shape), hit.reshape(shape), w)
     return out[..., None] if channels else out
+
+
+def with_convex_hull(render, mesh, convex_hull=True):
+    """``render(mesh)``, maps ``(..., n, n, 1)``; with ``convex_hull`` the map of the mesh's
+    convex hull, cast with the same rays, is appended as channel 1: ``(..., n, n, 2)``.
+
+    The hull of a rotated, scaled and shifted mesh is the transformed hull (affine maps
+    keep convexity), so one ``render`` serves both. On the hull every ray hits no later
+    than on the mesh (the hull contains it), and a ray that misses the hull misses the mesh.
+    """
+    maps = render(mesh)
+    if not convex_hull:
+        return maps
+    return np.concatenate([maps, render(mesh.convex_hull)], axis=-1)
 
 
 def _as_matrices(rotations):

@@ -100,6 +100,7 @@ def _synthetic_subset(spec):
                    "rot_mode": spec["rotations"], "n_rot": int(spec["n_test_rotations"]),
                    "seed": spec["seed"], "res": int(spec["input_res"]),
                    "r0": spec.get("r0", raycast.DEFAULT_R0), "supersample": spec.get("supersample", 1),
+                   "convex_hull": bool(spec.get("convex_hull", False)),
                    "aniso_scale": None, "center_shift": 0.0}
             _, maps, _, _, err = builder._render(job)
             if err:

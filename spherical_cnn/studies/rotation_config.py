@@ -37,7 +37,7 @@ DEFAULT_SEEDS = (0, 1, 2)
 def mesh_builder_options(cfg, data):
     """Builder options of the mesh datasets of variant ``data`` (JSON values, as in the manifest).
 
-    The study's ``augment`` and ``supersample`` first, then the variant's own options
+    The study's ``augment``, ``supersample`` and ``convex_hull`` first, then the variant's own options
     (:data:`DATA_VARIANTS`); options at their defaults are left out, so that a study
     without them identifies its datasets as before.
     """
@@ -49,6 +49,8 @@ def mesh_builder_options(cfg, data):
                        center_shift=preset["center_shift"])
     if cfg.supersample != 1:
         options["supersample"] = cfg.supersample
+    if getattr(cfg, "convex_hull", False):
+        options["convex_hull"] = True
     options.update(DATA_VARIANTS[data])
     return options
 
@@ -119,6 +121,8 @@ class StudyConfig:
             instances of every dataset, z and SO(3) alike; the rotations stay the study's.
         supersample: meshes only: rays per grid cell side of every dataset
             (``make-dataset --supersample``); a dataset variant's own option wins.
+        convex_hull: meshes only: the convex hull's map as a second channel of every
+            dataset (``make-dataset --convex_hull``); the models read ``--nchannels`` 2.
     """
     out_dir: str = "logs/rotation_study"
     mesh_root: str = None
@@ -145,6 +149,7 @@ class StudyConfig:
     flat_reference: bool = False
     augment: str = "none"
     supersample: int = 1
+    convex_hull: bool = False
 
 
 def quick_config(out_dir):

@@ -71,6 +71,9 @@ def spherical_args(cfg, dset_dir, logdir, seed=0, more=()):
                "--from_scratch", "--no_export", "--progress", "none", "--tensorboard_histograms", "0"]
     if not (getattr(cfg, "images", None) and cfg.n_val_images):
         tokens.append("--skip_val")
+    manifest = _read_manifest(dset_dir) or {}
+    if manifest.get("convex_hull"):  # the mesh and convex hull channels
+        tokens += ["--nchannels", str(manifest["nchannels"])]
     if getattr(cfg, "images", None):  # the image set's own number of classes (MNIST-format sets vary)
         from ..datasets import read_class_names
         names = read_class_names(dset_dir)
