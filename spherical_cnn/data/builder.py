@@ -16,8 +16,8 @@ Records: see ``records.py``; ``x`` is complex64 ``(res, res, 1)`` (azimuth,
 polar, channel) from ``raycast.cast_rotated``, or ``(res, res, 2)`` with
 ``convex_hull`` (channel 1: the mesh's convex hull cast with the same rays,
 ``raycast.with_convex_hull``; ``manifest.json`` then says ``nchannels`` 2).
-With ``supersample`` s > 1 each value is the average of s x s sub-rays over its grid cell (``raycast`` module
-docstring; 1 = one ray per grid point, the default), recorded in
+With ``supersample`` s > 1 each value is the average of s x s sub-rays over its
+grid cell (``raycast`` module docstring; 1 = one ray per grid point, the default), recorded in
 ``manifest.json``. Val/test records are ordered by (mesh path, rotation index);
 train shards are shuffled with a seeded permutation, so the output does not
 depend on the number of workers.
@@ -433,7 +433,8 @@ def _build_in(out_dir, jobs_items, class_names, *, input_res=64, rotations_mode=
         'layout': (f'x: complex64 (res, res, {2 if convex_hull else 1}) = (azimuth, polar, channel); '
                    'value = distance * exp(1j * angle); miss = 0'
                    + ('; channel 0 the mesh, channel 1 its convex hull' if convex_hull else '')),
-        'r0': r0, 'supersample': supersample, 'convex_hull': bool(convex_hull), 'rotations': rotations_mode, 'n_rotations': n_rotations,
+        'r0': r0, 'supersample': supersample, 'convex_hull': bool(convex_hull),
+        'rotations': rotations_mode, 'n_rotations': n_rotations,
         'test_rotations': test_rotations, 'n_test_rotations': n_test_rotations,
         'val_fraction': val_fraction, 'seed': seed, 'workers': workers,
         'classes': list(class_names), 'counts': counts, 'files': files,
