@@ -159,6 +159,14 @@ def test_train_and_predict_on_the_hull_channel(hull_set, tmp_path, capsys):
     capsys.readouterr()
     assert run_cli(predict.main, ['--logdir', logdir, '--meshes', str(root / 'table/test/table_0.off')]) == 0
     assert 'table_0.off' in capsys.readouterr().out
+    # a mesh Qhull cannot wrap (one triangle: 3 points, no simplex) is reported by name and
+    # skipped, not a traceback; the other mesh is still predicted
+    flat = str(tmp_path / 'triangle.off')
+    trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]], process=False).export(flat)
+    assert run_cli(predict.main, ['--logdir', logdir, '--meshes', flat, str(root / 'table/test/table_0.off')]) == 1
+    captured = capsys.readouterr()
+    assert 'table_0.off' in captured.out and 'Traceback' not in captured.err
+    assert [line for line in captured.err.splitlines() if 'triangle.off' in line and 'convex hull' in line]
 
 
 def test_rotation_study_renders_and_reads_the_hull_channel(tmp_path):

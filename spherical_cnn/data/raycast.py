@@ -224,11 +224,18 @@ def with_convex_hull(render, mesh, convex_hull=True):
     The hull of a rotated, scaled and shifted mesh is the transformed hull (affine maps
     keep convexity), so one ``render`` serves both. On the hull every ray hits no later
     than on the mesh (the hull contains it), and a ray that misses the hull misses the mesh.
+    Raises ValueError if Qhull cannot build the hull (fewer than 4 vertices, say).
     """
     maps = render(mesh)
     if not convex_hull:
         return maps
-    return np.concatenate([maps, render(mesh.convex_hull)], axis=-1)
+    from scipy.spatial import QhullError
+    try:
+        hull = mesh.convex_hull
+    except QhullError as err:  # a RuntimeError: the callers report ValueErrors by mesh
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f'its convex hull cannot be computed ({first})') from None
+    return np.concatenate([maps, render(hull)], axis=-1)
 
 
 def _as_matrices(rotations):
