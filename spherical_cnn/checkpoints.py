@@ -28,7 +28,7 @@ import shutil
 
 import tensorflow as tf
 
-from .errors import DiskFull, UserError, is_disk_full
+from .errors import DiskFull, UserError, first_line, is_disk_full
 
 NAMES = ("best", "latest", "final")
 KEEP_PREVIOUS = ("latest",)  # names whose previous version is kept as <name>.prev
@@ -39,11 +39,6 @@ _EPOCH_KEY = "epoch/.ATTRIBUTES/VARIABLE_VALUE"
 
 class CheckpointDamaged(UserError):
     """No usable checkpoint: every candidate is damaged; the message names their files."""
-
-
-def _first_line(err):
-    text = getattr(err, "message", None) or str(err) or type(err).__name__
-    return " ".join(text.strip().splitlines()[0].split()) if text.strip() else type(err).__name__
 
 
 def verify(prefix):
@@ -60,7 +55,7 @@ def verify(prefix):
         reader = tf.train.load_checkpoint(prefix)
         names = list(reader.get_variable_to_shape_map())
     except Exception as err:  # noqa: B902 - any failure to read the index means damage
-        return "{} is unreadable ({})".format(index, _first_line(err))
+        return "{} is unreadable ({})".format(index, first_line(err))
     data = sorted(f for f in os.listdir(folder) if f.startswith(_PREFIX + ".data-"))
     data_names = (", ".join(os.path.join(folder, f) for f in data)
                   or prefix + ".data-00000-of-00001 (missing)")
@@ -68,7 +63,7 @@ def verify(prefix):
         for name in names:
             reader.get_tensor(name)
     except Exception as err:  # noqa: B902 - any failure to read a tensor back means damage
-        return "{} is damaged ({})".format(data_names, _first_line(err))
+        return "{} is damaged ({})".format(data_names, first_line(err))
     return None
 
 
@@ -201,7 +196,7 @@ class CheckpointStore:
         except (ValueError, tf.errors.OpError) as err:  # a variable of another shape or dtype
             raise UserError("checkpoint {} does not match the model of these flags ({}); use the flags "
                             "it was trained with, or --from_scratch".format(
-                                os.path.dirname(prefix), _first_line(err)[:300])) from None
+                                os.path.dirname(prefix), first_line(err)[:300])) from None
         if expect_partial:
             status.expect_partial()
         else:
@@ -210,7 +205,7 @@ class CheckpointStore:
             except AssertionError as err:
                 raise UserError("checkpoint {} does not match the model of these flags ({}); "
                                 "use the flags it was trained with, or --from_scratch".format(
-                                    os.path.dirname(prefix), _first_line(err))) from None
+                                    os.path.dirname(prefix), first_line(err))) from None
         return prefix
 
     @staticmethod

@@ -84,6 +84,13 @@ USER_EXCEPTIONS = (UserError, ValueError, FileNotFoundError, FileExistsError,
                    NotADirectoryError, IsADirectoryError, PermissionError)
 
 
+def first_line(err):
+    """The first line of an exception's message (TensorFlow's ``message`` or ``str``), spaces
+    collapsed; the exception's type name when the message is empty."""
+    text = getattr(err, "message", None) or str(err) or type(err).__name__
+    return " ".join(text.strip().splitlines()[0].split()) if text.strip() else type(err).__name__
+
+
 def debug_enabled(argv=None):
     """True if tracebacks were asked for (``--debug`` in ``argv`` or the environment variable)."""
     argv = sys.argv[1:] if argv is None else argv

@@ -63,6 +63,7 @@ import numpy as np
 import trimesh
 
 from . import rotations as _rot
+from ..errors import first_line
 
 DEFAULT_R0 = 1.2
 MISS_VALUE = 0j
@@ -233,8 +234,7 @@ def with_convex_hull(render, mesh, convex_hull=True):
     try:
         hull = mesh.convex_hull
     except QhullError as err:  # a RuntimeError: the callers report ValueErrors by mesh
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f'its convex hull cannot be computed ({first})') from None
+        raise ValueError(f'its convex hull cannot be computed ({first_line(err)})') from None
     return np.concatenate([maps, render(hull)], axis=-1)
 
 
