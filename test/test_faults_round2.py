@@ -6,6 +6,7 @@ Each test injects the fault for real (SIGKILL of a process, flipped or cut bytes
 read-only tmpfs) and checks the exit status, the one line the user reads, and that
 nothing that existed before was lost.
 """
+import concurrent.futures
 import json
 import os
 import re
@@ -84,6 +85,45 @@ def test_killed_builder_worker_stops_the_build_with_one_line(tmp_path):
     for pid in children(proc.pid):
         pytest.fail("worker {} still runs".format(pid))
 
+
+
+def test_the_killed_worker_is_named_when_the_pool_reaps_it_late(monkeypatch):
+    """The CI failure this reproduces: under load the pool's manager thread reaped the killed
+    worker (waitpid) just before the builder read its exit code, so the builder saw none and
+    named only a worker the pool had ended with SIGTERM. Here the manager thread reaps the
+    killed worker before failing the futures and stores its exit code 3 s later."""
+    import concurrent.futures.process as cf_process
+    import multiprocessing
+    from spherical_cnn.data import builder
+
+    original = cf_process._ExecutorManagerThread.terminate_broken
+    killed = {}
+
+    def terminate_broken_reaping_late(self, cause):
+        victim = next(p for p in self.processes.values() if p.pid == killed["pid"])
+        _, status = os.waitpid(victim.pid, 0)
+        original(self, cause)
+        time.sleep(3.0)
+        victim._popen.returncode = os.waitstatus_to_exitcode(status)
+
+    monkeypatch.setattr(cf_process._ExecutorManagerThread, "terminate_broken", terminate_broken_reaping_late)
+    pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(time.sleep, 60) for _ in range(2)]
+        processes = dict(pool._processes)
+        assert len(processes) == 2
+        time.sleep(2.0)  # both workers started
+        # the first worker: the manager thread may not watch a worker spawned after it began to wait
+        killed["pid"] = min(processes)
+        os.kill(killed["pid"], signal.SIGKILL)
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            futures[0].result(timeout=30)
+        message = builder._dead_workers(pool, processes)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes.values():
+            proc.kill()
+    assert message == "builder worker process {} (killed by signal 9, SIGKILL) died".format(killed["pid"])
 
 # --- 8. multi-worker: a worker killed mid-epoch, the run resumes on restart -----------------
 

@@ -156,7 +156,7 @@ def _pool_results(pool, jobs):
                 result = future.result()
             except concurrent.futures.process.BrokenProcessPool:
                 processes.update(getattr(pool, '_processes', None) or {})
-                raise WorkerDied(_dead_workers(processes) + '; the build is stopped, its partial output '
+                raise WorkerDied(_dead_workers(pool, processes) + '; the build is stopped, its partial output '
                                  'removed and --out left unchanged (a killed worker is often the '
                                  'out-of-memory killer: try fewer --workers or a lower --input_res)') from None
             yield result
@@ -168,8 +168,16 @@ def _ignore_interrupts():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _dead_workers(processes):
-    """'builder worker process PID died (killed by signal 9, SIGKILL)' for the dead ones."""
+def _dead_workers(pool, processes):
+    """'builder worker process PID died (killed by signal 9, SIGKILL)' for the dead ones.
+
+    Once a worker died, the pool's manager thread fails the futures, ends the other workers and
+    reaps them all. Exit codes read while it reaps race it for ``waitpid``: the loser sees no
+    exit code and would leave that worker out (the killed one, under load). So the manager
+    thread is waited for first."""
+    manager = getattr(pool, '_executor_manager_thread', None)
+    if manager is not None:
+        manager.join(timeout=10)
     dead = []
     for pid, proc in sorted(processes.items()):
         proc.join(timeout=1)
