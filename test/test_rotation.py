@@ -69,7 +69,7 @@ def test_rotate_matches_direct_evaluation(n):
     scale = np.abs(ref).max()
     # a batch of matrices, a batch of quaternions (also -q), one matrix per call
     for rots in (R, q, -q):
-        out = np.asarray(rot.rotate(np.repeat(f, 3, 0), rots))
+        out = np.asarray(rot.rotate(np.repeat(f, 3, 0), rots, scalar_first=True))
         assert np.abs(out - ref).max() < 1e-11 * scale
     one = np.asarray(rot.rotate(f, R[1]))
     assert one.shape == (1, n, n, 1) and np.abs(one - ref[1:2]).max() < 1e-11 * scale
@@ -177,7 +177,7 @@ def test_rotate_is_differentiable_tensorflow():
     q0 = rng.standard_normal((2, 4))
     q0[1] = [1.0, 0.0, 0.0, 0.0]  # the identity (a gimbal lock of the Euler angles)
     q = tf.Variable(q0)
-    loss = lambda x, r: tf.reduce_sum(w * rot.rotate(x, r))  # noqa: E731
+    loss = lambda x, r: tf.reduce_sum(w * rot.rotate(x, r, scalar_first=True))  # noqa: E731
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(f)
         y = loss(f, q)
@@ -229,8 +229,9 @@ JAX_SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     f = rng.standard_normal((2, 8, 8, 1)).astype("float32")
     q = drot.sample_quaternions("so3", 2, 1).astype("float32")
-    out = np.asarray(jax.jit(rot.rotate)(f, q))
-    g = np.asarray(jax.grad(lambda x: (rot.rotate(x, q) ** 2).sum())(f))
+    rotate = lambda x, r: rot.rotate(x, r, scalar_first=True)  # noqa: E731
+    out = np.asarray(jax.jit(rotate)(f, q))
+    g = np.asarray(jax.grad(lambda x: (rotate(x, q) ** 2).sum())(f))
     np.savez(sys.argv[1], out=out, grad=g, f=f, q=q)
 """)
 
@@ -241,7 +242,8 @@ def test_rotate_on_jax(tmp_path):
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     subprocess.run([sys.executable, "-c", JAX_SCRIPT, path], check=True, env=env, cwd=ROOT)
     res = np.load(path)
-    np.testing.assert_allclose(res["out"], np.asarray(rot.rotate(res["f"], res["q"])), atol=1e-5)
+    np.testing.assert_allclose(res["out"], np.asarray(rot.rotate(res["f"], res["q"], scalar_first=True)),
+                               atol=1e-5)
     assert np.all(np.isfinite(res["grad"])) and np.abs(res["grad"]).max() > 0
 
 
