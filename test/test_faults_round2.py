@@ -86,7 +86,6 @@ def test_killed_builder_worker_stops_the_build_with_one_line(tmp_path):
         pytest.fail("worker {} still runs".format(pid))
 
 
-
 def test_the_killed_worker_is_named_when_the_pool_reaps_it_late(monkeypatch):
     """The CI failure this reproduces: under load the pool's manager thread reaped the killed
     worker (waitpid) just before the builder read its exit code, so the builder saw none and
@@ -108,6 +107,7 @@ def test_the_killed_worker_is_named_when_the_pool_reaps_it_late(monkeypatch):
 
     monkeypatch.setattr(cf_process._ExecutorManagerThread, "terminate_broken", terminate_broken_reaping_late)
     pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    processes = {}
     try:
         futures = [pool.submit(time.sleep, 60) for _ in range(2)]
         processes = dict(pool._processes)
@@ -124,6 +124,7 @@ def test_the_killed_worker_is_named_when_the_pool_reaps_it_late(monkeypatch):
         for proc in processes.values():
             proc.kill()
     assert message == "builder worker process {} (killed by signal 9, SIGKILL) died".format(killed["pid"])
+
 
 # --- 8. multi-worker: a worker killed mid-epoch, the run resumes on restart -----------------
 
