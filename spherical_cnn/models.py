@@ -23,7 +23,9 @@ import keras
 from keras import layers as kl
 
 from . import layers as sl
-from .losses import l2_regularizer_factor
+# The module, not its names: importing spherical_cnn.losses first imports Keras, whose import
+# hook imports this module while losses is still half initialised (_registration.py).
+from . import losses
 
 MODELS = {}
 
@@ -125,7 +127,7 @@ def grid_pool(x, kind, levels, name):
 def _regularizer(args, n_convs):
     if not args.regularization_weight:
         return None
-    return keras.regularizers.L2(l2_regularizer_factor(args.regularization_weight, n_convs))
+    return keras.regularizers.L2(losses.l2_regularizer_factor(args.regularization_weight, n_convs))
 
 
 @register("two_branch")

@@ -42,8 +42,23 @@ from . import signs as signs_lib
 from .signs import SignLayoutLike
 from spherical_cnn._types import ArrayLike, Tensor
 
-from .decoding import (  # noqa: F401  (public names of this module since the start)
-    _EPS, LOGIT_SCALES, _logit_factor, decode_output, l2_normalize, sexp_abs, sexp_decode)
+from . import decoding
+
+# decoding's names, public names of this module since the start. Looked up on use, not copied
+# at import: importing spherical_regression.decoding first imports Keras, whose import hook
+# imports this module while decoding is still half initialised (spherical_cnn/_registration.py).
+_FROM_DECODING = ("_EPS", "LOGIT_SCALES", "_logit_factor", "decode_output", "l2_normalize",
+                  "sexp_abs", "sexp_decode")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_DECODING:
+        return getattr(decoding, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FROM_DECODING))
 
 
 class _Head(keras.layers.Layer):
@@ -84,7 +99,7 @@ class _Head(keras.layers.Layer):
 
     def decode(self, output):
         """Unit vectors ``(batch, dim)`` from this head's output."""
-        return decode_output(self.head_name, output, self.dim)
+        return decoding.decode_output(self.head_name, output, self.dim)
 
     def make_loss(self, **kwargs):
         """The paper's loss for this head's output, with the head's conventions
@@ -130,7 +145,7 @@ class SExpHead(_Head):
                  logit_scale: str = "paper", sign_layout: SignLayoutLike = None,
                  **kwargs: Any) -> None:
         super().__init__(dim, hidden_units, **kwargs)
-        _logit_factor(logit_scale)
+        decoding._logit_factor(logit_scale)
         self.logit_scale = logit_scale
         self.sign_layout = signs_lib.SignLayout.coerce(sign_layout, dim, bool(fix_first_sign))
         self._layout_given = sign_layout is not None
@@ -156,11 +171,11 @@ class SExpHead(_Head):
 
     def activate(self, parts):
         logits, sign_logits = parts
-        return ops.concatenate([sexp_abs(logits, self.logit_scale), sign_logits], axis=-1)
+        return ops.concatenate([decoding.sexp_abs(logits, self.logit_scale), sign_logits], axis=-1)
 
     def decode(self, output):
         """Unit vectors ``(batch, dim)``: |y| times the signs of the top sign class."""
-        return sexp_decode(output, self.dim, self.sign_layout)
+        return decoding.sexp_decode(output, self.dim, self.sign_layout)
 
     def make_loss(self, **kwargs):
         """``SExpLoss`` with this head's sign layout (the |y| it reads is already activated,
@@ -188,7 +203,7 @@ class SFlatHead(_Head):
     head_name = "sflat"
 
     def activate(self, parts):
-        return l2_normalize(parts[0])
+        return decoding.l2_normalize(parts[0])
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.dim,)
@@ -308,7 +323,7 @@ def sexp_encode(y: ArrayLike, fix_first: bool = False, sign_margin: float = 10.0
     for 'original_code'; zero components get log(1e-30) (times 2)."""
     y = np.asarray(y, dtype=np.float64)
     layout = signs_lib.SignLayout.coerce(sign_layout, y.shape[-1], fix_first)
-    logits = (2.0 / _logit_factor(logit_scale)) * np.log(np.maximum(np.abs(y), 1e-30))
+    logits = (2.0 / decoding._logit_factor(logit_scale)) * np.log(np.maximum(np.abs(y), 1e-30))
     labels = layout.labels(y)
     sign_logits = sign_margin * np.eye(layout.num_classes)[labels]
     return logits, sign_logits
