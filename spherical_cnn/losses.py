@@ -1,4 +1,4 @@
-"""Loss terms of the demo: softmax cross-entropy, the extra branch loss, the
+"""Loss terms of the demo: softmax cross-entropy (optionally with label smoothing), the extra branch loss, the
 within-batch semi-hard triplet loss and the L2 regularisation weighting.
 
 Written with ``keras.ops`` so that they run on every Keras backend.
@@ -7,17 +7,24 @@ import keras
 from keras import ops
 
 
-def softmax_cross_entropy(labels, logits):
+def softmax_cross_entropy(labels, logits, label_smoothing=0.0):
     """Per-example softmax cross-entropy.
 
     Args:
         labels: int tensor ``(batch,)`` of class indices.
         logits: float tensor ``(batch, n_classes)``.
+        label_smoothing: ``e`` in [0, 1): the target distribution is ``1 - e`` on the label
+            plus ``e / n_classes`` on every class (Szegedy et al. 2016); 0, the original's
+            loss, is the one-hot target.
 
     Returns:
         float tensor ``(batch,)``.
     """
-    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    if not label_smoothing:
+        return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    targets = ops.one_hot(ops.cast(labels, "int32"), ops.shape(logits)[-1], dtype=logits.dtype)
+    return keras.losses.categorical_crossentropy(targets, logits, from_logits=True,
+                                                 label_smoothing=label_smoothing)
 
 
 def pairwise_squared_distances(embeddings):

@@ -106,6 +106,9 @@ def build_parser():
                    help="learning rate schedule as a YAML mapping {epoch: value}")
     p.add_argument("--regularization_weight", "-reg", type=float, default=0,
                    help="weight of the L2 regularization of the convolution filters")
+    p.add_argument("--label_smoothing", type=float, default=0, metavar="E",
+                   help="train on targets 1 - E on the label + E / n_classes on every class "
+                        "(both classifiers' losses); 0: one-hot targets, as the original")
     p.add_argument("--n_epochs", "-ne", type=int, default=10, help="number of training epochs")
     p.add_argument("--from_scratch", "-fs", action="store_true", default=False,
                    help="discard checkpoints and events in --logdir and start over")
@@ -326,6 +329,8 @@ def check(args):
         raise ParamsError("--first_n must be >= 1 (or left out), got {}".format(args.first_n))
     if not args.regularization_weight >= 0:
         raise ParamsError("--regularization_weight must be >= 0, got {}".format(args.regularization_weight))
+    if not 0 <= args.label_smoothing < 1:
+        raise ParamsError("--label_smoothing must be in [0, 1), got {}".format(args.label_smoothing))
     if any(v <= 0 for v in args.nfilters):
         raise ParamsError("--nfilters must be positive, got {}".format(args.nfilters))
     if args.n_classes < 2:

@@ -348,10 +348,11 @@ class Trainer:
                 out = model(x, training=True)
                 # losses in float32 (under a mixed policy the model's outputs are bfloat16/float16)
                 out = {k: tf.cast(v, tf.float32) for k, v in out.items()}
-                ce = tf.nn.compute_average_loss(softmax_cross_entropy(y, out["logits"]))
+                ce = tf.nn.compute_average_loss(softmax_cross_entropy(y, out["logits"], args.label_smoothing))
                 extra = tf.zeros(())
                 if args.extra_loss:
-                    extra = tf.nn.compute_average_loss(softmax_cross_entropy(y, out["extra_logits"]))
+                    extra = tf.nn.compute_average_loss(
+                        softmax_cross_entropy(y, out["extra_logits"], args.label_smoothing))
                 triplet = tf.zeros(())
                 if args.triplet_loss:
                     desc = tf.math.l2_normalize(out["descriptor"], axis=-1)

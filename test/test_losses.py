@@ -80,3 +80,22 @@ def test_regularizer_factor_reproduces_original_term():
     np.testing.assert_allclose(ours, original, rtol=1e-5)
     with pytest.raises(ValueError):
         losses.l2_regularizer_factor(1.0, 0)
+
+
+def smoothed_cross_entropy_reference(labels, logits, e):
+    """-sum_k q_k log softmax(logits)_k with q = (1 - e) one_hot(label) + e / n_classes."""
+    logits = logits.astype("float64")
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    q = np.full(logits.shape, e / logits.shape[1])
+    q[np.arange(len(labels)), labels] += 1.0 - e
+    return -(q * log_p).sum(axis=1)
+
+
+@pytest.mark.parametrize("e", [0.0, 0.1, 0.5])
+def test_softmax_cross_entropy_with_label_smoothing_matches_reference(e):
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 5, size=9)
+    logits = rng.normal(scale=3.0, size=(9, 5)).astype("float32")
+    got = np.asarray(losses.softmax_cross_entropy(labels, logits, label_smoothing=e))
+    np.testing.assert_allclose(got, smoothed_cross_entropy_reference(labels, logits, e), rtol=1e-5)

@@ -5,6 +5,8 @@ import tensorflow as tf
 
 from spherical_cnn import models, params, training
 
+from test_losses import smoothed_cross_entropy_reference
+
 RES = 16
 
 
@@ -75,6 +77,22 @@ def test_option_builds_and_trains_one_step(name, tmp_path):
     assert any(not np.allclose(a, b) for a, b in zip(before, after)), "no weight changed"
     logits = trainer.model(x, training=False)["logits"]
     assert logits.shape == (4, 3)
+
+
+def test_label_smoothing_enters_both_classifiers_losses(tmp_path):
+    """The step's two cross-entropies are those of the smoothed targets, computed in NumPy
+    from the same forward pass (no batch norm or dropout, so the pass is deterministic)."""
+    e = 0.3
+    args = params.parse(BASE + [str(tmp_path), "--extra_loss", "--label_smoothing", str(e)])
+    data = ArrayDataset()
+    trainer = training.Trainer(args, dataset=data)
+    trainer._build_steps()
+    x, y = next(iter(data.train(0)))
+    out = trainer.model(x, training=True)
+    expected = [smoothed_cross_entropy_reference(y.numpy(), out[k].numpy(), e).mean()
+                for k in ("logits", "extra_logits")]
+    ce, extra = trainer._train_step(x, y).numpy()[1:3]
+    np.testing.assert_allclose([ce, extra], expected, rtol=1e-5)
 
 
 def test_spatial_shapes_follow_pooling(tmp_path):

@@ -79,6 +79,8 @@ def test_bundled_params_files_parse(tmp_path):
     (["--input_res", "12"], "--input_res 12"),
     (["--batch_renorm"], "--batch_renorm needs --batch_norm"),
     (["--learning_rate", "{5: 0.1}"], "epoch 0"),
+    (["--label_smoothing", "1"], "--label_smoothing must be in .* got 1.0"),
+    (["--label_smoothing", "-0.1"], "--label_smoothing must be in .* got -0.1"),
 ])
 def test_bad_combinations_name_the_flags(argv, message, tmp_path):
     with pytest.raises(params.ParamsError, match=message.replace("(", r"\(")):
