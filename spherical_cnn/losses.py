@@ -1,5 +1,5 @@
-"""Loss terms of the demo: softmax cross-entropy (optionally with label smoothing), the extra branch loss, the
-within-batch semi-hard triplet loss and the L2 regularisation weighting.
+"""Loss terms of the demo: softmax cross-entropy (optionally with label smoothing), the extra
+branch loss, the within-batch semi-hard triplet loss and the L2 regularisation weighting.
 
 Written with ``keras.ops`` so that they run on every Keras backend.
 """

@@ -348,7 +348,8 @@ class Trainer:
                 out = model(x, training=True)
                 # losses in float32 (under a mixed policy the model's outputs are bfloat16/float16)
                 out = {k: tf.cast(v, tf.float32) for k, v in out.items()}
-                ce = tf.nn.compute_average_loss(softmax_cross_entropy(y, out["logits"], args.label_smoothing))
+                ce = tf.nn.compute_average_loss(
+                    softmax_cross_entropy(y, out["logits"], args.label_smoothing))
                 extra = tf.zeros(())
                 if args.extra_loss:
                     extra = tf.nn.compute_average_loss(

@@ -38,26 +38,34 @@ def run_python(code, cwd, backend="jax"):
                           cwd=str(cwd), timeout=300)
 
 
+def package_sources():
+    """(package, dotted module name, parsed source) of every module of both packages."""
+    for package in PACKAGES:
+        for folder, dirs, files in os.walk(os.path.join(ROOT, package)):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(folder, name)
+                with open(path) as f:
+                    tree = ast.parse(f.read())
+                module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+                yield package, module, tree
+
+
 def registered_classes():
     """{"package>Class"} of every class decorated with register_keras_serializable."""
     found = set()
-    for package in PACKAGES:
-        for folder, dirs, files in os.walk(os.path.join(ROOT, package)):
-            dirs[:] = [d for d in dirs if d != "__pycache__"]
-            for name in (f for f in files if f.endswith(".py")):
-                with open(os.path.join(folder, name)) as f:
-                    tree = ast.parse(f.read())
-                for node in ast.walk(tree):
-                    if not isinstance(node, ast.ClassDef):
-                        continue
-                    for dec in node.decorator_list:
-                        if isinstance(dec, ast.Call) and getattr(dec.func, "attr", "") == \
-                                "register_keras_serializable":
-                            kw = {k.arg: k.value for k in dec.keywords}
-                            assert "package" in kw, (name, node.name)
-                            pkg = kw["package"]
-                            pkg = pkg.value if isinstance(pkg, ast.Constant) else package
-                            found.add(f"{pkg}>{node.name}")
+    for package, module, tree in package_sources():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Call) and getattr(dec.func, "attr", "") == \
+                        "register_keras_serializable":
+                    kw = {k.arg: k.value for k in dec.keywords}
+                    assert "package" in kw, (module, node.name)
+                    pkg = kw["package"]
+                    pkg = pkg.value if isinstance(pkg, ast.Constant) else package
+                    found.add(f"{pkg}>{node.name}")
     return found
 
 
@@ -125,18 +133,12 @@ def test_a_model_with_an_sexp_head_loads_after_importing_either_package(saved, i
 def keras_importing_modules():
     """Dotted names of the packages' modules that import Keras at module level."""
     found = []
-    for package in PACKAGES:
-        for folder, dirs, files in os.walk(os.path.join(ROOT, package)):
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-            for name in sorted(f for f in files if f.endswith(".py")):
-                with open(os.path.join(folder, name)) as f:
-                    body = ast.parse(f.read()).body
-                imported = {a.name.split(".")[0] for n in body if isinstance(n, ast.Import) for a in n.names}
-                imported |= {(n.module or "").split(".")[0] for n in body if isinstance(n, ast.ImportFrom)
-                             and not n.level}
-                if "keras" in imported:
-                    rel = os.path.relpath(os.path.join(folder, name), ROOT)[:-3]
-                    found.append(rel.replace(os.sep, ".").removesuffix(".__init__"))
+    for _, module, tree in package_sources():
+        imported = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        imported |= {(n.module or "").split(".")[0] for n in tree.body
+                     if isinstance(n, ast.ImportFrom) and not n.level}
+        if "keras" in imported:
+            found.append(module)
     return found
 
 
