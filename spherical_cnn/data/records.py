@@ -43,7 +43,9 @@ def encode_example(x, y, fname=None, idrot=None, rotation=None, scale=None, cent
         feature['scale'] = _floats(scale)
     if center is not None:
         feature['center'] = _floats(center)
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: the features are a protobuf map, whose default serialization order
+    # changes from process to process; two builds of a dataset must be the same bytes
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def decode_example(serialized, shape=None, dtype='complex64'):
