@@ -20,7 +20,9 @@ With ``supersample`` s > 1 each value is the average of s x s sub-rays over its
 grid cell (``raycast`` module docstring; 1 = one ray per grid point, the default), recorded in
 ``manifest.json``. Val/test records are ordered by (mesh path, rotation index);
 train shards are shuffled with a seeded permutation, so the output does not
-depend on the number of workers.
+depend on the number of workers, and records serialize deterministically: the same
+command gives byte-identical record files, run after run (manifest.json also records
+when the build ran and how long it took).
 
 Rotations of a mesh are drawn from a generator seeded with (seed, CRC32 of the
 mesh's relative path), hence reproducible and independent of processing order.
