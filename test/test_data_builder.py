@@ -15,6 +15,7 @@ from spherical_cnn.data import builder, raycast, records, rotations, synthetic
 from spherical_cnn.errors import run_cli
 
 RES = 16
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tree(root, n_train=4, n_test=1):
@@ -116,16 +117,16 @@ def test_deterministic_across_workers(tmp_path):
 
 
 def test_same_bytes_from_separate_processes(tmp_path):
-    """Two builds in two processes give byte-identical files (a record's features are a
-    protobuf map, whose default serialization order differs from process to process)."""
+    """A build here and one in another process give byte-identical files (a record's features
+    are a protobuf map, whose default serialization order differs from process to process)."""
     root = _tree(tmp_path / 'm', n_train=2, n_test=1)
+    options = dict(input_res=8, n_rotations=1, n_test_rotations=1, seed=3, workers=1, progress=False)
     code = ("import sys; from spherical_cnn.data import builder; "
-            "builder.build_from_tree(sys.argv[1], sys.argv[2], input_res=8, n_rotations=1, "
-            "n_test_rotations=1, seed=3, workers=1, progress=False)")
+            "builder.build_from_tree(sys.argv[1], sys.argv[2], **{})".format(options))
     outs = [tmp_path / f'o{i}' for i in range(2)]
-    for out in outs:
-        subprocess.run([sys.executable, '-c', code, str(root), str(out)], check=True,
-                       capture_output=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    builder.build_from_tree(str(root), str(outs[0]), **options)
+    subprocess.run([sys.executable, '-c', code, str(root), str(outs[1])], check=True,
+                   capture_output=True, cwd=ROOT)
     for fn in ('train_000.tfrecord', 'test_000.tfrecord'):
         assert (outs[0] / fn).read_bytes() == (outs[1] / fn).read_bytes(), fn
 
